@@ -1,0 +1,40 @@
+// Settings of one layer solve: every knob of the ADMM, with its default, in one place.
+#pragma once
+
+namespace nettrim {
+
+enum class Mode { relu, linear };           // ReLU after the layer, or nothing (logits)
+enum class Constraint { joint, neuron };    // one eps for the layer, or one per output neuron
+enum class Penalty { l1, group };           // ||U||_1, or sum of row norms (neuron pruning)
+
+struct Settings {
+  Mode mode = Mode::relu;
+  Constraint constraint = Constraint::joint;
+  Penalty penalty = Penalty::l1;
+  // > 0 selects the regularized form  min ||U||_1 + lam/2 ||(U^T X - Y)_Omega||^2.
+  double lam = 0.0;
+  // Row of U that multiplies the constant-one feature (the bias), or -1 for none.
+  // The polish shifts this row; the group penalty treats it with plain l1.
+  int bias_row = -1;
+
+  double rho = 1.0;          // initial penalty of the split Z2 = U (soft threshold 1/rho)
+  double sigma = 0.0;        // initial ratio rho2/rho1; 0: 0.09 max diag(X X^T), the authors' c0^2
+  bool adaptive_rho = true;  // per-block residual balancing, biased toward the primal
+  int adapt_every = 10;      // iterations between rho updates and convergence checks
+  double adapt_bias = 10.0;  // rho_j *= clip(adapt_bias * sqrt(r_j / s_j), 0.1, 10)
+  double alpha = 1.8;        // over-relaxation, in (0, 2)
+
+  int max_iter = 10000;
+  double time_limit = 0.0;   // seconds; 0: none
+  double tol = 1e-3;         // primal residuals and feasibility of the returned U (relative)
+  double dual_tol = 1e-2;    // dual residuals (relative)
+  bool polish = true;        // bias shift of the returned U (needs bias_row)
+  double polish_margin = 1e-3;  // ADMM aims at eps (1 - margin) so the shift stays feasible
+
+  int threads = 0;           // 0: all cores
+
+  // Throws std::invalid_argument naming the offending field.
+  void validate() const;
+};
+
+}  // namespace nettrim

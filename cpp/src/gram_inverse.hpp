@@ -1,0 +1,72 @@
+// K = (X^T X + sigma I)^{-1} for any sigma > 0, from one eigendecomposition per layer.
+//
+// The U update of the ADMM solves (X^T X + sigma I) U = R with sigma = rho2 / rho1.
+// Adaptive rho changes sigma, so instead of refactoring we eigendecompose once and
+// rebuild K = F diag(w) F^T (+ c I) for a new sigma with one GEMM.  When there are
+// fewer samples than features (P < N) the P x P Gram matrix is decomposed instead and
+// K follows from the Woodbury identity:
+//   (X^T X + s I)^{-1} = (1/s) (I - X^T (X X^T + s I)^{-1} X).
+// (X here is P x N, samples by features.)
+#pragma once
+
+#include <algorithm>
+
+#include <Eigen/Dense>
+
+namespace nettrim::detail {
+
+template <class T>
+class GramInverse {
+ public:
+  using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+
+  template <class XType>
+  explicit GramInverse(const XType& X) : woodbury_(X.rows() < X.cols()) {
+    // The decomposition runs in double whatever T is: it happens once, and float32
+    // eigenvectors of a badly scaled Gram matrix would cost accuracy for the whole solve.
+    using MatD = Eigen::MatrixXd;
+    const Eigen::Index P = X.rows(), N = X.cols();
+    Eigen::SelfAdjointEigenSolver<MatD> eig;
+    if (woodbury_) {  // P < N: X itself is small enough to hold in double
+      const MatD Xd = X.template cast<double>();
+      eig.compute(Xd * Xd.transpose());
+      F_ = (Xd.transpose() * eig.eigenvectors()).template cast<T>();
+    } else {  // accumulate X^T X in double over row chunks, never copying all of X
+      MatD G = MatD::Zero(N, N);
+      const Eigen::Index chunk = 2048;
+      for (Eigen::Index p0 = 0; p0 < P; p0 += chunk) {
+        const Eigen::Index rows = std::min(chunk, P - p0);
+        const MatD Xc = X.middleRows(p0, rows).template cast<double>();
+        G.template selfadjointView<Eigen::Lower>().rankUpdate(Xc.transpose());
+      }
+      eig.compute(G, Eigen::ComputeEigenvectors);  // reads the lower triangle
+      F_ = eig.eigenvectors().template cast<T>();
+    }
+    eigenvalues_ = eig.eigenvalues().cwiseMax(0.0);
+    K_.resize(X.cols(), X.cols());
+  }
+
+  // Rebuild K for a new sigma: one N x r x N GEMM (r = min(N, P)).
+  void set_sigma(double sigma) {
+    sigma_ = sigma;
+    Eigen::Matrix<T, Eigen::Dynamic, 1> w(eigenvalues_.size());
+    for (Eigen::Index i = 0; i < w.size(); ++i) {
+      const double l = eigenvalues_[i];
+      w[i] = static_cast<T>(woodbury_ ? -1.0 / (sigma * (l + sigma)) : 1.0 / (l + sigma));
+    }
+    K_.noalias() = F_ * w.asDiagonal() * F_.transpose();
+    if (woodbury_) K_.diagonal().array() += static_cast<T>(1.0 / sigma);
+  }
+
+  double sigma() const { return sigma_; }
+  const Mat& K() const { return K_; }
+
+ private:
+  bool woodbury_;
+  Eigen::VectorXd eigenvalues_;
+  Mat F_;
+  Mat K_;
+  double sigma_ = 0;
+};
+
+}  // namespace nettrim::detail

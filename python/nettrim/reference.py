@@ -1,0 +1,181 @@
+"""Plain numpy ADMM for one Net-Trim layer: the readable, executable specification.
+
+This module implements exactly the iteration of the C++ engine (formulation.md,
+section 2) with none of its speed tricks, so that the two can be compared iterate by
+iterate.  Everything works on the *formulation-level* arrays:
+
+    Xs : (P, N)  samples by input features, the bias column of ones already appended
+    Y  : (P, M)  target outputs (ReLU outputs, or linear outputs in linear mode)
+    V  : (P, M)  upper bound on inactive pre-activations (cascade); None means 0
+    eps: scalar (joint) or (M,) (per-neuron) absolute tolerances
+
+Names follow the formulation: ``Z1 = U^T X`` (stored transposed, as ``A = Xs @ U``),
+``Z2 = U``, scaled duals ``L1`` and ``L2``, two penalties ``rho1`` and ``rho2``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ReferenceResult:
+    U: np.ndarray              # (N, M) returned sparse matrix (after polish)
+    Z2: np.ndarray             # (N, M) last soft-thresholded iterate
+    iterations: int
+    status: str
+    rho1: float
+    rho2: float
+    history: list = field(default_factory=list)  # Z2 per iteration when record=True
+
+
+def soft_threshold(x, t):
+    return np.sign(x) * np.maximum(np.abs(x) - t, 0.0)
+
+
+def group_shrink(x, t, l1_rows=()):
+    """Row-wise group soft thresholding; rows listed in ``l1_rows`` get plain l1."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    out = x * np.maximum(0.0, 1.0 - t / np.maximum(norms, np.finfo(x.dtype).tiny))
+    for r in l1_rows:
+        out[r] = soft_threshold(x[r], t)
+    return out
+
+
+def project_outputs(T, Y, omega, V, eps, constraint, lam, rho1):
+    """Z1 update: the prox of the output-space term at ``T = A - L1``.
+
+    On Omega: projection on the eps ball around Y (joint: one ball; neuron: one ball
+    per column), or, in the regularized form, the prox of (lam/2)||z - y||^2.
+    On Omega^c: clip from above at V.
+    """
+    Z = np.minimum(T, V)
+    D = np.where(omega, T - Y, 0.0)
+    if lam is not None:
+        Z[omega] = ((lam * Y + rho1 * T) / (lam + rho1))[omega]
+        return Z
+    if constraint == "joint":
+        norm = np.linalg.norm(D)
+        scale = 1.0 if norm <= eps else eps / norm
+    else:
+        norm = np.linalg.norm(D, axis=0)
+        scale = np.where(norm <= eps, 1.0, eps / np.maximum(norm, np.finfo(T.dtype).tiny))
+    Z[omega] = (Y + D * scale)[omega]
+    return Z
+
+
+def bias_shift(U, A, omega, V, bias_row):
+    """Polish: lower each neuron's bias by its largest positive pre-activation on Omega^c.
+
+    Makes Omega^c exactly feasible; the shrunken ball (polish margin) absorbs the
+    small increase on Omega.  Returns new (U, A)."""
+    excess = np.where(omega, -np.inf, A - V).max(axis=0)
+    shift = np.where(np.isfinite(excess), np.maximum(excess, 0.0), 0.0)
+    U = U.copy()
+    U[bias_row] -= shift
+    return U, A - shift
+
+
+def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", penalty="l1", lam=None,
+          bias_row=None, rho=None, sigma=None, adaptive_rho=True, adapt_every=10,
+          adapt_bias=10.0, alpha=1.8, max_iter=10000, tol=1e-3, dual_tol=1e-2, polish=True,
+          polish_margin=1e-3, U0=None, record=False, time_limit=None, callback=None):
+    """Run the Net-Trim ADMM.  See :func:`nettrim.prune_layer` for the meaning of the
+    settings.  Stops when the normalised primal residuals are below ``tol``, the dual
+    residuals below ``dual_tol``, and the polished candidate meets the constraints to
+    ``tol``; ``tol=0`` runs exactly ``max_iter`` iterations."""
+    Xs = np.asarray(Xs)
+    P, N = Xs.shape
+    M = Y.shape[1]
+    dt = Xs.dtype
+    relu = mode == "relu"
+    omega = Y > 0 if relu else np.ones_like(Y, dtype=bool)
+    if V is None:
+        V = np.zeros_like(Y)
+    if not relu:
+        V = np.full_like(Y, np.inf)
+    eps = np.asarray(eps, dtype=dt)
+    ball = eps * (1 - polish_margin) if polish and lam is None else eps
+
+    gram_diag_max = float(np.max(np.einsum("pn,pn->n", Xs, Xs)))
+    sigma = 0.09 * gram_diag_max if sigma is None else sigma   # the authors' c0^2
+    sigma = max(sigma, 1e-12)
+    rho2 = 1.0 if rho is None else rho
+    rho1 = rho2 / sigma
+
+    # The U update solves (X X^T + sigma I) U = R; one eigendecomposition serves every sigma.
+    lam_g, Q = np.linalg.eigh(Xs.T @ Xs)
+
+    def solve_u(R, sig):
+        return Q @ ((Q.T @ R) / (lam_g + sig)[:, None])
+
+    U = np.zeros((N, M), dt) if U0 is None else np.array(U0, dtype=dt)
+    A = Xs @ U
+    L1 = np.zeros((P, M), dt)
+    L2 = np.zeros((N, M), dt)
+    l1_rows = () if bias_row is None else (bias_row,)
+    history = []
+    status = "max_iterations"
+    t0 = time.perf_counter()
+    it = 0
+    Z2 = U.copy()
+    for it in range(1, max_iter + 1):
+        Z1 = project_outputs(A - L1, Y, omega, V, ball, constraint, lam, rho1)
+        if penalty == "l1":
+            Z2 = soft_threshold(U - L2, 1.0 / rho2)
+        else:
+            Z2 = group_shrink(U - L2, 1.0 / rho2, l1_rows)
+        Z1h = alpha * Z1 + (1 - alpha) * A        # over-relaxation, Z block first
+        Z2h = alpha * Z2 + (1 - alpha) * U
+        sig = rho2 / rho1
+        U_old, A_old = U, A
+        U = solve_u(Xs.T @ (Z1h + L1) + sig * (Z2h + L2), sig)
+        A = Xs @ U
+        L1 = L1 + Z1h - A
+        L2 = L2 + Z2h - U
+        if record:
+            history.append(Z2.copy())
+
+        if it % adapt_every:
+            continue
+        r1 = np.linalg.norm(Z1 - A) / max(np.linalg.norm(Z1), np.linalg.norm(A), 1e-30)
+        r2 = np.linalg.norm(Z2 - U) / max(np.linalg.norm(Z2), np.linalg.norm(U), 1e-30)
+        s1 = np.linalg.norm(A - A_old) / max(np.linalg.norm(L1), 1e-30)
+        s2 = np.linalg.norm(U - U_old) / max(np.linalg.norm(L2), 1e-30)
+        if callback is not None:
+            callback(dict(iteration=it, r1=r1, r2=r2, s1=s1, s2=s2, rho1=rho1, rho2=rho2, Z2=Z2, L1=L1))
+        if tol > 0 and max(r1, r2) <= tol and max(s1, s2) <= dual_tol:
+            Uc, Ac = _candidate(Z2, Xs, omega, V, relu, polish, bias_row)
+            if _feasible(Ac, Y, omega, V, eps, constraint, lam, relu, tol):
+                status = "converged"
+                break
+        if adaptive_rho:
+            for j, (r, s) in enumerate(((r1, s1), (r2, s2))):
+                f = float(np.clip(adapt_bias * np.sqrt(r / max(s, 1e-30)), 0.1, 10.0))
+                if j == 0:
+                    rho1 *= f
+                    L1 = L1 / f
+                else:
+                    rho2 *= f
+                    L2 = L2 / f
+        if time_limit is not None and time.perf_counter() - t0 > time_limit:
+            status = "time_limit"
+            break
+    Uc, _ = _candidate(Z2, Xs, omega, V, relu, polish, bias_row)
+    return ReferenceResult(Uc, Z2, it, status, rho1, rho2, history)
+
+
+def _candidate(Z2, Xs, omega, V, relu, polish, bias_row):
+    A = Xs @ Z2
+    if polish and relu and bias_row is not None:
+        return bias_shift(Z2, A, omega, V, bias_row)
+    return Z2, A
+
+
+def _feasible(A, Y, omega, V, eps, constraint, lam, relu, tol):
+    from .metrics import constraint_violations
+    v_omega, v_comp = constraint_violations(A, Y, omega, V if relu else None, eps, constraint,
+                                            regularized=lam is not None)
+    return v_omega <= tol and v_comp <= tol
