@@ -89,6 +89,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("adaptive_rho", &Settings::adaptive_rho)
       .def_readwrite("adapt_every", &Settings::adapt_every)
       .def_readwrite("adapt_bias", &Settings::adapt_bias)
+      .def_readwrite("adapt_threshold", &Settings::adapt_threshold)
       .def_readwrite("alpha", &Settings::alpha)
       .def_readwrite("max_iter", &Settings::max_iter)
       .def_readwrite("time_limit", &Settings::time_limit)

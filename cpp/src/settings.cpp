@@ -22,6 +22,7 @@ void Settings::validate() const {
   require(std::isfinite(sigma) && sigma >= 0, "sigma", "a finite value >= 0 (0: automatic)", sigma);
   require(adapt_every >= 1, "adapt_every", "an integer >= 1", adapt_every);
   require(std::isfinite(adapt_bias) && adapt_bias > 0, "adapt_bias", "a finite value > 0", adapt_bias);
+  require(std::isfinite(adapt_threshold) && adapt_threshold >= 1, "adapt_threshold", "a finite value >= 1", adapt_threshold);
   require(alpha > 0 && alpha < 2, "alpha", "a value in (0, 2)", alpha);
   require(max_iter >= 0, "max_iter", "an integer >= 0", max_iter);
   require(std::isfinite(time_limit) && time_limit >= 0, "time_limit", "seconds >= 0 (0: none)", time_limit);

@@ -187,7 +187,12 @@ class LayerAdmm {
       if (check) {
         residuals(info);
         if (hooks.progress) hooks.progress({it, info.primal_residual, info.dual_residual, seconds_since(t_start)});
-        if (st_.tol > 0 && info.primal_residual <= st_.tol && info.dual_residual <= st_.dual_tol) {
+        // The objective must also have settled: residuals alone stopped easy (linear)
+        // problems while ||U||_1 was still 1e-3 away from the optimum (measured).
+        const double obj = Z2_.template cast<double>().cwiseAbs().sum();
+        const bool settled = std::abs(obj - last_objective_) <= 0.1 * st_.tol * std::max(obj, 1e-300);
+        last_objective_ = obj;
+        if (st_.tol > 0 && settled && info.primal_residual <= st_.tol && info.dual_residual <= st_.dual_tol) {
           make_candidate(info);
           if (info.omega_violation <= st_.tol && info.complement_violation <= st_.tol) {
             status = Status::converged;
@@ -280,6 +285,7 @@ class LayerAdmm {
     gram_.set_sigma(rho2_ / rho1_);
     A_.noalias() = pb_.X * U_;
     Z2_ = U_;
+    last_objective_ = U_.template cast<double>().cwiseAbs().sum();  // a warm start may be settled already
   }
 
   // One ADMM iteration; with check, Z1 is kept for the residuals.
@@ -429,7 +435,8 @@ class LayerAdmm {
   void adapt_rho(Info& info) {
     const auto factor = [&](double r, double s) {
       if (r == 0 && s == 0) return 1.0;
-      return std::clamp(st_.adapt_bias * std::sqrt(r / std::max(s, 1e-300)), 0.1, 10.0);
+      const double f = std::clamp(st_.adapt_bias * std::sqrt(r / std::max(s, 1e-300)), 0.1, 10.0);
+      return (f < st_.adapt_threshold && f > 1.0 / st_.adapt_threshold) ? 1.0 : f;
     };
     const double f1 = factor(r1_, d1_), f2 = factor(r2_, d2_);
     if (f1 == 1.0 && f2 == 1.0) return;
@@ -521,6 +528,7 @@ class LayerAdmm {
   long omega_count_ = 0;
   double rho1_ = 1, rho2_ = 1;
   double r1_ = 0, r2_ = 0, d1_ = 0, d2_ = 0;
+  double last_objective_ = std::numeric_limits<double>::infinity();
   bool lb_holds_b_ = false;
 };
 

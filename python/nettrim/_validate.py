@@ -16,8 +16,8 @@ def resolve_dtype(dtype):
     return dt.type
 
 
-def as_float_matrix(name, a, *, rows=None, cols=None):
-    """A 2-D real floating array with finite entries, not copied when it already is one."""
+def as_float_matrix(name, a, *, rows=None, cols=None, finite=True):
+    """A 2-D real floating array (finite entries unless ``finite=False``), never copied."""
     if hasattr(a, "detach"):  # a torch tensor
         a = a.detach().cpu().numpy()
     arr = np.asarray(a)
@@ -36,9 +36,14 @@ def as_float_matrix(name, a, *, rows=None, cols=None):
         raise ValueError(f"{name}: expected {rows} rows, got shape {arr.shape}")
     if cols is not None and arr.shape[1] != cols:
         raise ValueError(f"{name}: expected {cols} columns, got shape {arr.shape}")
+    if finite:
+        check_finite(name, arr)
+    return arr
+
+
+def check_finite(name, arr):
     if not np.isfinite(arr).all():
         raise ValueError(f"{name}: expected finite values, got NaN or Inf")
-    return arr
 
 
 def check_choice(name, value, choices):

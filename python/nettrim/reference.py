@@ -80,12 +80,13 @@ def bias_shift(U, A, omega, V, bias_row):
 
 def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", penalty="l1", lam=None,
           bias_row=None, rho=None, sigma=None, adaptive_rho=True, adapt_every=10,
-          adapt_bias=10.0, alpha=1.8, max_iter=10000, tol=1e-3, dual_tol=1e-2, polish=True,
+          adapt_bias=10.0, adapt_threshold=5.0, alpha=1.8, max_iter=10000, tol=1e-3, dual_tol=1e-2, polish=True,
           polish_margin=1e-3, U0=None, record=False, time_limit=None, callback=None):
     """Run the Net-Trim ADMM.  See :func:`nettrim.prune_layer` for the meaning of the
     settings.  Stops when the normalised primal residuals are below ``tol``, the dual
-    residuals below ``dual_tol``, and the polished candidate meets the constraints to
-    ``tol``; ``tol=0`` runs exactly ``max_iter`` iterations."""
+    residuals below ``dual_tol``, ||Z2||_1 moved by at most ``tol / 10`` (relative) since
+    the last check, and the polished candidate meets the constraints to ``tol``;
+    ``tol=0`` runs exactly ``max_iter`` iterations."""
     Xs = np.asarray(Xs)
     P, N = Xs.shape
     M = Y.shape[1]
@@ -121,6 +122,7 @@ def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", penalty="l1", 
     t0 = time.perf_counter()
     it = 0
     Z2 = U.copy()
+    last_obj = float(np.abs(U).sum())  # a warm start may be settled already
     for it in range(1, max_iter + 1):
         Z1 = project_outputs(A - L1, Y, omega, V, ball, constraint, lam, rho1)
         if penalty == "l1":
@@ -146,14 +148,21 @@ def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", penalty="l1", 
         s2 = np.linalg.norm(U - U_old) / max(np.linalg.norm(L2), 1e-30)
         if callback is not None:
             callback(dict(iteration=it, r1=r1, r2=r2, s1=s1, s2=s2, rho1=rho1, rho2=rho2, Z2=Z2, L1=L1))
-        if tol > 0 and max(r1, r2) <= tol and max(s1, s2) <= dual_tol:
+        obj = float(np.abs(Z2).sum())
+        settled = abs(obj - last_obj) <= 0.1 * tol * max(obj, 1e-300)
+        last_obj = obj
+        if tol > 0 and settled and max(r1, r2) <= tol and max(s1, s2) <= dual_tol:
             Uc, Ac = _candidate(Z2, Xs, omega, V, relu, polish, bias_row)
             if _feasible(Ac, Y, omega, V, eps, constraint, lam, relu, tol):
                 status = "converged"
                 break
         if adaptive_rho:
             for j, (r, s) in enumerate(((r1, s1), (r2, s2))):
-                f = float(np.clip(adapt_bias * np.sqrt(r / max(s, 1e-30)), 0.1, 10.0))
+                if r == 0 and s == 0:
+                    continue
+                f = float(np.clip(adapt_bias * np.sqrt(r / max(s, 1e-300)), 0.1, 10.0))
+                if 1.0 / adapt_threshold < f < adapt_threshold:
+                    continue
                 if j == 0:
                     rho1 *= f
                     L1 = L1 / f

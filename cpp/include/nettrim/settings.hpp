@@ -22,6 +22,7 @@ struct Settings {
   bool adaptive_rho = true;  // per-block residual balancing, biased toward the primal
   int adapt_every = 10;      // iterations between rho updates and convergence checks
   double adapt_bias = 10.0;  // rho_j *= clip(adapt_bias * sqrt(r_j / s_j), 0.1, 10)
+  double adapt_threshold = 5.0;  // change rho_j only when that factor is outside [1/t, t] (as OSQP)
   double alpha = 1.8;        // over-relaxation, in (0, 2)
 
   int max_iter = 10000;

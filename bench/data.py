@@ -1,0 +1,73 @@
+"""Real data and trained models for the benchmarks (cached under bench/cache/)."""
+from __future__ import annotations
+
+import gzip
+import os
+import pathlib
+import sys
+import warnings
+
+import numpy as np
+
+CACHE = pathlib.Path(__file__).resolve().parent / "cache"
+FASHION_DIR = pathlib.Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+FASHION_HELP = ("Fashion-MNIST not found in {}. Install it with\n"
+                "    sudo apt-get update && sudo apt-get install dataset-fashion-mnist\n"
+                "or point FASHION_MNIST_DIR at a folder holding the four *-idx*-ubyte.gz files.")
+
+
+def _idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def fashion_mnist():
+    """(X_train, y_train, X_test, y_test), images flattened to 784 floats in [0, 1]."""
+    files = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    if not all((FASHION_DIR / f).exists() for f in files):
+        sys.exit(FASHION_HELP.format(FASHION_DIR))
+    Xtr, ytr, Xte, yte = (_idx(FASHION_DIR / f) for f in files)
+    return (Xtr.reshape(len(Xtr), -1).astype(np.float32) / 255, ytr.astype(np.int64),
+            Xte.reshape(len(Xte), -1).astype(np.float32) / 255, yte.astype(np.int64))
+
+
+def digits():
+    """scikit-learn's bundled digits, split 75/25 (seeded): (Xtr, ytr, Xte, yte)."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    X = (d.data / 16.0).astype(np.float32)
+    idx = np.random.default_rng(0).permutation(len(X))
+    tr, te = idx[:1347], idx[1347:]
+    return X[tr], d.target[tr], X[te], d.target[te]
+
+
+def trained_mlp(name, hidden, X, y, max_iter=30):
+    """A scikit-learn ReLU MLP, trained once and cached as .npz (weights and biases)."""
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"{name}.npz"
+    if path.exists():
+        z = np.load(path)
+        n = len(z.files) // 2
+        return [z[f"W{i}"] for i in range(n)], [z[f"b{i}"] for i in range(n)]
+    from sklearn.neural_network import MLPClassifier
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier(hidden, max_iter=max_iter, random_state=0).fit(X, y)
+    Ws = [w.astype(np.float32) for w in clf.coefs_]
+    bs = [b.astype(np.float32) for b in clf.intercepts_]
+    np.savez(path, **{f"W{i}": w for i, w in enumerate(Ws)}, **{f"b{i}": b for i, b in enumerate(bs)})
+    return Ws, bs
+
+
+def layer_problems(Ws, bs, X):
+    """(input, output, W, b) of every hidden ReLU layer on calibration inputs X."""
+    out, h = [], X
+    for W, b in zip(Ws[:-1], bs[:-1]):
+        y = np.maximum(h @ W + b, 0)
+        out.append((h, y, W, b))
+        h = y
+    return out

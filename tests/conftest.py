@@ -1,0 +1,33 @@
+import warnings
+
+import numpy as np
+import pytest
+
+
+def relu_layer(seed, P=300, n_in=20, M=6, dead=0, sparse_teacher=None):
+    """A random ReLU layer: inputs X (P, n_in), weights W, bias b, outputs Y."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((P, n_in))
+    W = rng.standard_normal((n_in, M)) / np.sqrt(n_in)
+    if sparse_teacher is not None:
+        W *= rng.random((n_in, M)) < sparse_teacher
+    b = 0.1 * rng.standard_normal(M)
+    if dead:
+        b[:dead] = -100.0  # these neurons never fire
+    Y = np.maximum(X @ W + b, 0)
+    return X, Y, W, b
+
+
+@pytest.fixture(scope="session")
+def digits_mlp():
+    """A 64-64-32-10 ReLU MLP trained on scikit-learn's digits (seeded, a few seconds)."""
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+    d = load_digits()
+    X = d.data / 16.0
+    idx = np.random.default_rng(0).permutation(len(X))
+    tr, te = idx[:1347], idx[1347:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier((64, 32), max_iter=300, random_state=0).fit(X[tr], d.target[tr])
+    return clf, X[tr], d.target[tr], X[te], d.target[te]

@@ -1,0 +1,82 @@
+"""Every variant of formulation.md section 1 against a general convex solver (Clarabel)."""
+import numpy as np
+import pytest
+
+import nettrim
+from nettrim.metrics import constraint_violations, objective
+
+from conftest import relu_layer
+
+cp = pytest.importorskip("cvxpy")
+
+
+def cvxpy_optimum(X, Y, eps, *, mode, constraint, penalty, lam=None, V=None):
+    P, n_in = X.shape
+    M = Y.shape[1]
+    Xs = np.hstack([X, np.ones((P, 1))])
+    U = cp.Variable((n_in + 1, M))
+    A = Xs @ U
+    mask = (Y > 0).astype(float) if mode == "relu" else np.ones_like(Y)
+    cons = []
+    if mode == "relu":
+        Vb = np.zeros_like(Y) if V is None else V
+        cons.append(cp.multiply(1 - mask, A - Vb) <= 0)
+    fit = cp.multiply(mask, A - Y)
+    if penalty == "l1":
+        obj = cp.sum(cp.abs(U))
+    else:
+        obj = cp.sum(cp.norm(U[:n_in], 2, axis=1)) + cp.sum(cp.abs(U[n_in]))
+    if lam is not None:
+        obj = obj + lam / 2 * cp.sum_squares(fit)
+    elif constraint == "joint":
+        cons.append(cp.norm(fit, "fro") <= eps[0])
+    else:
+        cons += [cp.norm(fit[:, m]) <= eps[m] for m in range(M)]
+    prob = cp.Problem(cp.Minimize(obj), cons)
+    prob.solve(solver=cp.CLARABEL)
+    assert prob.status == cp.OPTIMAL
+    return prob.value
+
+
+CASES = [
+    dict(mode="relu", constraint="joint", penalty="l1"),
+    dict(mode="relu", constraint="neuron", penalty="l1"),
+    dict(mode="linear", constraint="joint", penalty="l1"),
+    dict(mode="relu", constraint="joint", penalty="group"),
+    dict(mode="relu", constraint="joint", penalty="l1", lam=50.0),
+    dict(mode="relu", constraint="joint", penalty="l1", cascade=True),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_matches_clarabel(case, dtype):
+    case = dict(case)
+    cascade = case.pop("cascade", False)
+    X, Y, W, b = relu_layer(1, P=400, n_in=24, M=6)
+    if case["mode"] == "linear":
+        Y = X @ W + b
+    V = None
+    if cascade:  # a perturbed input, as the pruned network would give: V = W^T Xhat
+        Xhat = X + 0.05 * np.random.default_rng(2).standard_normal(X.shape)
+        V = Xhat @ W + b
+        X = Xhat
+    res = nettrim.prune_layer(X, Y, eps_rel=0.1, V=V, dtype=dtype, **case)
+    assert res.status == "converged"
+    lam = case.get("lam")
+    opt = cvxpy_optimum(X, Y, res.eps, V=V, lam=lam, **{k: case[k] for k in ("mode", "constraint", "penalty")})
+    Xs = np.hstack([X, np.ones((len(X), 1))])
+    value = objective(res.U, case["penalty"], bias_row=X.shape[1])
+    if lam is not None:
+        omega = Y > 0
+        value += lam / 2 * np.sum(np.where(omega, Xs @ res.U - Y, 0) ** 2)
+    assert abs(value - opt) <= 1e-3 * abs(opt), (value, opt)
+    # The returned matrix itself meets the constraints (checked independently of the engine).
+    omega = Y > 0 if case["mode"] == "relu" else np.ones_like(Y, bool)
+    v_om, v_c = constraint_violations(Xs @ res.U, Y, omega, (np.zeros_like(Y) if V is None else V)
+                                      if case["mode"] == "relu" else None, res.eps,
+                                      case["constraint"], regularized=lam is not None)
+    assert v_om <= 1e-3 and v_c <= 1e-3
+    # ... and the engine reports those same violations.
+    assert res.omega_violation == pytest.approx(v_om, abs=2e-4)
+    assert res.complement_violation == pytest.approx(v_c, abs=2e-4)
