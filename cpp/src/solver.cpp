@@ -181,7 +181,13 @@ class LayerAdmm {
     Clock::time_point last_poll = t_iter;
     Status status = Status::max_iterations;
     int it = 0;
-    for (it = 1; it <= st_.max_iter; ++it) {
+    if (zero_is_optimal()) {  // objective 0: nothing to iterate (e.g. eps >= ||Y||)
+      Z2_.setZero();
+      make_candidate(info);
+      it = 0;
+      status = Status::converged;
+    }
+    for (it = std::max(it, 1); status != Status::converged && it <= st_.max_iter; ++it) {
       const bool check = (it % st_.adapt_every) == 0;
       iterate(check);
       if (check) {
@@ -213,7 +219,7 @@ class LayerAdmm {
         }
       }
     }
-    info.iterations = std::min(it, st_.max_iter);
+    info.iterations = status == Status::converged ? it : std::min(it, st_.max_iter);
     info.solve_time = seconds_since(t_iter);
     const Clock::time_point t_polish = Clock::now();
     if (status != Status::converged) make_candidate(info);
@@ -256,6 +262,21 @@ class LayerAdmm {
     ynorm2_total_ = total;
   }
 
+  // U = 0 meets the constraints (every ball contains Y's distance from 0, and V >= 0
+  // where Y == 0): then it is the solution, since the penalty is >= 0.
+  bool zero_is_optimal() const {
+    if (regularized_) return false;
+    if (V_.size()) {
+      for (Eigen::Index m = 0; m < M_; ++m)
+        for (Eigen::Index p = 0; p < P_; ++p)
+          if (!in_omega(p, m) && V_(p, m) < 0) return false;
+    }
+    if (st_.constraint == Constraint::joint) return pb_.eps[0] >= std::sqrt(ynorm2_total_);
+    for (Eigen::Index m = 0; m < M_; ++m)
+      if (pb_.eps[m] < std::sqrt(ynorm2_[m])) return false;
+    return true;
+  }
+
   // The ADMM aims inside the ball by the polish margin, so that the bias shift that
   // makes Omega^c exactly feasible does not push Omega out of the true ball.
   void set_ball() {
@@ -281,6 +302,8 @@ class LayerAdmm {
       rho2_ = st_.rho;
       rho1_ = rho2_ / sigma;
     }
+    rho1_start_ = rho1_;
+    rho2_start_ = rho2_;
     lb_holds_b_ = false;
     gram_.set_sigma(rho2_ / rho1_);
     A_.noalias() = pb_.X * U_;
@@ -438,7 +461,13 @@ class LayerAdmm {
       const double f = std::clamp(st_.adapt_bias * std::sqrt(r / std::max(s, 1e-300)), 0.1, 10.0);
       return (f < st_.adapt_threshold && f > 1.0 / st_.adapt_threshold) ? 1.0 : f;
     };
-    const double f1 = factor(r1_, d1_), f2 = factor(r2_, d2_);
+    // Each penalty stays within 1e6 of where it started: a degenerate block (all of U
+    // thresholded to zero, say) must not drive it to 0 or overflow.
+    const auto bounded = [](double rho, double f, double start) {
+      return std::clamp(rho * f, start * 1e-6, start * 1e6) / rho;
+    };
+    const double f1 = bounded(rho1_, factor(r1_, d1_), rho1_start_);
+    const double f2 = bounded(rho2_, factor(r2_, d2_), rho2_start_);
     if (f1 == 1.0 && f2 == 1.0) return;
     rho1_ *= f1;
     rho2_ *= f2;
@@ -526,7 +555,7 @@ class LayerAdmm {
   std::vector<T> scale_;
   double ynorm2_total_ = 0;
   long omega_count_ = 0;
-  double rho1_ = 1, rho2_ = 1;
+  double rho1_ = 1, rho2_ = 1, rho1_start_ = 1, rho2_start_ = 1;
   double r1_ = 0, r2_ = 0, d1_ = 0, d2_ = 0;
   double last_objective_ = std::numeric_limits<double>::infinity();
   bool lb_holds_b_ = false;

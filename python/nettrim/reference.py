@@ -105,6 +105,7 @@ def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", penalty="l1", 
     sigma = max(sigma, 1e-12)
     rho2 = 1.0 if rho is None else rho
     rho1 = rho2 / sigma
+    rho1_start, rho2_start = rho1, rho2
 
     # The U update solves (X X^T + sigma I) U = R; one eigendecomposition serves every sigma.
     lam_g, Q = np.linalg.eigh(Xs.T @ Xs)
@@ -163,10 +164,13 @@ def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", penalty="l1", 
                 f = float(np.clip(adapt_bias * np.sqrt(r / max(s, 1e-300)), 0.1, 10.0))
                 if 1.0 / adapt_threshold < f < adapt_threshold:
                     continue
+                # each penalty stays within 1e6 of where it started (as the engine)
                 if j == 0:
+                    f = float(np.clip(rho1 * f, rho1_start * 1e-6, rho1_start * 1e6)) / rho1
                     rho1 *= f
                     L1 = L1 / f
                 else:
+                    f = float(np.clip(rho2 * f, rho2_start * 1e-6, rho2_start * 1e6)) / rho2
                     rho2 *= f
                     L2 = L2 / f
         if time_limit is not None and time.perf_counter() - t0 > time_limit:

@@ -1,0 +1,1 @@
+"""Readers and writers between framework models and nettrim.Network (optional dependencies)."""
