@@ -37,11 +37,16 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-int resolve_threads(int requested) {
+// Threads for a solve.  Asked-for counts are honoured; the automatic choice uses one
+// thread below N*P*M = 4e6, where fork/join costs more than it saves (measured: 65 x 600
+// x 16 took 0.088 s on 2 threads and 0.006 s on 1; 65 x 1347 x 256 was faster on 2).
+int resolve_threads(int requested, double work) {
 #ifdef _OPENMP
-  return requested > 0 ? requested : omp_get_num_procs();
+  if (requested > 0) return requested;
+  return work < 4e6 ? 1 : omp_get_num_procs();
 #else
   (void)requested;
+  (void)work;
   return 1;
 #endif
 }
@@ -584,7 +589,7 @@ Result<T> solve_layer(const Problem<T>& problem, const Settings& settings, const
                       " MiB of working memory, but only " + std::to_string(have >> 20) +
                       " MiB are available; reduce the calibration samples P or use float32");
   }
-  const int threads = resolve_threads(settings.threads);
+  const int threads = resolve_threads(settings.threads, double(N) * double(P) * double(M));
   ThreadScope scope(threads);
   try {
     LayerAdmm<T> admm(problem, settings, threads);

@@ -1,0 +1,212 @@
+"""One-layer benchmark: the engine against numpy's GEMMs, the numpy reference and cvxpy.
+
+Everything is measured side by side in one run (these machines are shared and noisy);
+times are medians over --repeats runs.  Layers:
+
+- digits: the hidden layers of a 64-256-128-10 ReLU MLP trained on scikit-learn's digits
+  (1347 calibration samples), and a 65 x 600 x 16 slice of its first layer that cvxpy can solve;
+- fashion: the hidden layers of a 784-300-100-10 MLP trained on Fashion-MNIST (10,000
+  calibration samples), when Debian's dataset-fashion-mnist is installed;
+- synthetic: per-iteration cost only, 785 x 10000 x 300 and 1569 x 20000 x 500.
+
+    python bench/bench_layer.py [--quick] [--full] [--repeats 3]
+
+--full also runs the authors' setting (fixed rho, no relaxation) on the Fashion first layer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import nettrim
+from nettrim import reference
+from nettrim.metrics import constraint_violations, objective
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import data  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def gemm_time(N, P, M, dtype, threads, repeats=5):
+    """Seconds for one iteration's two GEMMs with numpy (A = X U and R = X^T B)."""
+    rng = np.random.default_rng(0)
+    X = rng.random((P, N), dtype=np.float64).astype(dtype)
+    U = rng.random((N, M)).astype(dtype)
+    B = rng.random((P, M)).astype(dtype)
+    ts = []
+    with threadpool_limits(threads):
+        for _ in range(repeats):
+            t = time.perf_counter()
+            X @ U
+            X.T @ B
+            ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def run_engine(X, Y, dtype, threads, repeats, **kw):
+    runs = []
+    for _ in range(repeats):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+            runs.append(nettrim.prune_layer(X, Y, dtype=dtype, threads=threads, **kw))
+    res = runs[-1]
+    return res, statistics.median(r.total_time for r in runs), statistics.median(
+        r.solve_time / max(1, r.iterations) for r in runs)
+
+
+def cvxpy_solve(X, Y, eps, solver):
+    import cvxpy as cp
+    Xs = np.hstack([X, np.ones((len(X), 1))])
+    U = cp.Variable((Xs.shape[1], Y.shape[1]))
+    A = Xs @ U
+    mask = (Y > 0).astype(float)
+    cons = [cp.norm(cp.multiply(mask, A - Y), "fro") <= eps, cp.multiply(1 - mask, A) <= 0]
+    prob = cp.Problem(cp.Minimize(cp.sum(cp.abs(U))), cons)
+    t = time.perf_counter()
+    kw = dict(eps=1e-6, max_iters=100000) if solver == "SCS" else {}
+    prob.solve(solver=getattr(cp, solver), **kw)
+    return U.value, time.perf_counter() - t
+
+
+def layer_rows(name, X, Y, args, best_obj=None, reference_full=True, with_cvxpy=False):
+    """Rows of the table for one layer; the gap is against the best objective known."""
+    P, n_in = X.shape
+    N, M = n_in + 1, Y.shape[1]
+    Xs = np.hstack([X, np.ones((P, 1), X.dtype)]).astype(np.float64)
+    eps = 0.05 * float(np.linalg.norm(Y))
+    omega, zeros = Y > 0, np.zeros_like(Y)
+    rows = []
+    gemm = {(dt, th): gemm_time(N, P, M, dt, th) for dt in (np.float32, np.float64) for th in (1, 2)}
+
+    def add(solver, dtype, threads, seconds, iters, U, per_iter=None):
+        v = constraint_violations(Xs @ U.astype(np.float64), Y, omega, zeros, eps)
+        g = gemm.get((np.dtype(dtype).type, threads)) if dtype else None
+        rows.append(dict(layer=name, shape=f"{N}x{P}x{M}", solver=solver, dtype=np.dtype(dtype).name if dtype else "",
+                         threads=threads, seconds=seconds, iterations=iters, objective=objective(U),
+                         omega_violation=v[0], complement_violation=v[1],
+                         sec_per_iter=per_iter, gemm2=g,
+                         iter_over_gemm=(per_iter / g) if (per_iter and g) else None,
+                         total_over_gemm=(seconds / gemm[(np.float32, 2)])))
+
+    for dtype in ("float32", "float64"):
+        for threads in (1, 2):
+            res, secs, per_it = run_engine(X, Y, dtype, threads, args.repeats, eps=eps)
+            add("nettrim", dtype, threads, secs, res.iterations, res.U, per_it)
+    if reference_full:
+        t = time.perf_counter()
+        ref = reference.solve(Xs, Y.astype(np.float64), eps, bias_row=n_in)
+        add("reference", "float64", 2, time.perf_counter() - t, ref.iterations, ref.U)
+    else:  # too slow to run to the end here: time 20 iterations, scale to the engine's count
+        t = time.perf_counter()
+        with threadpool_limits(2):
+            reference.solve(Xs.astype(np.float32), Y.astype(np.float32), eps, bias_row=n_in, max_iter=20, tol=0)
+        per_it = (time.perf_counter() - t) / 20
+        iters = next(r["iterations"] for r in rows if r["dtype"] == "float32" and r["threads"] == 2)
+        eng = next(r for r in rows if r["dtype"] == "float32" and r["threads"] == 2)
+        rows.append(dict(eng, solver="reference (extrapolated)", seconds=per_it * iters, sec_per_iter=per_it,
+                         iter_over_gemm=per_it / gemm[(np.float32, 2)],
+                         total_over_gemm=per_it * iters / gemm[(np.float32, 2)]))
+    if with_cvxpy:
+        for solver in ("CLARABEL", "SCS"):
+            U, secs = cvxpy_solve(X.astype(np.float64), Y.astype(np.float64), eps, solver)
+            add(f"cvxpy+{solver.lower()}", None, 2, secs, None, U)
+    best = min([r["objective"] for r in rows if max(r["omega_violation"], r["complement_violation"]) <= 1e-3]
+               + ([best_obj] if best_obj else []))
+    for r in rows:
+        r["gap"] = r["objective"] / best - 1
+    return rows
+
+
+def fixed_rho_rows(name, X, Y, max_iter):
+    """The authors' setting: one fixed rho, no relaxation, no adaptation; iterations to the targets."""
+    res, secs, per_it = run_engine(X, Y, "float32", 2, 1, adaptive_rho=False, alpha=1.0, max_iter=max_iter)
+    return dict(layer=name, solver="nettrim fixed rho", status=res.status, iterations=res.iterations,
+                seconds=secs, omega_violation=res.omega_violation, objective=res.objective)
+
+
+def print_table(rows):
+    head = ("layer", "N x P x M", "solver", "dtype", "thr", "time s", "iters", "s/iter", "iter/2GEMM",
+            "time/2GEMM", "objective", "gap", "viol Omega", "viol Omega^c")
+    out = [head]
+    for r in rows:
+        f = lambda v, fmt: "" if v is None else fmt % v  # noqa: E731
+        out.append((r["layer"], r["shape"], r["solver"], r["dtype"], str(r["threads"]), f"{r['seconds']:.3f}",
+                    f(r["iterations"], "%d"), f(r["sec_per_iter"], "%.4f"), f(r["iter_over_gemm"], "%.2f"),
+                    f(r["total_over_gemm"], "%.0f"), f"{r['objective']:.4f}", f"{r['gap']:+.1e}",
+                    f"{r['omega_violation']:.1e}", f"{r['complement_violation']:.1e}"))
+    widths = [max(len(row[i]) for row in out) for i in range(len(head))]
+    for i, row in enumerate(out):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        if i == 0:
+            print("-" * (sum(widths) + 2 * len(widths)))
+    sys.stdout.flush()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="digits and synthetic only")
+    ap.add_argument("--full", action="store_true", help="also the fixed-rho run on the Fashion first layer")
+    args = ap.parse_args()
+    rows = []
+
+    Xtr, ytr, _, _ = data.digits()
+    Ws, bs = data.trained_mlp("digits_mlp_256_128", (256, 128), Xtr, ytr, max_iter=300)
+    probs = data.layer_problems(Ws, bs, Xtr)
+    X0, Y0 = probs[0][0][:600], probs[0][1][:600, :16]
+    rows += layer_rows("digits L1 slice", X0, Y0, args, with_cvxpy=True)
+    for i, (X, Y, _, _) in enumerate(probs):
+        rows += layer_rows(f"digits L{i + 1}", X, Y, args)
+    print_table(rows)
+
+    fixed = []
+    if not args.quick:
+        if all((data.FASHION_DIR / f).exists() for f in ("train-images-idx3-ubyte.gz",)):
+            Ftr, fy, _, _ = data.fashion_mnist()
+            Wf, bf = data.trained_mlp("fashion_mlp", (300, 100), Ftr, fy)
+            fprobs = data.layer_problems(Wf, bf, Ftr[:10000])
+            X, Y = fprobs[1][0], fprobs[1][1]
+            rows += layer_rows("fashion L2", X, Y, args, best_obj=1854.6726)
+            X, Y = fprobs[0][0], fprobs[0][1]
+            args_l1 = argparse.Namespace(**{**vars(args), "repeats": 1})
+            rows += layer_rows("fashion L1", X, Y, args_l1, best_obj=10453.0757, reference_full=False)
+            print()
+            print_table(rows)
+            if args.full:
+                fixed.append(fixed_rho_rows("fashion L1", X, Y, 3000))
+                print("fixed rho:", fixed[-1])
+        else:
+            print(data.FASHION_HELP.format(data.FASHION_DIR))
+
+    print("\nPer-iteration cost against numpy's two GEMMs (synthetic, 30 iterations, median of "
+          f"{args.repeats}):")
+    print("N x P x M          dtype    thr  s/iter   2GEMM s  ratio")
+    rng = np.random.default_rng(0)
+    for (N, P, M) in ((785, 10000, 300), (1569, 20000, 500)):
+        X = rng.random((P, N - 1), dtype=np.float32)
+        W = (rng.standard_normal((N - 1, M)) * 0.05).astype(np.float32)
+        Y = np.maximum(X @ W - 0.5, 0)
+        for dtype in ("float32", "float64"):
+            for threads in (1, 2):
+                _, _, per_it = run_engine(X, Y, dtype, threads, args.repeats, max_iter=30, tol=0)
+                g = gemm_time(N, P, M, np.dtype(dtype).type, threads)
+                print(f"{N}x{P}x{M:<6} {dtype:8} {threads:3}  {per_it:.4f}  {g:.4f}   {per_it / g:.2f}")
+                rows.append(dict(layer="synthetic", shape=f"{N}x{P}x{M}", dtype=dtype, threads=threads,
+                                 sec_per_iter=per_it, gemm2=g))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "bench_layer.json"
+    path.write_text(json.dumps(dict(rows=rows, fixed=fixed), indent=1, default=float))
+    print(f"\nsaved {path}")
+
+
+if __name__ == "__main__":
+    main()
