@@ -20,14 +20,14 @@ def relu_layer(seed, P=300, n_in=20, M=6, dead=0, sparse_teacher=None):
 
 @pytest.fixture(scope="session")
 def digits_mlp():
-    """A 64-64-32-10 ReLU MLP trained on scikit-learn's digits (seeded, a few seconds)."""
+    """A 64-128-64-10 ReLU MLP trained on scikit-learn's digits (seeded, about a second)."""
     from sklearn.datasets import load_digits
     from sklearn.neural_network import MLPClassifier
     d = load_digits()
-    X = d.data / 16.0
+    X = (d.data / 16.0).astype(np.float32)
     idx = np.random.default_rng(0).permutation(len(X))
     tr, te = idx[:1347], idx[1347:]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf = MLPClassifier((64, 32), max_iter=300, random_state=0).fit(X[tr], d.target[tr])
+        clf = MLPClassifier((128, 64), max_iter=300, random_state=0).fit(X[tr], d.target[tr])
     return clf, X[tr], d.target[tr], X[te], d.target[te]

@@ -152,7 +152,7 @@ def cmd_report(args):
         with open(args.report) as f:
             d = json.load(f)
         layers = [LayerReport(**{**r, "shape": tuple(r["shape"])}) for r in d["layers"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError) as e:  # JSON and Unicode errors are ValueErrors
         raise CliError(f"{args.report}: not a nettrim report ({e})") from None
     print(_table(PruneReport(d["scheme"], layers, d["calibration_samples"], d["seconds"])))
     return 0
