@@ -1,5 +1,4 @@
 """Long solves release the GIL and answer Ctrl-C promptly."""
-import os
 import signal
 import subprocess
 import sys
@@ -8,7 +7,6 @@ import threading
 import warnings
 import time
 
-import numpy as np
 
 import nettrim
 

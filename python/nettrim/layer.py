@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _core
+from .metrics import relative_error
 from ._validate import (as_float_matrix, available_memory, check_choice, check_finite, check_nonnegative,
                         resolve_dtype)
 
@@ -224,7 +225,7 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
         weights=np.asarray(weights), bias=bias, U=U, status=info.status, iterations=info.iterations,
         objective=info.objective, nnz=nnz, density=nnz / weights.size,
         omega_violation=info.omega_violation, complement_violation=info.complement_violation,
-        relative_error=_relative_error(A, Ys, mode), primal_residual=info.primal_residual,
+        relative_error=relative_error(A, Ys, mode), primal_residual=info.primal_residual,
         dual_residual=info.dual_residual, eps=eps_vec, rho1=info.rho1, rho2=info.rho2,
         rho_updates=info.rho_updates, factor_updates=info.factor_updates, threads=info.threads,
         dtype=np.dtype(dt).name, setup_time=info.setup_time, solve_time=info.solve_time,
@@ -288,9 +289,3 @@ def _warm_start(warm_start, W, b, fit_bias, N, M, dt):
     if fit_bias and b is not None:
         U0[-1] = b
     return U0, None
-
-
-def _relative_error(A, Y, mode):
-    out = np.maximum(A, 0) if mode == "relu" else A
-    denom = float(np.linalg.norm(Y))
-    return float(np.linalg.norm(out - Y)) / (denom if denom > 0 else 1.0)

@@ -10,7 +10,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from .layer import ConvergenceWarning, LayerResult, prune_layer
+from .layer import ConvergenceWarning, prune_layer
 from .network import Network, check_inputs
 
 
