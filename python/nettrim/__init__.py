@@ -1,8 +1,10 @@
 """nettrim: convex layer-wise pruning of trained ReLU networks (Net-Trim)."""
 from .layer import ConvergenceWarning, LayerResult, prune_layer
-from .network import Dense, Network, from_arrays
+from .layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from .network import Network, from_arrays
 from .schemes import LayerReport, PruneReport, prune_network
 
 __version__ = "0.1.0"
-__all__ = ["prune_layer", "LayerResult", "ConvergenceWarning", "Network", "Dense", "from_arrays",
-           "prune_network", "PruneReport", "LayerReport", "__version__"]
+__all__ = ["prune_layer", "LayerResult", "ConvergenceWarning", "Network", "Dense", "Conv2d", "Flatten",
+           "MaxPool2d", "AvgPool2d", "BatchNorm", "ReLU", "from_arrays", "prune_network", "PruneReport",
+           "LayerReport", "__version__"]

@@ -108,9 +108,9 @@ def _demo_plot(net, pruned, path):
     for j, (a, b) in enumerate(zip(net.layers, pruned.layers)):
         for row, (layer, title) in enumerate(((a, "trained"), (b, "pruned"))):
             ax = axes[row, j]
-            ax.imshow(np.abs(layer.W) > 0 if row else np.abs(layer.W), aspect="auto", cmap="Greys",
+            ax.imshow(np.abs(layer.matrix) > 0 if row else np.abs(layer.matrix), aspect="auto", cmap="Greys",
                       interpolation="nearest")
-            ax.set_title(f"{layer.name} {title}: {np.count_nonzero(layer.W)} weights")
+            ax.set_title(f"{layer.name} {title}: {layer.nnz()} weights")
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -20,15 +21,16 @@ class LayerReport:
     shape: tuple
     nnz_before: int
     nnz_after: int
-    eps: float                 # absolute eps the layer was solved with
+    eps: float                 # absolute eps the layer was solved with (root sum of squares over groups)
     eps_rel: float             # eps / ||target on Omega||
-    relative_error: float      # ||act(U^T Xin) - Y|| / ||Y|| on calibration data
+    relative_error: float      # ||act(U^T Xin) - Y|| / ||Y|| on the calibration rows
     omega_violation: float
     complement_violation: float
-    iterations: int            # summed over the solves of the eps search
+    iterations: int            # summed over groups and the solves of an eps search
     solves: int
     status: str
     seconds: float
+    samples: int = 0           # rows of the layer's problem (samples, or sampled patch positions)
 
     @property
     def density(self):
@@ -55,10 +57,16 @@ class PruneReport:
                 "seconds": self.seconds, "nnz_before": self.nnz_before, "nnz_after": self.nnz_after,
                 "layers": [asdict(r) for r in self.layers]}
 
+    @classmethod
+    def from_dict(cls, d):
+        layers = [LayerReport(**{**r, "shape": tuple(r["shape"])}) for r in d["layers"]]
+        return cls(d["scheme"], layers, d["calibration_samples"], d["seconds"])
+
 
 def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", eps_rel: float = 0.05,
                   gamma: float = math.sqrt(1.1), sparsity: Optional[float] = None,
-                  sparsity_scope: str = "network", threads: int = 0, workers: int = 1, dtype="float32",
+                  sparsity_scope: str = "network", max_samples: Optional[int] = 8000, seed: int = 0,
+                  threads: int = 0, workers: int = 1, dtype="float32", checkpoint: Optional[str] = None,
                   on_layer: Optional[Callable[[int, LayerReport], None]] = None,
                   **solver_options):
     """Prune every layer of ``net`` with Net-Trim; returns ``(pruned_net, PruneReport)``.
@@ -66,8 +74,8 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
     Parameters
     ----------
     net : Network
-    calibration_inputs : array (P, n_in)
-        Inputs on which the layers' responses are kept (samples by features).
+    calibration_inputs : array (P, ...) of the model's input shape (or flattened)
+        Inputs on which the layers' responses are kept.
     scheme : {"parallel", "cascade"}
         parallel: every layer on the original network's signals (independent solves,
         ``workers`` of them at a time).  cascade: in order, each layer on the pruned
@@ -82,12 +90,23 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         "network": one eps_rel shared by all layers, chosen so that the whole network
         keeps ``1 - sparsity`` of its weights (layers with more redundancy give up more);
         "layer": every layer keeps ``1 - sparsity`` of its own weights.
+    max_samples : int or None
+        Rows per convolution problem: a seeded random subset of (sample, output pixel)
+        positions when there are more.  Dense layers use every calibration sample.
+    seed : int
+        Seed of that subset.
     threads : int
         Engine threads per solve (0: all cores, divided among ``workers``).
+    checkpoint : path, optional
+        A directory where every finished layer is saved; rerunning the same call resumes
+        after the last finished layer with the same result.
     on_layer : callable(index, LayerReport), optional
-        Called as each layer finishes (progress, checkpoints).
-    solver_options : further keyword arguments for :func:`nettrim.prune_layer`.
+        Called as each layer finishes (progress).
+    solver_options : further keyword arguments for :func:`nettrim.prune_layer`
+        (``tol``, ``max_iter``, ``progress`` ...).
     """
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected a nettrim.Network (see nettrim.adapters for models), got {type(net).__name__}")
     if scheme not in ("parallel", "cascade"):
         raise ValueError(f"scheme: expected 'parallel' or 'cascade', got {scheme!r}")
     if sparsity is not None and not (0 < float(sparsity) < 1):
@@ -96,33 +115,34 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         raise ValueError(f"gamma: expected a value >= 1 (so the trained weights stay feasible), got {gamma!r}")
     if sparsity_scope not in ("network", "layer"):
         raise ValueError(f"sparsity_scope: expected 'network' or 'layer', got {sparsity_scope!r}")
+    if max_samples is not None and int(max_samples) < 1:
+        raise ValueError(f"max_samples: expected a positive number of rows or None, got {max_samples!r}")
     X = check_inputs(net, calibration_inputs, "calibration_inputs")
     t0 = time.perf_counter()
-    signals = net.signals(X)
+    job = _Job(net, X, scheme, gamma, threads, workers, dtype, solver_options,
+               net.sample_positions(len(X), max_samples, seed))
+    if checkpoint is not None:
+        from .checkpoint import Checkpoint
+        job.store = Checkpoint(checkpoint, net, X, dict(scheme=scheme, gamma=gamma, max_samples=max_samples,
+                                                        seed=seed, dtype=str(dtype), threads=threads,
+                                                        options=sorted((k, repr(v)) for k, v in solver_options.items()
+                                                                       if k != "progress")))
     if sparsity is not None and sparsity_scope == "network":
-        keep = 1.0 - float(sparsity)
-        total = net.size()
-        tried = {}
+        keep, total, tried = 1.0 - float(sparsity), net.size(), {}
 
         def run(rel, _warm):
-            pruned, report = _run_scheme(net, signals, scheme, rel, gamma, None, threads, workers, dtype,
-                                         None, solver_options)
-            tried[rel] = (pruned, report)
-            return _Density(pruned.nnz() / total, rel)
+            tried[rel] = job.run(rel, None, None)
+            return _Density(tried[rel][0].nnz() / total, rel)
 
         best = _bisect_eps(run, keep, 0.0)
-        pruned, report = tried[best.rel]
-        iterations = {}
-        for _, rep in tried.values():
-            for r in rep:
-                iterations[r.name] = iterations.get(r.name, 0) + r.iterations
-        for i, r in enumerate(report):
-            r.iterations, r.solves = iterations[r.name], len(tried)
+        pruned, reports = tried[best.rel]
+        for i, r in enumerate(reports):
+            r.iterations = sum(rep[i].iterations for _, rep in tried.values())
+            r.solves = len(tried)
             if on_layer:
                 on_layer(i, r)
-        return pruned, PruneReport(scheme, report, len(X), time.perf_counter() - t0)
-    pruned, reports = _run_scheme(net, signals, scheme, eps_rel, gamma, sparsity, threads, workers, dtype,
-                                  on_layer, solver_options)
+    else:
+        pruned, reports = job.run(eps_rel, sparsity, on_layer)
     return pruned, PruneReport(scheme, reports, len(X), time.perf_counter() - t0)
 
 
@@ -132,82 +152,119 @@ class _Density:
     rel: float
 
 
-def _run_scheme(net, signals, scheme, eps_rel, gamma, sparsity, threads, workers, dtype, on_layer,
-                solver_options):
-    """One pass of the scheme at a fixed eps_rel (or per-layer target sparsity)."""
-    pruned = net.copy()
-    reports: List[Optional[LayerReport]] = [None] * len(net.layers)
+class _Job:
+    """One network, its calibration data and settings; ``run`` does one pass of the scheme."""
 
-    def solve(i, Xin, V, eps_floor):
-        layer = net.layers[i]
-        target = signals[i + 1] if layer.relu else layer.preactivation(signals[i])
-        mode = "relu" if layer.relu else "linear"
-        res, report = _solve_layer(layer, Xin, target, V, mode, eps_rel, eps_floor, sparsity,
-                                   threads, dtype, solver_options)
-        pruned.layers[i].W = res.weights.astype(np.float32)
-        pruned.layers[i].b = res.bias.astype(np.float32)
-        reports[i] = report
-        if on_layer:
-            on_layer(i, report)
-        return res
+    def __init__(self, net, X, scheme, gamma, threads, workers, dtype, options, plan):
+        self.net, self.X, self.scheme, self.gamma = net, X, scheme, gamma
+        self.threads, self.workers, self.dtype, self.options, self.plan = threads, workers, dtype, options, plan
+        self.store = None
+        self._original_inputs = None
 
-    if scheme == "parallel":
-        n = max(1, int(workers))
-        per = threads if threads else 0
-        if n > 1 and not threads:
-            import os
-            per = max(1, (os.cpu_count() or 1) // n)
-        threads = per
-        with ThreadPoolExecutor(max_workers=n) as pool:
-            list(pool.map(lambda i: solve(i, signals[i], None, 0.0), range(len(net.layers))))
-    else:
-        Xhat = signals[0]
-        for i, layer in enumerate(net.layers):
-            if i == 0:
-                solve(i, Xhat, None, 0.0)
-            else:
-                Vfull = layer.preactivation(Xhat).astype(np.float32)
-                target = signals[i + 1] if layer.relu else layer.preactivation(signals[i])
-                omega = target > 0 if layer.relu else np.ones(target.shape, bool)
-                disc = float(np.linalg.norm(np.where(omega, Vfull - target, 0)))
-                solve(i, Xhat, Vfull if layer.relu else None, gamma * disc)
-            Xhat = pruned.layers[i](Xhat).astype(np.float32)
-    return pruned, reports
+    def original_inputs(self, k):
+        if self._original_inputs is None:   # every layer's input on the trained network, in one pass
+            self._original_inputs = self.net.layer_inputs(self.X, self.plan, range(len(self.net.layers)))
+        return self._original_inputs[k]
+
+    def run(self, eps_rel, sparsity, on_layer):
+        net = self.net
+        pruned = net.copy()
+        layers = pruned.layers
+        reports: List[Optional[LayerReport]] = [None] * len(layers)
+        key = f"eps{eps_rel!r}" if sparsity is None else f"sparsity{sparsity!r}"
+
+        def finish(k, matrices, biases, report):
+            layers[k].set_groups(matrices, biases)
+            reports[k] = report
+            if on_layer:
+                on_layer(k, report)
+
+        def solve(k, Xhat, threads):
+            saved = self.store.get(key, k) if self.store else None
+            if saved is not None:
+                return finish(k, *saved)
+            matrices, biases, report = _solve_layer(net.layers[k], self.original_inputs(k), Xhat, eps_rel,
+                                                    sparsity, self.gamma, threads, self.dtype, self.options)
+            if self.store:
+                self.store.put(key, k, matrices, biases, report)
+            finish(k, matrices, biases, report)
+
+        if self.scheme == "parallel":
+            n = max(1, int(self.workers))
+            per = self.threads or (max(1, (os.cpu_count() or 1) // n) if n > 1 else 0)
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                list(pool.map(lambda k: solve(k, None, per), range(len(layers))))
+        else:
+            for k in range(len(layers)):
+                # The pruned prefix (layers before k) gives this layer's inputs.
+                Xhat = None if k == 0 else pruned.layer_inputs(self.X, self.plan, [k])[k]
+                solve(k, Xhat, self.threads)
+        return pruned, reports
 
 
-def _solve_layer(layer, Xin, target, V, mode, eps_rel, eps_floor, sparsity, threads, dtype, options):
-    """One layer: a single solve at eps, or the bisection that meets a target sparsity."""
+def _solve_layer(layer, Xin, Xhat, eps_rel, sparsity, gamma, threads, dtype, options):
+    """One layer (every group of it): returns per-group weights and biases, and the report.
+
+    ``Xhat`` is None for the parallel scheme and the first cascade layer; otherwise the
+    pruned network's inputs, the responses to keep being those of ``Xin``."""
     t0 = time.perf_counter()
-    omega = target > 0 if mode == "relu" else np.ones(target.shape, bool)
-    scale = float(np.linalg.norm(np.where(omega, target, 0)))
-    scale = scale if scale > 0 else 1.0
-    kw = dict(W=layer.W, b=layer.b, mode=mode, V=V, dtype=dtype, threads=threads, **options)
-    solves, iterations = [], 0
+    mode = "relu" if layer.relu else "linear"
+    matrices, biases, results, eps_used, target_norm2, omega_norm2, err2 = [], [], [], [], 0.0, 0.0, 0.0
+    iterations = solves = 0
+    for g in range(layer.groups):
+        cols = layer.input_columns(g)
+        W, b = layer.group_matrix(g)
+        Xg = np.ascontiguousarray(Xin[:, cols])
+        Z = Xg @ W + b
+        target = np.maximum(Z, 0) if layer.relu else Z
+        omega = target > 0 if layer.relu else np.ones(target.shape, bool)
+        scale = float(np.linalg.norm(target[omega]))
+        omega_norm2 += scale ** 2
+        scale = scale or 1.0
+        V, floor, Xs = None, 0.0, Xg
+        if Xhat is not None:
+            Xs = np.ascontiguousarray(Xhat[:, cols])
+            Vfull = Xs @ W + b
+            floor = gamma * float(np.linalg.norm((Vfull - target)[omega]))
+            V = Vfull if layer.relu else None
+        kw = dict(W=W, b=b if layer.has_bias else None, fit_bias=layer.has_bias, mode=mode, V=V, dtype=dtype,
+                  threads=threads, **options)
+        tried = []
 
-    def run(rel, warm):
-        nonlocal iterations
-        eps = max(rel * scale, eps_floor)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            res = prune_layer(Xin, target, eps=eps, warm_start=warm if warm is not None else "auto", **kw)
-        iterations += res.iterations
-        solves.append((rel, res))
-        return res
+        def run(rel, _warm):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                res = prune_layer(Xs, target, eps=max(rel * scale, floor), **kw)
+            tried.append(res)
+            return res
 
-    if sparsity is None:
-        best = run(eps_rel, None)
-    else:
-        keep = 1.0 - float(sparsity)
-        best = _bisect_eps(run, keep, floor_rel=eps_floor / scale)
-    if best.status not in ("converged",):
-        warnings.warn(f"{layer.name}: {best.status} after {best.iterations} iterations", ConvergenceWarning)
-    eps_used = float(best.eps[0])
+        best = run(eps_rel, None) if sparsity is None else _bisect_eps(run, 1.0 - float(sparsity), floor / scale)
+        if best.status != "converged":
+            warnings.warn(f"{layer.name}: {best.status} after {best.iterations} iterations", ConvergenceWarning)
+        matrices.append(best.weights)
+        biases.append(best.bias if best.bias is not None else np.zeros(W.shape[1], np.float32))
+        results.append(best)
+        eps_used.append(float(best.eps[0]))
+        iterations += sum(r.iterations for r in tried)
+        solves += len(tried)
+        target_norm2 += float(np.linalg.norm(target)) ** 2
+        err2 += (best.relative_error * float(np.linalg.norm(target))) ** 2
+    eps = math.sqrt(sum(e * e for e in eps_used))
     report = LayerReport(
-        name=layer.name, shape=tuple(layer.W.shape), nnz_before=int(np.count_nonzero(layer.W)),
-        nnz_after=best.nnz, eps=eps_used, eps_rel=eps_used / scale, relative_error=best.relative_error,
-        omega_violation=best.omega_violation, complement_violation=best.complement_violation,
-        iterations=iterations, solves=len(solves), status=best.status, seconds=time.perf_counter() - t0)
-    return best, report
+        name=layer.name, shape=tuple(layer.shape), nnz_before=layer.nnz(),
+        nnz_after=int(sum(np.count_nonzero(m) for m in matrices)), eps=eps,
+        eps_rel=eps / (math.sqrt(omega_norm2) or 1.0),
+        relative_error=math.sqrt(err2 / target_norm2) if target_norm2 > 0 else 0.0,
+        omega_violation=max(r.omega_violation for r in results),
+        complement_violation=max(r.complement_violation for r in results),
+        iterations=iterations, solves=solves, status=_worst_status(results),
+        seconds=time.perf_counter() - t0, samples=len(Xin))
+    return matrices, biases, report
+
+
+def _worst_status(results):
+    statuses = [r.status for r in results]
+    return next((s for s in statuses if s != "converged"), "converged")
 
 
 def _bisect_eps(run, keep, floor_rel, steps=12):

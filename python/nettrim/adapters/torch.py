@@ -1,0 +1,289 @@
+"""PyTorch modules: read into a :class:`~nettrim.network.Network`, write pruned weights back.
+
+Supported: ``Linear``, ``Conv2d``, ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten`` (and
+``x.view(n, -1)`` / ``torch.flatten(x, 1)``), ``BatchNorm1d/2d`` (folded into the layer before
+it) and ``Dropout`` / ``Identity`` (inference: nothing).  The order of operations comes from
+``torch.fx`` tracing; a module fx cannot trace (TorchScript, say) is read in the order of
+its submodules.  Either way the numpy forward pass is checked against the module's own
+output, so a misread model is an error, never a silently wrong pruning.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from ..network import Network
+
+
+class UnsupportedModelError(ValueError):
+    """The model holds a layer or connection Net-Trim cannot prune."""
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("PyTorch models need torch: pip install 'nettrim[torch]'") from None
+    return torch
+
+
+def from_torch(module, input_shape=None, *, check_inputs=None) -> Network:
+    """The network of a PyTorch module, with batch norms folded.
+
+    ``input_shape`` is one sample's shape, e.g. ``(1, 28, 28)`` (needed when the first layer
+    is a convolution).  ``check_inputs`` (optional, a few samples) are used to check the
+    numpy forward pass against the module's; random inputs are used otherwise."""
+    torch = _torch()
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(module).__name__}")
+    try:
+        steps, origins = _trace(module)
+    except UnsupportedModelError:
+        raise
+    except Exception:                       # fx cannot trace it: read the submodules in order
+        steps, origins = _children_in_order(module)
+    net = Network(steps, input_shape)
+    for layer, (name, bn) in zip(net.layers, origins):
+        layer.name = name
+    net.torch_origins = {name: bn for name, bn in origins}
+    _check_forward(module, net, check_inputs)
+    return net
+
+
+def to_torch(net: Network, module):
+    """A copy of ``module`` carrying the weights of ``net`` (read from it by :func:`from_torch`)."""
+    torch = _torch()
+    origins = getattr(net, "torch_origins", None)
+    if origins is None:
+        raise ValueError("net: expected a network read by nettrim.adapters.torch.from_torch")
+    out = copy.deepcopy(module)
+    with torch.no_grad():
+        for layer in net.layers:
+            target = out.get_submodule(layer.name)
+            weight = layer.W.T if isinstance(layer, Dense) else layer.weight
+            bias = layer.b.astype(np.float64)
+            bn_name = origins[layer.name]
+            if bn_name is not None:
+                # Undo the fold: bn(conv(x)) = s * conv(x) + shift; channels with s = 0 give a constant.
+                bn = out.get_submodule(bn_name)
+                s, shift = _bn_from_module(bn).affine()
+                safe = np.where(s != 0, s, 1.0)
+                shape = (-1,) + (1,) * (weight.ndim - 1)
+                weight = np.where((s != 0).reshape(shape), weight / safe.reshape(shape), 0.0)
+                if target.bias is None:
+                    # No bias to carry the shift: move it into the batch norm's own bias.
+                    if bn.bias is None:
+                        raise ValueError(f"{layer.name}: cannot write a bias back (no bias, batch norm without affine)")
+                    bn.bias.copy_(torch.as_tensor(bias - shift + np.asarray(bn.bias.detach().cpu(), np.float64)))
+                    bias = None
+                else:
+                    bias = np.where(s != 0, (bias - shift) / safe, 0.0)
+            target.weight.copy_(torch.as_tensor(np.asarray(weight, np.float32)))
+            if bias is not None:
+                if target.bias is None:
+                    if np.any(bias):
+                        raise ValueError(f"{layer.name}: the pruned layer has a bias but the module has none")
+                else:
+                    target.bias.copy_(torch.as_tensor(np.asarray(bias, np.float32)))
+    return out
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+def _layer_from_module(name, m, torch):
+    nn = torch.nn
+    if isinstance(m, nn.Linear):
+        return Dense(_np(m.weight).T, None if m.bias is None else _np(m.bias), relu=False, name=name)
+    if isinstance(m, nn.Conv2d):
+        if m.padding_mode != "zeros":
+            raise UnsupportedModelError(f"{name}: Conv2d with padding_mode={m.padding_mode!r} is not supported")
+        padding = m.padding
+        if isinstance(padding, str):
+            if padding == "valid":
+                padding = (0, 0)
+            else:
+                total = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+                if any(t % 2 for t in total):
+                    raise UnsupportedModelError(f"{name}: Conv2d padding='same' with an even kernel is not supported")
+                padding = tuple(t // 2 for t in total)
+        return Conv2d(_np(m.weight), None if m.bias is None else _np(m.bias), m.stride, padding, m.dilation,
+                      m.groups, relu=False, name=name)
+    if isinstance(m, nn.ReLU):
+        return ReLU()
+    if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+        if m.ceil_mode:
+            raise UnsupportedModelError(f"{name}: {type(m).__name__} with ceil_mode=True is not supported")
+        if isinstance(m, nn.MaxPool2d):
+            if m.dilation not in (1, (1, 1)) or m.return_indices:
+                raise UnsupportedModelError(f"{name}: MaxPool2d with dilation or return_indices is not supported")
+            return MaxPool2d(m.kernel_size, m.stride, m.padding)
+        if m.divisor_override:
+            raise UnsupportedModelError(f"{name}: AvgPool2d with divisor_override is not supported")
+        return AvgPool2d(m.kernel_size, m.stride, m.padding, m.count_include_pad)
+    if isinstance(m, nn.Flatten):
+        if m.start_dim != 1 or m.end_dim != -1:
+            raise UnsupportedModelError(f"{name}: Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}) is not supported")
+        return Flatten()
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return _bn_from_module(m)
+    if isinstance(m, (nn.Dropout, nn.Dropout2d, nn.Identity)):
+        return None
+    raise UnsupportedModelError(f"{name}: unsupported layer {type(m).__name__} (Net-Trim handles Linear, Conv2d, "
+                                f"ReLU, MaxPool2d, AvgPool2d, Flatten, BatchNorm and Dropout)")
+
+
+def _bn_from_module(m):
+    if m.running_mean is None:
+        raise UnsupportedModelError("BatchNorm without running statistics (track_running_stats=False) is not supported")
+    return BatchNorm(None if m.weight is None else _np(m.weight), None if m.bias is None else _np(m.bias),
+                     _np(m.running_mean), _np(m.running_var), m.eps)
+
+
+def _trace(module):
+    """Steps in execution order from an fx graph; branches and unknown operations are errors."""
+    torch = _torch()
+    import torch.fx
+    import torch.nn.functional as F
+
+    graph = torch.fx.symbolic_trace(module).graph
+    steps, current = [], None
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            if current is not None:
+                raise UnsupportedModelError(f"model: expected one input, found a second ({node.name})")
+            current = node
+            continue
+        if node.op == "get_attr":
+            raise UnsupportedModelError(f"{node.target}: parameters used outside a layer are not supported")
+        if node.op == "output":
+            if node.args[0] is not current:
+                raise UnsupportedModelError("model: expected one output, the end of a chain of layers")
+            break
+        data = [a for a in node.all_input_nodes]
+        if node.op == "call_method" and node.target == "size":
+            continue
+        if not data or data[0] is not current or any(a is not current and a.op != "call_method" for a in data[1:]):
+            raise UnsupportedModelError(f"{node.name}: unsupported connection (residual adds, concatenations and "
+                                        f"branches cannot be pruned layer by layer)")
+        if len(current.users) > 1 and not all(u.op == "call_method" and u.target == "size" or u is node
+                                              for u in current.users):
+            raise UnsupportedModelError(f"{current.name}: its output feeds several operations (a branch), "
+                                        "which Net-Trim cannot prune layer by layer")
+        if node.op == "call_module":
+            step = _layer_from_module(node.target, module.get_submodule(node.target), torch)
+        elif node.op == "call_function" and node.target in (F.relu, torch.relu):
+            step = ReLU()
+        elif node.op == "call_function" and node.target is torch.flatten and _flatten_args(node):
+            step = Flatten()
+        elif node.op == "call_method" and node.target == "relu":
+            step = ReLU()
+        elif node.op == "call_method" and node.target in ("view", "reshape", "flatten") and _flatten_args(node):
+            step = Flatten()
+        elif node.op == "call_method" and node.target == "contiguous":
+            step = None
+        elif node.op == "call_function" and node.target in (F.max_pool2d, F.avg_pool2d):
+            step = _functional_pool(node, node.target is F.max_pool2d)
+        elif node.op == "call_function" and node.target is F.dropout:
+            step = None
+        else:
+            raise UnsupportedModelError(f"{node.name}: unsupported operation {getattr(node.target, '__name__', node.target)}"
+                                        " (Net-Trim handles Linear, Conv2d, ReLU, pooling, flatten, batch norm)")
+        current = node
+        if step is not None:
+            steps.append((node.target if node.op == "call_module" else None, step))
+    return _with_origins(steps)
+
+
+def _functional_pool(node, is_max):
+    names = (["kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"] if is_max else
+             ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"])
+    a = dict(zip(names, node.args[1:]))
+    a.update(node.kwargs)
+    if a.get("ceil_mode") or a.get("return_indices") or a.get("divisor_override") or a.get("dilation", 1) not in (1, (1, 1)):
+        raise UnsupportedModelError(f"{node.name}: pooling with ceil_mode, dilation, indices or a divisor is not supported")
+    stride = a.get("stride") or None
+    if is_max:
+        return MaxPool2d(a["kernel_size"], stride, a.get("padding", 0))
+    return AvgPool2d(a["kernel_size"], stride, a.get("padding", 0), a.get("count_include_pad", True))
+
+
+def _flatten_args(node):
+    """True when a view/reshape/flatten keeps the batch axis and flattens the rest."""
+    args = list(node.args[1:]) + list(node.kwargs.values())
+    if node.target in ("flatten",) or getattr(node.target, "__name__", "") == "flatten":
+        return args[:1] == [1] and args[1:] in ([], [-1])
+    return len(args) == 2 and args[1] == -1
+
+
+def _children_in_order(module):
+    torch = _torch()
+    steps = []
+    for name, m in module.named_modules():
+        if any(True for _ in m.children()):
+            continue
+        kind = getattr(m, "original_name", type(m).__name__)   # TorchScript keeps the Python class name
+        step = _scripted_layer(name, m, kind, torch) if hasattr(m, "original_name") else \
+            _layer_from_module(name, m, torch)
+        if step is not None:
+            steps.append((name, step))
+    return _with_origins(steps)
+
+
+def _scripted_layer(name, m, kind, torch):
+    def p(attr):
+        v = getattr(m, attr, None)
+        return None if v is None else np.asarray(v.detach().cpu(), np.float32)
+    if kind == "Linear":
+        return Dense(p("weight").T, p("bias"), relu=False, name=name)
+    if kind == "Conv2d":
+        if isinstance(m.padding, str):
+            raise UnsupportedModelError(f"{name}: string padding in a TorchScript Conv2d is not supported")
+        return Conv2d(p("weight"), p("bias"), m.stride, m.padding, m.dilation, m.groups, relu=False, name=name)
+    if kind in ("BatchNorm1d", "BatchNorm2d"):
+        return BatchNorm(p("weight"), p("bias"), p("running_mean"), p("running_var"), m.eps)
+    simple = {"ReLU": ReLU, "Flatten": Flatten}
+    if kind in simple:
+        return simple[kind]()
+    if kind == "MaxPool2d":
+        return MaxPool2d(m.kernel_size, m.stride, m.padding)
+    if kind == "AvgPool2d":
+        return AvgPool2d(m.kernel_size, m.stride, m.padding, m.count_include_pad)
+    if kind in ("Dropout", "Dropout2d", "Identity"):
+        return None
+    raise UnsupportedModelError(f"{name}: unsupported layer {kind}")
+
+
+def _with_origins(named_steps):
+    """Steps, and for every prunable layer (module name, name of the batch norm folded into it)."""
+    steps, origins = [], []
+    for name, step in named_steps:
+        if isinstance(step, (Dense, Conv2d)):
+            origins.append([name, None])
+        elif isinstance(step, BatchNorm) and origins and steps and isinstance(steps[-1], (Dense, Conv2d)):
+            origins[-1][1] = name
+        steps.append(step)
+    return steps, [tuple(o) for o in origins]
+
+
+def _check_forward(module, net, inputs):
+    torch = _torch()
+    if inputs is None:
+        inputs = np.random.default_rng(0).standard_normal((8,) + net.input_shape).astype(np.float32)
+    x = np.asarray(inputs, np.float32).reshape((-1,) + net.input_shape)[:64]
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            want = module(torch.as_tensor(x)).detach().cpu().numpy().reshape(len(x), -1)
+    finally:
+        module.train(was_training)
+    got = net.forward(x).reshape(len(x), -1)
+    if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=1e-3 * (1 + np.abs(want).max())):
+        raise UnsupportedModelError("model: nettrim could not reproduce the module's outputs from its layers "
+                                    "(an operation in forward() that is not a supported layer?)")
+
+
+def _np(t):
+    return np.asarray(t.detach().cpu().numpy(), np.float32)

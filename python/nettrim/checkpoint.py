@@ -1,0 +1,59 @@
+"""Resumable runs: every finished layer saved in a directory, keyed by the run's inputs."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+
+import numpy as np
+
+from .io import atomic_json, atomic_savez
+
+
+class Checkpoint:
+    """Finished layers of one run (model, calibration data, options) in ``directory``.
+
+    A directory holding another run's layers is refused rather than silently mixed in."""
+
+    def __init__(self, directory, net, X, options):
+        self.directory = str(directory)
+        h = hashlib.sha256()
+        for layer in net.layers:
+            h.update(np.ascontiguousarray(layer.matrix).tobytes())
+            h.update(layer.b.tobytes())
+        h.update(np.ascontiguousarray(X).tobytes())
+        h.update(json.dumps(options, sort_keys=True, default=str).encode())
+        self.fingerprint = h.hexdigest()
+        os.makedirs(self.directory, exist_ok=True)
+        meta = os.path.join(self.directory, "run.json")
+        if os.path.exists(meta):
+            with open(meta) as f:
+                found = json.load(f).get("fingerprint")
+            if found != self.fingerprint:
+                raise ValueError(f"checkpoint: {self.directory} holds a run with another model, calibration "
+                                 f"data or options; use an empty directory or remove it")
+        else:
+            atomic_json(meta, {"fingerprint": self.fingerprint})
+
+    def _path(self, key, k):
+        return os.path.join(self.directory, f"{key}-layer{k}.npz")
+
+    def get(self, key, k):
+        """``(matrices, biases, report)`` of a finished layer, or None."""
+        from .schemes import LayerReport
+        path = self._path(key, k)
+        if not os.path.exists(path):
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            groups = int(z["groups"])
+            matrices = [z[f"W{g}"] for g in range(groups)]
+            biases = [z[f"b{g}"] for g in range(groups)]
+            d = json.loads(str(z["report"]))
+        return matrices, biases, LayerReport(**{**d, "shape": tuple(d["shape"])})
+
+    def put(self, key, k, matrices, biases, report):
+        arrays = {"groups": np.array(len(matrices)), "report": np.array(json.dumps(asdict(report)))}
+        for g, (W, b) in enumerate(zip(matrices, biases)):
+            arrays[f"W{g}"], arrays[f"b{g}"] = W, b
+        atomic_savez(self._path(key, k), arrays)

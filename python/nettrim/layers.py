@@ -1,0 +1,255 @@
+"""The steps a feed-forward network is made of.
+
+Prunable layers (:class:`Dense`, :class:`Conv2d`) carry weights, a bias and whether a ReLU
+follows.  The others are parameter-free (:class:`Flatten`, :class:`MaxPool2d`,
+:class:`AvgPool2d`) or get folded away before pruning (:class:`BatchNorm`, :class:`ReLU`;
+see :class:`nettrim.network.Network`).  Every step maps a float32 batch to a float32 batch
+and knows its output shape (per sample, without the batch axis).
+
+A prunable layer is, for Net-Trim, ``groups`` independent problems: group ``g`` has the
+matrix ``group_matrix(g)`` of shape (fan_in, outputs) acting on the columns
+``input_columns(g)`` of the layer's unfolded input rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from . import conv
+
+
+def _pair(v):
+    return (int(v), int(v)) if np.isscalar(v) else tuple(int(x) for x in v)
+
+
+@dataclass(eq=False)
+class Dense:
+    """``y = act(x @ W + b)`` with W of shape (n_in, n_out) (scikit-learn's orientation)."""
+    W: np.ndarray
+    b: Optional[np.ndarray] = None
+    relu: bool = True
+    name: str = ""
+    has_bias: Optional[bool] = None   # default: whether b was given; without one, none is fitted
+
+    groups = 1
+
+    def __post_init__(self):
+        self.W = np.asarray(self.W, np.float32)
+        if self.has_bias is None:
+            self.has_bias = self.b is not None
+        self.b = (np.zeros(self.W.shape[-1], np.float32) if self.b is None
+                  else np.asarray(self.b, np.float32).reshape(-1))
+        if self.W.ndim != 2 or self.b.shape != (self.W.shape[1],):
+            raise ValueError(f"{self.name or 'Dense'}: expected W (n_in, n_out) and b (n_out,), got "
+                             f"{self.W.shape} and {self.b.shape}")
+
+    @property
+    def shape(self):
+        return self.W.shape
+
+    @property
+    def matrix(self):
+        return self.W
+
+    def nnz(self):
+        return int(np.count_nonzero(self.W))
+
+    @property
+    def size(self):
+        return self.W.size
+
+    def output_shape(self, in_shape):
+        if tuple(in_shape) != (self.W.shape[0],):
+            raise ValueError(f"{self.name}: expects {self.W.shape[0]} input features, gets shape {tuple(in_shape)}"
+                             + (" (add a Flatten before it)" if len(in_shape) > 1 else ""))
+        return (self.W.shape[1],)
+
+    def preactivation(self, x):
+        return x @ self.W + self.b
+
+    def __call__(self, x):
+        z = self.preactivation(x)
+        return np.maximum(z, 0) if self.relu else z
+
+    # --- the Net-Trim view -------------------------------------------------------------
+    def positions(self, in_shape):
+        return 1                                      # one row per sample
+
+    def unfold(self, x, images, rows, cols):
+        return x[images]
+
+    def input_columns(self, g):
+        return slice(None)
+
+    def group_matrix(self, g):
+        return self.W, self.b
+
+    def set_groups(self, matrices, biases):
+        self.W = np.asarray(matrices[0], np.float32)
+        self.b = np.asarray(biases[0], np.float32)
+
+    def scale_outputs(self, s, shift):
+        """Fold a per-output affine map ``y -> s * y + shift`` into the layer (batch norm)."""
+        self.W = (self.W * s).astype(np.float32)
+        self.b = (self.b * s + shift).astype(np.float32)
+        self.has_bias = True
+
+
+@dataclass(eq=False)
+class Conv2d:
+    """2-D convolution as ``torch.nn.Conv2d``: weight (C_out, C_in / groups, kh, kw), NCHW data."""
+    weight: np.ndarray
+    b: Optional[np.ndarray] = None
+    stride: Tuple[int, int] = (1, 1)
+    padding: Tuple[int, int] = (0, 0)
+    dilation: Tuple[int, int] = (1, 1)
+    groups: int = 1
+    relu: bool = True
+    name: str = ""
+    has_bias: Optional[bool] = None
+
+    def __post_init__(self):
+        self.weight = np.asarray(self.weight, np.float32)
+        c_out = self.weight.shape[0] if self.weight.ndim == 4 else 0
+        if self.has_bias is None:
+            self.has_bias = self.b is not None
+        self.b = (np.zeros(c_out, np.float32) if self.b is None
+                  else np.asarray(self.b, np.float32).reshape(-1))
+        self.stride, self.padding, self.dilation = map(_pair, (self.stride, self.padding, self.dilation))
+        self.groups = int(self.groups)
+        if self.weight.ndim != 4 or self.b.shape != (c_out,):
+            raise ValueError(f"{self.name or 'Conv2d'}: expected weight (C_out, C_in/groups, kh, kw) and bias "
+                             f"(C_out,), got {self.weight.shape} and {self.b.shape}")
+        if self.groups < 1 or c_out % self.groups:
+            raise ValueError(f"{self.name or 'Conv2d'}: groups={self.groups} must divide C_out={c_out}")
+
+    @property
+    def shape(self):
+        return self.weight.shape
+
+    @property
+    def kernel(self):
+        return self.weight.shape[2:]
+
+    @property
+    def matrix(self):
+        """All groups side by side: (C_in/groups * kh * kw, C_out); for display and counting."""
+        return self.weight.reshape(self.weight.shape[0], -1).T
+
+    def nnz(self):
+        return int(np.count_nonzero(self.weight))
+
+    @property
+    def size(self):
+        return self.weight.size
+
+    def output_shape(self, in_shape):
+        if len(in_shape) != 3 or in_shape[0] != self.weight.shape[1] * self.groups:
+            raise ValueError(f"{self.name}: expects inputs (C={self.weight.shape[1] * self.groups}, H, W), "
+                             f"gets shape {tuple(in_shape)}")
+        h, w = (conv.output_size(n, k, s, p, d) for n, k, s, p, d in
+                zip(in_shape[1:], self.kernel, self.stride, self.padding, self.dilation))
+        if h < 1 or w < 1:
+            raise ValueError(f"{self.name}: the kernel does not fit the input of shape {tuple(in_shape)}")
+        return (self.weight.shape[0], h, w)
+
+    def preactivation(self, x):
+        return conv.conv2d(x, self.weight, self.b, self.stride, self.padding, self.dilation, self.groups)
+
+    def __call__(self, x):
+        z = self.preactivation(x)
+        return np.maximum(z, 0) if self.relu else z
+
+    # --- the Net-Trim view -------------------------------------------------------------
+    def positions(self, in_shape):
+        _, h, w = self.output_shape(in_shape)
+        return h * w                                  # rows per sample: one per output pixel
+
+    def unfold(self, x, images, rows, cols):
+        return conv.unfold_at(x, self.kernel, self.stride, self.padding, self.dilation, images, rows, cols)
+
+    def input_columns(self, g):
+        fan_in = self.weight[0].size
+        return slice(g * fan_in, (g + 1) * fan_in)
+
+    def group_matrix(self, g):
+        cout_g = self.weight.shape[0] // self.groups
+        block = self.weight[g * cout_g:(g + 1) * cout_g]
+        return block.reshape(cout_g, -1).T, self.b[g * cout_g:(g + 1) * cout_g]
+
+    def set_groups(self, matrices, biases):
+        self.weight = conv.fold_weight(matrices, self.kernel).astype(np.float32)
+        self.b = np.concatenate(biases).astype(np.float32)
+
+    def scale_outputs(self, s, shift):
+        self.weight = (self.weight * s[:, None, None, None]).astype(np.float32)
+        self.b = (self.b * s + shift).astype(np.float32)
+        self.has_bias = True
+
+
+@dataclass(eq=False)
+class Flatten:
+    """(C, H, W) to (C * H * W,) in C order, as ``torch.flatten(x, 1)``."""
+
+    def output_shape(self, in_shape):
+        return (int(np.prod(in_shape)),)
+
+    def __call__(self, x):
+        return x.reshape(len(x), -1)
+
+
+@dataclass(eq=False)
+class MaxPool2d:
+    kernel: Tuple[int, int]
+    stride: Optional[Tuple[int, int]] = None
+    padding: Tuple[int, int] = (0, 0)
+
+    def __post_init__(self):
+        self.kernel = _pair(self.kernel)
+        self.stride = self.kernel if self.stride is None else _pair(self.stride)
+        self.padding = _pair(self.padding)
+
+    def output_shape(self, in_shape):
+        if len(in_shape) != 3:
+            raise ValueError(f"{type(self).__name__}: expects inputs (C, H, W), gets shape {tuple(in_shape)}")
+        return (in_shape[0],) + tuple(conv.output_size(n, k, s, p) for n, k, s, p in
+                                      zip(in_shape[1:], self.kernel, self.stride, self.padding))
+
+    def __call__(self, x):
+        return conv.max_pool2d(x, self.kernel, self.stride, self.padding)
+
+
+@dataclass(eq=False)
+class AvgPool2d(MaxPool2d):
+    count_include_pad: bool = True
+
+    def __call__(self, x):
+        return conv.avg_pool2d(x, self.kernel, self.stride, self.padding, self.count_include_pad)
+
+
+@dataclass(eq=False)
+class BatchNorm:
+    """Inference-mode batch norm over channels (or features); folded into the layer before it."""
+    weight: Optional[np.ndarray]
+    bias: Optional[np.ndarray]
+    mean: np.ndarray
+    var: np.ndarray
+    eps: float = 1e-5
+
+    def affine(self):
+        """``(s, shift)`` with ``bn(y) = s * y + shift``."""
+        mean, var = np.asarray(self.mean, np.float64), np.asarray(self.var, np.float64)
+        gamma = np.ones_like(mean) if self.weight is None else np.asarray(self.weight, np.float64)
+        beta = np.zeros_like(mean) if self.bias is None else np.asarray(self.bias, np.float64)
+        s = gamma / np.sqrt(var + self.eps)
+        return s, beta - s * mean
+
+
+@dataclass(eq=False)
+class ReLU:
+    """A ReLU step; merged into the layer before it (its ``relu`` flag)."""
+
+
+PRUNABLE = (Dense, Conv2d)
