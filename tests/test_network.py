@@ -93,3 +93,61 @@ def test_bad_network_input(digits_mlp):
     tanh.activation = "tanh"
     with pytest.raises(ValueError, match="activation='relu'"):
         from_sklearn(tanh)
+    with pytest.raises(ValueError, match="max_samples: expected a positive"):
+        nettrim.prune_network(net, Xtr, max_samples=0)
+    with pytest.raises(TypeError, match="net: expected a nettrim.Network"):
+        nettrim.prune_network(clf, Xtr)
+
+
+def test_conv_network_description_and_errors(tmp_path):
+    from nettrim import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, Network, ReLU
+    rng = np.random.default_rng(0)
+    steps = [Conv2d(rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4), padding=1), ReLU(),
+             MaxPool2d(2), Conv2d(rng.standard_normal((4, 2, 3, 3)), None, padding=1, groups=2, relu=False),
+             BatchNorm(rng.uniform(0.5, 1, 4), rng.standard_normal(4), rng.standard_normal(4), rng.uniform(1, 2, 4)),
+             AvgPool2d(2, 1, count_include_pad=False), Flatten(), Dense(rng.standard_normal((16, 3)), np.zeros(3), relu=False)]
+    with pytest.raises(ValueError, match="input_shape: required"):
+        Network(steps)
+    net = Network(steps, (2, 6, 6))
+    assert net.shapes[-1] == (3,) and net.layers[1].has_bias     # the folded batch norm brings a bias
+    X = rng.standard_normal((20, 2, 6, 6)).astype(np.float32)
+    np.testing.assert_array_equal(net.forward(X), net.forward(X.reshape(20, -1)))   # flat rows accepted
+    with pytest.raises(ValueError, match=r"calibration_inputs: expected shape \(samples, 72\) or \(samples, 2, 6, 6\)"):
+        nettrim.prune_network(net, X[:, :1])
+    pruned, report = nettrim.prune_network(net, X, scheme="cascade", eps_rel=0.2)
+    assert pruned.layers[1].weight.shape == (4, 2, 3, 3) and pruned.nnz() < net.nnz()
+    assert all(r.omega_violation <= 1e-3 for r in report.layers)
+    for sparse in (False, True):
+        net.save_npz(tmp_path / "cnn.npz", sparse=sparse)
+        np.testing.assert_array_equal(Network.load_npz(tmp_path / "cnn.npz").forward(X), net.forward(X))
+    with pytest.raises(ValueError, match="BatchNorm must directly follow"):
+        Network([Dense(np.ones((3, 3)), np.zeros(3)), BatchNorm(None, None, np.zeros(3), np.ones(3))])
+    with pytest.raises(ValueError, match=r"expects 5 input features, gets shape \(3,\)"):
+        Network([Dense(np.ones((3, 3)), np.zeros(3)), Dense(np.ones((5, 2)), np.zeros(2))])
+
+
+def test_checkpoint_resumes_to_the_same_result(digits_mlp, tmp_path):
+    clf, Xtr, *_ = digits_mlp
+    net = from_sklearn(clf)
+    full, full_report = nettrim.prune_network(net, Xtr, scheme="cascade", eps_rel=0.1, threads=1)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(i, report):
+        if i == 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        nettrim.prune_network(net, Xtr, scheme="cascade", eps_rel=0.1, threads=1, checkpoint=tmp_path / "ck",
+                              on_layer=stop_after_first)
+    assert len(list((tmp_path / "ck").glob("*-layer*.npz"))) == 1
+    solved = []
+    resumed, report = nettrim.prune_network(net, Xtr, scheme="cascade", eps_rel=0.1, threads=1,
+                                            checkpoint=tmp_path / "ck", on_layer=lambda i, r: solved.append(i))
+    for a, b in zip(full.layers, resumed.layers):
+        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.b, b.b)
+    assert [r.iterations for r in report.layers] == [r.iterations for r in full_report.layers]
+    with pytest.raises(ValueError, match="checkpoint: .* holds a run with another"):
+        nettrim.prune_network(net, Xtr[:500], scheme="cascade", eps_rel=0.1, threads=1, checkpoint=tmp_path / "ck")
