@@ -37,11 +37,34 @@ def test_prune_and_report(digits_mlp, tmp_path):
     assert shown.returncode == 0 and "dense0" in shown.stdout and "total" in shown.stdout
 
 
+def tanh_onnx(path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    init = [numpy_helper.from_array(rng.standard_normal((64, 8)).astype(np.float32), "w"),
+            numpy_helper.from_array(rng.standard_normal((8, 10)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Tanh", ["h"], ["t"]),
+             helper.make_node("MatMul", ["t", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 10])], init)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+
+
 @pytest.mark.parametrize("make_args, message", [
     (lambda d: ("prune", str(d / "missing.npz"), "--calib", str(d / "calib.npy"), "-o", str(d / "o.npz")),
      "model file not found"),
     (lambda d: ("prune", str(d / "model.npz"), "--calib", str(d / "bad.npy"), "-o", str(d / "o.npz")),
-     "do not match the model's 64 inputs"),
+     "do not match the model's input 64"),
+    (lambda d: ("prune", str(d / "model.npz"), "--calib", str(d / "missing.npy"), "-o", str(d / "o.npz")),
+     "calibration inputs file not found"),
+    (lambda d: ("prune", str(d / "garbage.onnx"), "--calib", str(d / "calib.npy"), "-o", str(d / "o.onnx")),
+     "cannot read the model"),
+    (lambda d: ("prune", str(d / "tanh.onnx"), "--calib", str(d / "calib.npy"), "-o", str(d / "o.onnx")),
+     "unsupported ONNX operation Tanh"),
+    (lambda d: ("prune", str(d / "model.npz"), "--calib", str(d / "calib.npy"), "-o", str(d / "o.onnx")),
+     "must have the model's format (npz)"),
+    (lambda d: ("prune", str(d / "model.npz"), "--calib", str(d / "calib.npy"), "-o", str(d / "o.npz"),
+                "--sparsity", "1.5"), "sparsity: expected a fraction in (0, 1)"),
     (lambda d: ("prune", str(d / "model.txt"), "--calib", str(d / "calib.npy"), "-o", str(d / "o.npz")),
      "unsupported model format"),
     (lambda d: ("report", str(d / "calib.npy")), "not a nettrim report"),
@@ -50,6 +73,8 @@ def test_errors_are_one_line(digits_mlp, tmp_path, make_args, message):
     clf, Xtr, *_ = digits_mlp
     from_sklearn(clf).save_npz(tmp_path / "model.npz")
     (tmp_path / "model.txt").write_text("x")
+    (tmp_path / "garbage.onnx").write_bytes(b"not an onnx file at all")
+    tanh_onnx(tmp_path / "tanh.onnx")
     np.save(tmp_path / "calib.npy", Xtr[:50])
     np.save(tmp_path / "bad.npy", Xtr[:50, :10])
     out = nettrim_cli(*make_args(tmp_path))
@@ -57,3 +82,126 @@ def test_errors_are_one_line(digits_mlp, tmp_path, make_args, message):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_help_explains_options():
+    out = nettrim_cli("prune", "--help")
+    assert out.returncode == 0
+    for option in ("--calib", "--scheme", "--eps", "--sparsity", "--checkpoint", "--threads", "--max-samples",
+                   "--quiet", "(default: cascade)", "(default: 8000)"):
+        assert option in out.stdout
+
+
+def test_onnx_prune_inspect_sweep(digits_cnn, tmp_path):
+    """A PyTorch CNN exported to ONNX: pruned by the command, run by onnxruntime."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    import warnings
+    model, Xtr, ytr, Xte, yte = digits_cnn
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.tensor(Xtr[:2]), str(tmp_path / "cnn.onnx"), dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    np.save(tmp_path / "calib.npy", Xtr)
+    np.savez(tmp_path / "eval.npz", X=Xte, y=yte)
+    out = nettrim_cli("prune", str(tmp_path / "cnn.onnx"), "--calib", str(tmp_path / "calib.npy"),
+                      "-o", str(tmp_path / "small.onnx"), "--eps", "0.05", "--max-samples", "3000", "--sparse")
+    assert out.returncode == 0, out.stderr
+    assert "wrote" in out.stdout and out.stderr == ""          # no progress display when not a terminal
+    from nettrim.adapters.onnx import run_onnx
+    acc = np.mean(np.argmax(run_onnx(str(tmp_path / "small.onnx"), Xte), 1) == yte)
+    assert acc >= 0.98                                          # measured 0.991, as before pruning
+    report = json.loads((tmp_path / "small.json").read_text())
+    assert report["nnz_after"] <= 0.6 * report["nnz_before"]
+    assert (tmp_path / "small.sparse.npz").exists()
+    shown = nettrim_cli("inspect", str(tmp_path / "small.onnx"))
+    assert shown.returncode == 0 and "CSR KiB" in shown.stdout and str(report["nnz_after"]) in shown.stdout
+    sweep = nettrim_cli("sweep", str(tmp_path / "cnn.onnx"), "--calib", str(tmp_path / "calib.npy"),
+                        "--eval", str(tmp_path / "eval.npz"), "--eps", "0.05,0.2", "--max-samples", "2000",
+                        "--plot", str(tmp_path / "sweep.png"))
+    assert sweep.returncode == 0, sweep.stderr
+    assert "eps_rel=0.05" in sweep.stdout and "eps_rel=0.2" in sweep.stdout
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_torch_module_round_trip(digits_cnn, tmp_path):
+    torch = pytest.importorskip("torch")
+    model, Xtr, ytr, Xte, yte = digits_cnn
+    torch.save(model, tmp_path / "cnn.pt")
+    np.save(tmp_path / "calib.npy", Xtr)
+    out = nettrim_cli("prune", str(tmp_path / "cnn.pt"), "--calib", str(tmp_path / "calib.npy"),
+                      "-o", str(tmp_path / "small.pt"), "--eps", "0.05", "--max-samples", "3000", "--quiet")
+    assert out.returncode == 0, out.stderr
+    small = torch.load(tmp_path / "small.pt", weights_only=False)
+    with torch.no_grad():
+        acc = float((small(torch.tensor(Xte)).argmax(1).numpy() == yte).mean())
+    assert acc >= 0.98
+
+
+@pytest.fixture(scope="module")
+def wide_mlp(tmp_path_factory):
+    """A 64-512-512-10 MLP on digits: its second layer takes a few seconds, long enough to kill."""
+    import warnings
+
+    from sklearn.neural_network import MLPClassifier
+
+    from tests.conftest import digits_images
+    Xtr, ytr, Xte, yte = digits_images()
+    Xtr, Xte = Xtr.reshape(len(Xtr), -1), Xte.reshape(len(Xte), -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier((512, 512), max_iter=40, random_state=0).fit(Xtr, ytr)
+    d = tmp_path_factory.mktemp("wide")
+    from_sklearn(clf).save_npz(d / "model.npz")
+    np.save(d / "calib.npy", Xtr)
+    return d
+
+
+def test_killed_cascade_resumes_to_the_same_bytes(wide_mlp, tmp_path):
+    import os
+    import signal
+    import time
+    d = wide_mlp
+    base = ["prune", str(d / "model.npz"), "--calib", str(d / "calib.npy"), "--scheme", "cascade", "--eps", "0.05",
+            "--quiet"]
+    full = nettrim_cli(*base, "-o", str(tmp_path / "full.npz"))
+    assert full.returncode == 0, full.stderr
+    ck = tmp_path / "ck"
+    cmd = [sys.executable, "-m", "nettrim.cli", *base, "-o", str(tmp_path / "resumed.npz"), "--checkpoint", str(ck)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(ck.glob("*-layer0.npz")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert list(ck.glob("*-layer0.npz")) and not list(ck.glob("*-layer2.npz"))
+    assert not (tmp_path / "resumed.npz").exists() and not list(tmp_path.glob("*.part"))
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "resumed.npz").read_bytes() == (tmp_path / "full.npz").read_bytes()
+
+
+def test_same_inputs_give_the_same_bytes(digits_mlp, tmp_path):
+    clf, Xtr, *_ = digits_mlp
+    from_sklearn(clf).save_npz(tmp_path / "model.npz")
+    np.save(tmp_path / "calib.npy", Xtr)
+    for name in ("a", "b"):
+        out = nettrim_cli("prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"),
+                          "-o", str(tmp_path / f"{name}.npz"), "--sparsity", "0.7", "--quiet")
+        assert out.returncode == 0, out.stderr
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+
+
+def test_interrupted_write_keeps_the_old_file(tmp_path):
+    from nettrim.io import atomic_write
+    target = tmp_path / "model.npz"
+    target.write_bytes(b"old")
+
+    def half_then_fail(f):
+        f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, half_then_fail)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.npz"]

@@ -1,4 +1,4 @@
-"""The ``nettrim`` command: demo, prune, report."""
+"""The ``nettrim`` command: demo, prune, report, inspect, sweep."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,17 @@ import time
 import warnings
 
 import numpy as np
+
+from .reporting import format_table, model_table, report_table
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where there is none to show."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class CliError(Exception):
@@ -26,43 +37,90 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("nettrim: interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, TypeError, MemoryError, FileNotFoundError, OSError) as e:
+    except (CliError, ValueError, TypeError, MemoryError, OSError, ImportError, EOFError) as e:
         print(f"nettrim: error: {e}", file=sys.stderr)
         return 2
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="nettrim", description="Convex layer-wise pruning of trained ReLU networks (Net-Trim).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sub = p.add_subparsers(dest="command")
+    fmt = _HelpFormatter
+    p = argparse.ArgumentParser(prog="nettrim", formatter_class=fmt,
+                                description="Convex layer-wise pruning of trained ReLU networks (Net-Trim). "
+                                            "Run 'nettrim demo' to see it work, 'nettrim COMMAND --help' for details.")
+    p.add_argument("--version", action="version", version=f"nettrim {__import__('nettrim').__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    d = sub.add_parser("demo", help="train a small ReLU network on scikit-learn's digits, prune it, print before/after",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = sub.add_parser("demo", formatter_class=fmt,
+                       help="train a small ReLU network on scikit-learn's digits, prune it, print before/after")
     d.add_argument("--scheme", choices=["parallel", "cascade"], default="cascade", help="pruning scheme")
     d.add_argument("--sparsity", type=float, default=0.7, help="fraction of weights to remove (whole network)")
     d.add_argument("--threads", type=int, default=0, help="engine threads (0: all cores)")
     d.add_argument("--plot", default="nettrim-demo.png", help="where to write a plot, if matplotlib is installed ('' for none)")
+    d.add_argument("--quiet", action="store_true", help="no progress display")
     d.set_defaults(func=cmd_demo)
 
-    r = sub.add_parser("prune", help="prune a model (.npz) on calibration inputs",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    r.add_argument("model", help="model file: .npz with W0, b0, W1, b1, ... (W as inputs x outputs)")
-    r.add_argument("--calib", required=True, help="calibration inputs: .npy, or .npz with an array 'X' (samples x features)")
-    r.add_argument("-o", "--output", required=True, help="pruned model (.npz); a JSON report is written beside it")
-    r.add_argument("--scheme", choices=["parallel", "cascade"], default="cascade", help="pruning scheme")
-    g = r.add_mutually_exclusive_group()
-    g.add_argument("--eps", type=float, default=None, help="relative tolerance per layer (default 0.05)")
-    g.add_argument("--sparsity", type=float, default=None, help="fraction of weights to remove (whole network)")
-    r.add_argument("--threads", type=int, default=0, help="engine threads (0: all cores)")
-    r.add_argument("--max-samples", type=int, default=None, help="use at most this many calibration samples (seeded choice)")
-    r.add_argument("--sparse", action="store_true", help="store the weights as CSR in the output .npz")
+    r = sub.add_parser("prune", formatter_class=fmt, help="prune a model (.npz, .onnx, PyTorch .pt/.pth) on calibration inputs")
+    _model_arguments(r)
+    r.add_argument("-o", "--output", required=True,
+                   help="pruned model, in the input model's format; a JSON report is written beside it (.json)")
+    _pruning_arguments(r)
+    r.add_argument("--checkpoint", metavar="DIR", default=None,
+                   help="save every finished layer in DIR; rerunning the same command resumes after the last one")
+    r.add_argument("--sparse", action="store_true", help="also write the weights as CSR matrices to OUTPUT.sparse.npz")
     r.add_argument("--quiet", action="store_true", help="print nothing but errors")
     r.set_defaults(func=cmd_prune)
 
-    t = sub.add_parser("report", help="print the per-layer table of a JSON report written by 'prune'")
+    t = sub.add_parser("report", formatter_class=fmt, help="print the per-layer table of a JSON report written by 'prune'")
     t.add_argument("report", help="the .json report")
     t.set_defaults(func=cmd_report)
+
+    n = sub.add_parser("inspect", formatter_class=fmt,
+                       help="print a model's layers: shapes, nonzeros, sparsity, size dense and as CSR")
+    n.add_argument("model", help="model file: .npz, .onnx or PyTorch .pt/.pth")
+    n.add_argument("--input-shape", default=None, help="one sample's shape, e.g. 1,28,28 (convolutional PyTorch models)")
+    n.set_defaults(func=cmd_inspect)
+
+    w = sub.add_parser("sweep", formatter_class=fmt,
+                       help="accuracy (or output error) against weights kept, over a range of eps or target sparsities")
+    _model_arguments(w)
+    w.add_argument("--eval", required=True, help="evaluation data: .npz with 'X' and (for accuracy) labels 'y', or .npy")
+    w.add_argument("--scheme", choices=["parallel", "cascade"], default="cascade", help="pruning scheme")
+    g = w.add_mutually_exclusive_group()
+    g.add_argument("--eps", default="0.02,0.05,0.1,0.2", help="comma-separated relative tolerances")
+    g.add_argument("--sparsity", default=None, help="comma-separated target sparsities instead, e.g. 0.5,0.8,0.9")
+    w.add_argument("--threads", type=int, default=0, help="engine threads (0: all cores)")
+    w.add_argument("--max-samples", type=int, default=8000, help="rows per convolution problem (seeded choice of positions)")
+    w.add_argument("--seed", type=int, default=0, help="seed of the sampled positions")
+    w.add_argument("--plot", default=None, help="PNG to write (default: MODEL-sweep.png beside the model)")
+    w.add_argument("--quiet", action="store_true", help="print nothing but the table")
+    w.set_defaults(func=cmd_sweep)
     return p
+
+
+def _model_arguments(p):
+    p.add_argument("model", help="model file: .npz (nettrim, or W0, b0, W1, b1, ... as inputs x outputs), "
+                                 ".onnx, or PyTorch .pt/.pth (a pickled module or TorchScript)")
+    p.add_argument("--calib", required=True,
+                   help="calibration inputs: .npy, or .npz with an array 'X' (samples first, flat or the model's shape)")
+    p.add_argument("--input-shape", default=None,
+                   help="one sample's shape, e.g. 1,28,28; default: the calibration array's, or the model's")
+
+
+def _pruning_arguments(p):
+    p.add_argument("--scheme", choices=["parallel", "cascade"], default="cascade",
+                   help="cascade: each layer on the pruned network's signals (closer outputs); "
+                        "parallel: every layer on the original's (independent)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--eps", type=float, default=None, help="relative error allowed per layer (default 0.05)")
+    g.add_argument("--sparsity", type=float, default=None, help="fraction of weights to remove, e.g. 0.9")
+    p.add_argument("--scope", choices=["network", "layer"], default="network",
+                   help="with --sparsity: one tolerance for all layers that meets the target for the whole "
+                        "network, or the target in every layer")
+    p.add_argument("--method", choices=["nettrim"], default="nettrim", help="pruning method")
+    p.add_argument("--threads", type=int, default=0, help="engine threads (0: all cores)")
+    p.add_argument("--max-samples", type=int, default=8000,
+                   help="rows per convolution problem (a seeded choice of sample x pixel positions)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled positions")
 
 
 def cmd_demo(args):
@@ -86,9 +144,15 @@ def cmd_demo(args):
           f"{_accuracy(net, X[te], d.target[te]):.3f}")
     print(f"pruning with Net-Trim ({args.scheme} scheme, removing {100 * args.sparsity:.0f}% of the weights, "
           f"{len(tr)} calibration samples)...")
-    pruned, report = prune_network(net, X[tr], scheme=args.scheme, sparsity=args.sparsity, threads=args.threads)
+    from .progress import Progress
+    progress = Progress(len(net.layers), enabled=False if args.quiet else None)
+    try:
+        pruned, report = prune_network(net, X[tr], scheme=args.scheme, sparsity=args.sparsity, threads=args.threads,
+                                       on_layer=progress.layer_done, progress=progress.solver_callback)
+    finally:
+        progress.close()
     print()
-    print(_table(report))
+    print(report_table(report))
     acc0, acc1 = _accuracy(net, X[te], d.target[te]), _accuracy(pruned, X[te], d.target[te])
     print(f"\ntest accuracy: {acc0:.3f} before, {acc1:.3f} after; weights kept: {report.nnz_after} of "
           f"{report.nnz_before} ({100 * report.nnz_after / report.nnz_before:.1f}%); {report.seconds:.1f} s")
@@ -122,89 +186,170 @@ def _demo_plot(net, pruned, path):
 
 def cmd_prune(args):
     from .io import atomic_json
-    from .network import Network
+    from .models import save_model
+    from .progress import Progress
     from .schemes import prune_network
 
-    net = _load_model(args.model)
-    X = _load_calibration(args.calib, net)
-    if args.max_samples and len(X) > args.max_samples:
-        X = X[np.sort(np.random.default_rng(0).choice(len(X), args.max_samples, replace=False))]
-    kw = dict(sparsity=args.sparsity) if args.sparsity is not None else dict(eps_rel=args.eps or 0.05)
-
-    def on_layer(i, r):
-        if not args.quiet:
-            print(f"  {r.name}: {r.nnz_after}/{r.nnz_before} weights kept, eps_rel {r.eps_rel:.3g}, "
-                  f"{r.seconds:.1f} s", file=sys.stderr)
-
-    pruned, report = prune_network(net, X, scheme=args.scheme, threads=args.threads, on_layer=on_layer, **kw)
-    out = args.output if args.output.endswith(".npz") else args.output + ".npz"
-    Network.save_npz(pruned, out, sparse=args.sparse)
-    atomic_json(os.path.splitext(out)[0] + ".json", report.to_dict())
+    out = args.output
+    loaded, X = _load_model_and_data(args, args.model, args.calib)
+    from .models import model_format
+    if model_format(out) != loaded.format:
+        raise CliError(f"{out}: the output must have the model's format ({loaded.format}), e.g. "
+                       f"{os.path.splitext(out)[0]}{os.path.splitext(args.model)[1]}")
+    progress = Progress(len(loaded.net.layers), enabled=False if args.quiet else None)
+    kw = _target(args)
+    try:
+        pruned, report = prune_network(loaded.net, X, scheme=args.scheme, threads=args.threads,
+                                       max_samples=args.max_samples, seed=args.seed, checkpoint=args.checkpoint,
+                                       on_layer=progress.layer_done, progress=progress.solver_callback, **kw)
+    finally:
+        progress.close()
+    save_model(loaded, pruned, out)
+    base = os.path.splitext(out)[0]
+    written = [out]
+    if args.sparse:
+        pruned.save_npz(base + ".sparse.npz", sparse=True)
+        written.append(base + ".sparse.npz")
+    atomic_json(base + ".json", {**report.to_dict(), "model": args.model, "output": out,
+                                 "size": pruned.size_report(), "options": {k: v for k, v in kw.items()}})
+    written.append(base + ".json")
     if not args.quiet:
-        print(_table(report))
-        print(f"wrote {out} and {os.path.splitext(out)[0]}.json")
+        print(report_table(report))
+        sizes = pruned.size_report()
+        print(f"size: {sizes['dense_bytes'] / 1024:.1f} KiB dense, {sizes['sparse_bytes'] / 1024:.1f} KiB as CSR")
+        print("wrote " + ", ".join(written))
     return 0
+
+
+def _target(args):
+    if args.sparsity is not None:
+        return {"sparsity": args.sparsity, "sparsity_scope": args.scope}
+    return {"eps_rel": 0.05 if args.eps is None else args.eps}
 
 
 def cmd_report(args):
-    from .schemes import LayerReport, PruneReport
+    from .schemes import PruneReport
+    if not os.path.exists(args.report):
+        raise CliError(f"report file not found: {args.report}")
     try:
         with open(args.report) as f:
             d = json.load(f)
-        layers = [LayerReport(**{**r, "shape": tuple(r["shape"])}) for r in d["layers"]]
+        report = PruneReport.from_dict(d)
     except (ValueError, KeyError, TypeError) as e:  # JSON and Unicode errors are ValueErrors
         raise CliError(f"{args.report}: not a nettrim report ({e})") from None
-    print(_table(PruneReport(d["scheme"], layers, d["calibration_samples"], d["seconds"])))
+    print(f"{d.get('model', '')} -> {d.get('output', '')}: {report.scheme} scheme, "
+          f"{report.calibration_samples} calibration samples")
+    print(report_table(report))
+    if "size" in d:
+        print(f"size: {d['size']['dense_bytes'] / 1024:.1f} KiB dense, "
+              f"{d['size']['sparse_bytes'] / 1024:.1f} KiB as CSR")
     return 0
 
 
-def _load_model(path):
-    from .network import Network
-    if not os.path.exists(path):
-        raise CliError(f"model file not found: {path}")
-    if not path.endswith(".npz"):
-        raise CliError(f"{path}: unsupported model format (expected .npz)")
-    try:
-        return Network.load_npz(path)
-    except (OSError, ValueError, KeyError) as e:
-        raise CliError(f"{path}: cannot read the model ({e})") from None
+def cmd_inspect(args):
+    from .models import load_model
+    loaded = load_model(args.model, input_shape=_shape(args.input_shape))
+    print(f"{args.model}: {loaded.format} model, input shape {loaded.net.input_shape}")
+    print(model_table(loaded.net))
+    return 0
 
 
-def _load_calibration(path, net):
-    if not os.path.exists(path):
-        raise CliError(f"calibration file not found: {path}")
+def cmd_sweep(args):
+    from .models import load_arrays
+    from .progress import Progress
+    from .schemes import prune_network
+
+    loaded, X = _load_model_and_data(args, args.model, args.calib)
+    net = loaded.net
+    Xe, ye = load_arrays(args.eval, "evaluation data")
+    _check_matches(net, Xe, args.eval)
+    reference = net.forward(Xe)
+    if args.sparsity:
+        settings = [{"sparsity": float(v)} for v in args.sparsity.split(",")]
+    else:
+        settings = [{"eps_rel": float(v)} for v in args.eps.split(",")]
+    rows = [("setting", "kept %", "accuracy" if ye is not None else "", "output error", "time s")]
+    points = []
+    base = f"{np.mean(np.argmax(reference, 1) == ye):.4f}" if ye is not None else ""
+    rows.append(("trained", "100.0", base, "0", ""))
+    for setting in settings:
+        progress = Progress(len(net.layers), enabled=False if args.quiet else None)
+        try:
+            pruned, report = prune_network(net, X, scheme=args.scheme, threads=args.threads,
+                                           max_samples=args.max_samples, seed=args.seed,
+                                           on_layer=progress.layer_done, progress=progress.solver_callback,
+                                           **setting)
+        finally:
+            progress.close()
+        out = pruned.forward(Xe)
+        err = float(np.linalg.norm(out - reference) / max(np.linalg.norm(reference), 1e-30))
+        acc = float(np.mean(np.argmax(out, 1) == ye)) if ye is not None else None
+        kept = pruned.nnz() / net.size()
+        name, value = next(iter(setting.items()))
+        rows.append((f"{name}={value:g}", f"{100 * kept:.1f}", "" if acc is None else f"{acc:.4f}",
+                     f"{err:.4f}", f"{report.seconds:.1f}"))
+        points.append((kept, acc if acc is not None else err))
+    print(f"{args.model}: {args.scheme} scheme, {len(X)} calibration samples, {len(Xe)} evaluation samples")
+    print(format_table(rows))
+    plot = args.plot if args.plot is not None else os.path.splitext(args.model)[0] + "-sweep.png"
+    if plot and _sweep_plot(points, ye is not None, float(base) if base else None, plot, args):
+        print(f"plot: {plot}")
+    return 0
+
+
+def _sweep_plot(points, accuracy, base, path, args):
     try:
-        data = np.load(path)
-    except (OSError, ValueError) as e:
-        raise CliError(f"{path}: cannot read calibration inputs ({e})") from None
-    if hasattr(data, "files"):
-        if "X" not in data.files:
-            raise CliError(f"{path}: expected an array named 'X' in the .npz, found {data.files}")
-        data = data["X"]
-    X = np.asarray(data)
-    if X.ndim < 2 or int(np.prod(X.shape[1:])) != net.n_inputs:
-        raise CliError(f"{path}: calibration inputs of shape {X.shape} do not match the model's "
-                       f"{net.n_inputs} inputs")
-    return X.reshape(len(X), -1)
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    from .io import atomic_write
+    fig, ax = plt.subplots(figsize=(6, 4))
+    pts = sorted(points)
+    ax.plot([100 * k for k, _ in pts], [v for _, v in pts], "o-", label=f"Net-Trim, {args.scheme}")
+    if accuracy and base is not None:
+        ax.axhline(base, color="grey", lw=0.8, label="trained")
+    ax.set_xlabel("weights kept (%)")
+    ax.set_ylabel("test accuracy" if accuracy else "relative output error")
+    ax.set_title(os.path.basename(args.model))
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
+    plt.close(fig)
+    return True
+
+
+def _shape(text):
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise CliError(f"--input-shape: expected integers such as 1,28,28, got {text!r}") from None
+
+
+def _load_model_and_data(args, model_path, calib_path):
+    """The model and its calibration inputs, checked against each other."""
+    from .models import load_arrays, load_model, model_format
+    model_format(model_path)                      # unsupported extension: say so before reading data
+    if not os.path.exists(model_path):
+        raise CliError(f"model file not found: {model_path}")
+    X, _ = load_arrays(calib_path, "calibration inputs")
+    shape = _shape(args.input_shape) or (tuple(X.shape[1:]) if X.ndim > 2 else None)
+    loaded = load_model(model_path, input_shape=shape)
+    _check_matches(loaded.net, X, calib_path)
+    return loaded, X
+
+
+def _check_matches(net, X, path):
+    if int(np.prod(X.shape[1:])) != net.n_inputs:
+        raise CliError(f"{path}: inputs of shape {X.shape} do not match the model's input "
+                       f"{'x'.join(map(str, net.input_shape))} ({net.n_inputs} values per sample)")
 
 
 def _accuracy(net, X, y):
     return float(np.mean(net.predict(X) == y))
-
-
-def _table(report):
-    rows = [("layer", "shape", "weights", "kept", "kept %", "eps_rel", "rel. error", "iters", "time s")]
-    for r in report.layers:
-        rows.append((r.name, "x".join(map(str, r.shape)), str(r.nnz_before), str(r.nnz_after),
-                     f"{100 * r.nnz_after / max(1, r.nnz_before):.1f}", f"{r.eps_rel:.3g}",
-                     f"{r.relative_error:.4f}", str(r.iterations), f"{r.seconds:.2f}"))
-    rows.append(("total", "", str(report.nnz_before), str(report.nnz_after),
-                 f"{100 * report.nnz_after / max(1, report.nnz_before):.1f}", "", "", "", f"{report.seconds:.2f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    lines.insert(len(lines) - 1, "-" * len(lines[0]))
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

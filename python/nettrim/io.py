@@ -27,8 +27,19 @@ def atomic_write(path, write):
 
 
 def atomic_savez(path, arrays):
+    """``np.savez`` written atomically and byte for byte reproducibly (fixed zip timestamps)."""
+    import zipfile
+
     import numpy as np
-    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+            for name, array in arrays.items():
+                info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+                with z.open(info, "w", force_zip64=True) as out:
+                    np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
+
+    atomic_write(path, write)
 
 
 def atomic_json(path, obj):

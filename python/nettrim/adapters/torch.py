@@ -61,13 +61,13 @@ def to_torch(net: Network, module):
     out = copy.deepcopy(module)
     with torch.no_grad():
         for layer in net.layers:
-            target = out.get_submodule(layer.name)
+            target = _submodule(out, layer.name)
             weight = layer.W.T if isinstance(layer, Dense) else layer.weight
             bias = layer.b.astype(np.float64)
             bn_name = origins[layer.name]
             if bn_name is not None:
                 # Undo the fold: bn(conv(x)) = s * conv(x) + shift; channels with s = 0 give a constant.
-                bn = out.get_submodule(bn_name)
+                bn = _submodule(out, bn_name)
                 s, shift = _bn_from_module(bn).affine()
                 safe = np.where(s != 0, s, 1.0)
                 shape = (-1,) + (1,) * (weight.ndim - 1)
@@ -88,6 +88,13 @@ def to_torch(net: Network, module):
                 else:
                     target.bias.copy_(torch.as_tensor(np.asarray(bias, np.float32)))
     return out
+
+
+def _submodule(module, name):
+    """``module.get_submodule(name)``, which TorchScript modules lack."""
+    for part in name.split("."):
+        module = getattr(module, part)
+    return module
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -144,7 +151,6 @@ def _bn_from_module(m):
 def _trace(module):
     """Steps in execution order from an fx graph; branches and unknown operations are errors."""
     torch = _torch()
-    import torch.fx
     import torch.nn.functional as F
 
     graph = torch.fx.symbolic_trace(module).graph

@@ -1,0 +1,51 @@
+"""A one-line progress display on stderr: layers done, and the ADMM iteration of the solve running.
+
+It draws only on a terminal (and not with ``--quiet``); otherwise it stays silent, so logs
+and pipes get the final table alone.  Redraws are throttled to ten a second.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+
+class Progress:
+    def __init__(self, total_layers, *, enabled=None, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = (self.stream.isatty() if enabled is None else enabled)
+        self.total, self.done, self.solves = total_layers, 0, 0
+        self.status = ""
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._start = time.perf_counter()
+
+    def solver_callback(self, iteration, primal, dual, elapsed):
+        """For ``prune_layer(progress=...)``: called by the engine as it iterates."""
+        self.status = f"ADMM iteration {iteration:5d}, primal residual {primal:.1e}"
+        self._draw()
+
+    def layer_done(self, index, report):
+        with self._lock:
+            self.done += 1
+            self.status = f"{report.name}: {report.nnz_after}/{report.nnz_before} weights kept"
+        self._draw(force=True)
+
+    def _draw(self, force=False):
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not force and now - self._last < 0.1:
+            return
+        self._last = now
+        width = 20
+        filled = int(width * self.done / max(1, self.total))
+        line = (f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} layers "
+                f"{now - self._start:6.1f} s  {self.status}")
+        self.stream.write(line[:120].ljust(120))
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled:
+            self.stream.write("\r" + " " * 120 + "\r")
+            self.stream.flush()

@@ -1,0 +1,43 @@
+"""Plain-text tables of pruning reports and models, for the command line and notebooks."""
+from __future__ import annotations
+
+
+def format_table(rows, rules=()):
+    """Rows of strings as aligned columns (first column left, others right); ``rules`` are
+    row indices before which a horizontal line is drawn (1 is always one)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    rule = "-" * len(lines[0])
+    for at in sorted(set(rules) | {1}, reverse=True):
+        lines.insert(at, rule)
+    return "\n".join(lines)
+
+
+def report_table(report):
+    """Per layer: shape, weights before and after, eps, achieved error, iterations, time."""
+    rows = [("layer", "shape", "weights", "kept", "kept %", "eps_rel", "rel. error", "max viol.", "iters",
+             "time s")]
+    for r in report.layers:
+        rows.append((r.name, "x".join(map(str, r.shape)), str(r.nnz_before), str(r.nnz_after),
+                     f"{100 * r.nnz_after / max(1, r.nnz_before):.1f}", f"{r.eps_rel:.3g}",
+                     f"{r.relative_error:.4f}", f"{max(r.omega_violation, r.complement_violation):.1e}",
+                     str(r.iterations), f"{r.seconds:.2f}"))
+    rows.append(("total", "", str(report.nnz_before), str(report.nnz_after),
+                 f"{100 * report.nnz_after / max(1, report.nnz_before):.1f}", "", "", "", "",
+                 f"{report.seconds:.2f}"))
+    return format_table(rows, rules=[len(rows) - 1])
+
+
+def model_table(net):
+    """Per prunable layer: kind, shape, nonzeros, sparsity, bytes dense and as CSR."""
+    sizes = net.size_report()
+    rows = [("layer", "kind", "shape", "weights", "nonzero", "sparsity %", "dense KiB", "CSR KiB")]
+    for layer, size in zip(net.layers, sizes["layers"]):
+        rows.append((layer.name, type(layer).__name__ + (" +ReLU" if layer.relu else ""),
+                     "x".join(map(str, layer.shape)), str(layer.size), str(layer.nnz()),
+                     f"{100 * (1 - layer.nnz() / max(1, layer.size)):.1f}", f"{size['dense_bytes'] / 1024:.1f}",
+                     f"{size['sparse_bytes'] / 1024:.1f}"))
+    rows.append(("total", "", "", str(net.size()), str(net.nnz()),
+                 f"{100 * (1 - net.nnz() / max(1, net.size())):.1f}", f"{sizes['dense_bytes'] / 1024:.1f}",
+                 f"{sizes['sparse_bytes'] / 1024:.1f}"))
+    return format_table(rows, rules=[len(rows) - 1])
