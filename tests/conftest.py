@@ -44,6 +44,12 @@ def digits_images():
 
 
 @pytest.fixture(scope="session")
+def digits_split():
+    """``digits_images()`` as a fixture: (Xtr, ytr, Xte, yte), images (n, 1, 8, 8)."""
+    return digits_images()
+
+
+@pytest.fixture(scope="session")
 def digits_cnn():
     """A small CNN (conv-bn-relu-pool, conv-relu-pool, two dense) trained on digits with PyTorch
     (seeded, about two seconds; test accuracy 0.991)."""

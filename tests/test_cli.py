@@ -139,14 +139,13 @@ def test_torch_module_round_trip(digits_cnn, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def wide_mlp(tmp_path_factory):
+def wide_mlp(tmp_path_factory, digits_split):
     """A 64-512-512-10 MLP on digits: its second layer takes a few seconds, long enough to kill."""
     import warnings
 
     from sklearn.neural_network import MLPClassifier
 
-    from tests.conftest import digits_images
-    Xtr, ytr, Xte, yte = digits_images()
+    Xtr, ytr, Xte, yte = digits_split
     Xtr, Xte = Xtr.reshape(len(Xtr), -1), Xte.reshape(len(Xte), -1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -205,3 +204,22 @@ def test_interrupted_write_keeps_the_old_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(target, half_then_fail)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+
+
+def test_progress_line_on_a_terminal_only():
+    import io
+
+    from nettrim.progress import Progress
+    from nettrim.schemes import LayerReport
+    report = LayerReport("dense0", (4, 3), 12, 5, 0.1, 0.05, 0.05, 0.0, 0.0, 100, 1, "converged", 0.1)
+    shown = io.StringIO()
+    bar = Progress(3, enabled=True, stream=shown)
+    bar.solver_callback(120, 3e-3, 1e-2, 0.5)
+    bar.layer_done(0, report)
+    bar.close()
+    assert "ADMM iteration   120" in shown.getvalue() and "1/3 layers" in shown.getvalue()
+    silent = io.StringIO()
+    bar = Progress(3, stream=silent)                 # StringIO is not a terminal
+    bar.layer_done(0, report)
+    bar.close()
+    assert silent.getvalue() == ""

@@ -23,10 +23,9 @@ def build_model(nodes, initializers, input_shape, n_out, opset=17):
     return model
 
 
-def digits_cnn_onnx(rng):
+def digits_cnn_onnx(rng, data):
     """A CNN in ONNX with a batch norm, MatMul + Add and Gemm(transB): weights fitted by a few
     steps of least squares on digits so that pruning has real structure to keep."""
-    from tests.conftest import digits_images
     init = {
         "w1": rng.standard_normal((8, 1, 3, 3)) * 0.5, "b1": rng.standard_normal(8) * 0.1,
         "g": rng.uniform(0.5, 1.5, 8), "beta": rng.standard_normal(8) * 0.1,
@@ -47,11 +46,11 @@ def digits_cnn_onnx(rng):
         helper.make_node("Dropout", ["r2"], ["d2"]),
         helper.make_node("Gemm", ["d2", "w3", "b3"], ["y"], transB=1, name="fc2"),
     ]
-    return build_model(nodes, init, (1, 8, 8), 10), digits_images()
+    return build_model(nodes, init, (1, 8, 8), 10), data
 
 
-def test_read_prune_write(tmp_path):
-    model, (Xtr, ytr, Xte, yte) = digits_cnn_onnx(np.random.default_rng(0))
+def test_read_prune_write(tmp_path, digits_split):
+    model, (Xtr, ytr, Xte, yte) = digits_cnn_onnx(np.random.default_rng(0), digits_split)
     path = tmp_path / "model.onnx"
     onnx.save(model, str(path))
     net = load_onnx(str(path))
