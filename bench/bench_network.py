@@ -114,6 +114,7 @@ def main():
     ap.add_argument("--max-samples", type=int, default=4000, help="rows per convolution problem")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--models", default="mlp,cnn")
+    ap.add_argument("--schemes", default="parallel,cascade")
     ap.add_argument("--eps", default="0.02,0.05,0.1", help="eps_rel values of the sweep")
     ap.add_argument("--sparsities", default="0.5,0.8,0.9,0.95,0.98", help="target sparsities (whole network)")
     args = ap.parse_args()
@@ -135,7 +136,7 @@ def main():
         acc = float(np.mean(net.predict(Xev) == yte))
         print(f"\n{model}: {net}\n  {net.size()} weights, test accuracy {acc:.4f}", flush=True)
         runs = []
-        for scheme in ("parallel", "cascade"):
+        for scheme in args.schemes.split(","):
             for setting in [{"eps_rel": e} for e in eps_grid] + [{"sparsity": s} for s in sparsity_grid]:
                 r = run(net, Xcal, Xev, yte, scheme, setting, args.max_samples, args.threads)
                 runs.append(r)
@@ -146,10 +147,11 @@ def main():
         print(f"calibration samples: {len(cal)}; rows per layer: {runs[0]['rows']}; "
               f"peak RSS {max(r['peak_rss_mib'] for r in runs):.0f} MiB")
     RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / f"bench_network_{'_'.join(models)}.json", "w") as f:
+    tag = "_".join(models) + ("" if args.schemes == "parallel,cascade" else "_" + args.schemes.replace(",", "_"))
+    with open(RESULTS / f"bench_network_{tag}.json", "w") as f:
         json.dump(results, f, indent=1)
     try:
-        png = RESULTS / f"bench_network_{'_'.join(models)}.png"
+        png = RESULTS / f"bench_network_{tag}.png"
         plot(results, png)
         print(f"plot: {png}")
     except ImportError:
