@@ -96,7 +96,8 @@ def plot(results, path):
                 pts = sorted((100 * r["kept"], r["accuracy"]) for r in res["runs"]
                              if r["scheme"] == scheme and kind in r)
                 if pts:
-                    ax.plot(*zip(*pts), style, marker=marker, label=f"{scheme}, {'eps sweep' if kind == 'eps_rel' else 'target sparsity'}")
+                    how = "eps sweep" if kind == "eps_rel" else "target sparsity"
+                    ax.plot(*zip(*pts), style, marker=marker, label=f"{scheme}, {how}")
         ax.axhline(res["accuracy"], color="grey", lw=0.8, label="trained")
         ax.set_xscale("log")
         ax.set_xlabel("weights kept (%)")

@@ -9,7 +9,7 @@ pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from nettrim.adapters.onnx import load_onnx, run_onnx, save_onnx  # noqa: E402
-from nettrim.adapters.torch import UnsupportedModelError  # noqa: E402
+from nettrim.adapters import UnsupportedModelError  # noqa: E402
 
 
 def build_model(nodes, initializers, input_shape, n_out, opset=17):

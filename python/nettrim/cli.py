@@ -186,16 +186,16 @@ def _demo_plot(net, pruned, path):
 
 def cmd_prune(args):
     from .io import atomic_json
-    from .models import save_model
+    from .models import model_format, save_model
     from .progress import Progress
     from .schemes import prune_network
 
     out = args.output
-    loaded, X = _load_model_and_data(args, args.model, args.calib)
-    from .models import model_format
-    if model_format(out) != loaded.format:
-        raise CliError(f"{out}: the output must have the model's format ({loaded.format}), e.g. "
+    fmt = model_format(args.model)
+    if model_format(out) != fmt:      # before any work is done
+        raise CliError(f"{out}: the output must have the model's format ({fmt}), e.g. "
                        f"{os.path.splitext(out)[0]}{os.path.splitext(args.model)[1]}")
+    loaded, X = _load_model_and_data(args, args.model, args.calib)
     progress = Progress(len(loaded.net.layers), enabled=False if args.quiet else None)
     kw = _target(args)
     try:
@@ -210,12 +210,12 @@ def cmd_prune(args):
     if args.sparse:
         pruned.save_npz(base + ".sparse.npz", sparse=True)
         written.append(base + ".sparse.npz")
+    sizes = pruned.size_report()
     atomic_json(base + ".json", {**report.to_dict(), "model": args.model, "output": out,
-                                 "size": pruned.size_report(), "options": {k: v for k, v in kw.items()}})
+                                 "size": sizes, "options": kw})
     written.append(base + ".json")
     if not args.quiet:
         print(report_table(report))
-        sizes = pruned.size_report()
         print(f"size: {sizes['dense_bytes'] / 1024:.1f} KiB dense, {sizes['sparse_bytes'] / 1024:.1f} KiB as CSR")
         print("wrote " + ", ".join(written))
     return 0

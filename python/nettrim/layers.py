@@ -24,8 +24,23 @@ def _pair(v):
     return (int(v), int(v)) if np.isscalar(v) else tuple(int(x) for x in v)
 
 
+class _Prunable:
+    """What Dense and Conv2d share: the activation, and counts over ``matrix`` (a view of the weights)."""
+
+    def nnz(self):
+        return int(np.count_nonzero(self.matrix))
+
+    @property
+    def size(self):
+        return self.matrix.size
+
+    def __call__(self, x):
+        z = self.preactivation(x)
+        return np.maximum(z, 0) if self.relu else z
+
+
 @dataclass(eq=False)
-class Dense:
+class Dense(_Prunable):
     """``y = act(x @ W + b)`` with W of shape (n_in, n_out) (scikit-learn's orientation)."""
     W: np.ndarray
     b: Optional[np.ndarray] = None
@@ -53,13 +68,6 @@ class Dense:
     def matrix(self):
         return self.W
 
-    def nnz(self):
-        return int(np.count_nonzero(self.W))
-
-    @property
-    def size(self):
-        return self.W.size
-
     def output_shape(self, in_shape):
         if tuple(in_shape) != (self.W.shape[0],):
             raise ValueError(f"{self.name}: expects {self.W.shape[0]} input features, gets shape {tuple(in_shape)}"
@@ -69,14 +77,7 @@ class Dense:
     def preactivation(self, x):
         return x @ self.W + self.b
 
-    def __call__(self, x):
-        z = self.preactivation(x)
-        return np.maximum(z, 0) if self.relu else z
-
     # --- the Net-Trim view -------------------------------------------------------------
-    def positions(self, in_shape):
-        return 1                                      # one row per sample
-
     def unfold(self, x, images, rows, cols):
         return x[images]
 
@@ -98,7 +99,7 @@ class Dense:
 
 
 @dataclass(eq=False)
-class Conv2d:
+class Conv2d(_Prunable):
     """2-D convolution as ``torch.nn.Conv2d``: weight (C_out, C_in / groups, kh, kw), NCHW data."""
     weight: np.ndarray
     b: Optional[np.ndarray] = None
@@ -138,13 +139,6 @@ class Conv2d:
         """All groups side by side: (C_in/groups * kh * kw, C_out); for display and counting."""
         return self.weight.reshape(self.weight.shape[0], -1).T
 
-    def nnz(self):
-        return int(np.count_nonzero(self.weight))
-
-    @property
-    def size(self):
-        return self.weight.size
-
     def output_shape(self, in_shape):
         if len(in_shape) != 3 or in_shape[0] != self.weight.shape[1] * self.groups:
             raise ValueError(f"{self.name}: expects inputs (C={self.weight.shape[1] * self.groups}, H, W), "
@@ -158,15 +152,7 @@ class Conv2d:
     def preactivation(self, x):
         return conv.conv2d(x, self.weight, self.b, self.stride, self.padding, self.dilation, self.groups)
 
-    def __call__(self, x):
-        z = self.preactivation(x)
-        return np.maximum(z, 0) if self.relu else z
-
     # --- the Net-Trim view -------------------------------------------------------------
-    def positions(self, in_shape):
-        _, h, w = self.output_shape(in_shape)
-        return h * w                                  # rows per sample: one per output pixel
-
     def unfold(self, x, images, rows, cols):
         return conv.unfold_at(x, self.kernel, self.stride, self.padding, self.dilation, images, rows, cols)
 

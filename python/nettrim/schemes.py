@@ -247,8 +247,9 @@ def _solve_layer(layer, Xin, Xhat, eps_rel, sparsity, gamma, threads, dtype, opt
         eps_used.append(float(best.eps[0]))
         iterations += sum(r.iterations for r in tried)
         solves += len(tried)
-        target_norm2 += float(np.linalg.norm(target)) ** 2
-        err2 += (best.relative_error * float(np.linalg.norm(target))) ** 2
+        norm2 = float(np.linalg.norm(target)) ** 2
+        target_norm2 += norm2
+        err2 += best.relative_error ** 2 * norm2
     eps = math.sqrt(sum(e * e for e in eps_used))
     report = LayerReport(
         name=layer.name, shape=tuple(layer.shape), nnz_before=layer.nnz(),

@@ -1,1 +1,23 @@
 """Readers and writers between framework models and nettrim.Network (optional dependencies)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class UnsupportedModelError(ValueError):
+    """The model holds a layer or connection Net-Trim cannot prune."""
+
+
+def check_reproduces(net, inputs, framework_outputs, framework):
+    """Raise unless ``net.forward`` matches the framework's own outputs on (at most 64 of) ``inputs``.
+
+    A reader that misses an operation then fails loudly instead of pruning the wrong network.
+    ``framework_outputs(x)`` runs the original model on float32 inputs of the network's shape."""
+    if inputs is None:
+        inputs = np.random.default_rng(0).standard_normal((8,) + net.input_shape).astype(np.float32)
+    x = np.asarray(inputs, np.float32).reshape((-1,) + net.input_shape)[:64]
+    want = np.asarray(framework_outputs(x)).reshape(len(x), -1)
+    got = net.forward(x).reshape(len(x), -1)
+    if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=1e-3 * (1 + np.abs(want).max())):
+        raise UnsupportedModelError(f"model: nettrim could not reproduce {framework}'s outputs from the model's "
+                                    "layers (an operation it does not handle?)")

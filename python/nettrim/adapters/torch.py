@@ -15,10 +15,7 @@ import numpy as np
 
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
-
-
-class UnsupportedModelError(ValueError):
-    """The model holds a layer or connection Net-Trim cannot prune."""
+from . import UnsupportedModelError, check_reproduces
 
 
 def _torch():
@@ -45,10 +42,8 @@ def from_torch(module, input_shape=None, *, check_inputs=None) -> Network:
     except Exception:                       # fx cannot trace it: read the submodules in order
         steps, origins = _children_in_order(module)
     net = Network(steps, input_shape)
-    for layer, (name, bn) in zip(net.layers, origins):
-        layer.name = name
-    net.torch_origins = {name: bn for name, bn in origins}
-    _check_forward(module, net, check_inputs)
+    net.torch_origins = dict(origins)
+    check_reproduces(net, check_inputs, lambda x: _run(module, x), "PyTorch")
     return net
 
 
@@ -273,22 +268,15 @@ def _with_origins(named_steps):
     return steps, [tuple(o) for o in origins]
 
 
-def _check_forward(module, net, inputs):
+def _run(module, x):
     torch = _torch()
-    if inputs is None:
-        inputs = np.random.default_rng(0).standard_normal((8,) + net.input_shape).astype(np.float32)
-    x = np.asarray(inputs, np.float32).reshape((-1,) + net.input_shape)[:64]
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            want = module(torch.as_tensor(x)).detach().cpu().numpy().reshape(len(x), -1)
+            return module(torch.as_tensor(x)).detach().cpu().numpy()
     finally:
         module.train(was_training)
-    got = net.forward(x).reshape(len(x), -1)
-    if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=1e-3 * (1 + np.abs(want).max())):
-        raise UnsupportedModelError("model: nettrim could not reproduce the module's outputs from its layers "
-                                    "(an operation in forward() that is not a supported layer?)")
 
 
 def _np(t):
