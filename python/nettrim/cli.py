@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from .methods import METHODS
 from .reporting import format_table, model_table, report_table
 
 
@@ -116,7 +117,14 @@ def _pruning_arguments(p):
     p.add_argument("--scope", choices=["network", "layer"], default="network",
                    help="with --sparsity: one tolerance for all layers that meets the target for the whole "
                         "network, or the target in every layer")
-    p.add_argument("--method", choices=["nettrim"], default="nettrim", help="pruning method")
+    p.add_argument("--method", choices=list(METHODS), default="nettrim",
+                   help="nettrim, or another method for comparison (they need --sparsity or --nm)")
+    p.add_argument("--nm", default=None, metavar="N:M",
+                   help="N nonzeros in every M inputs of each neuron, e.g. 2:4 (nettrim, magnitude, wanda, sparsegpt)")
+    p.add_argument("--structured", action="store_true",
+                   help="nettrim: remove whole neurons (group penalty); their weights become zero")
+    p.add_argument("--no-refit", dest="refit", action="store_false",
+                   help="nettrim: keep the l1 solution's values (default: re-fit the kept weights)")
     p.add_argument("--threads", type=int, default=0, help="engine threads (0: all cores)")
     p.add_argument("--max-samples", type=int, default=8000,
                    help="rows per convolution problem (a seeded choice of sample x pixel positions)")
@@ -222,9 +230,14 @@ def cmd_prune(args):
 
 
 def _target(args):
+    kw = {"method": args.method}
+    if args.nm:
+        kw["nm"] = args.nm
+    if args.method == "nettrim":
+        kw.update(structured=args.structured, refit=args.refit)
     if args.sparsity is not None:
-        return {"sparsity": args.sparsity, "sparsity_scope": args.scope}
-    return {"eps_rel": 0.05 if args.eps is None else args.eps}
+        return {**kw, "sparsity": args.sparsity, "sparsity_scope": args.scope}
+    return {**kw, "eps_rel": 0.05 if args.eps is None else args.eps}
 
 
 def cmd_report(args):

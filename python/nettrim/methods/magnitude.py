@@ -1,0 +1,18 @@
+"""Magnitude pruning (Han, Pool, Tran and Dally, "Learning both weights and connections for
+efficient neural networks", NIPS 2015): keep the weights of largest absolute value."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import masks
+
+
+def magnitude(X, W, b, *, sparsity=None, nm=None):
+    """Zero the smallest ``|w|`` of the layer (``sparsity`` of them) or of every N:M group.
+
+    ``X`` is not used: the criterion looks at the weights only.  The bias is kept as is.
+    Returns ``(weights, bias)``."""
+    W = np.asarray(W, np.float32)
+    scores = np.abs(W)
+    mask = masks.n_of_m(scores, *nm) if nm else masks.largest(scores, masks.keep_count(W.size, sparsity))
+    return np.where(mask, W, 0).astype(np.float32), b

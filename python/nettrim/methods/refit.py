@@ -1,0 +1,88 @@
+"""Re-fit a layer's weights on a fixed support: the Net-Trim least squares without the l1 term.
+
+Used for N:M Net-Trim (choose the N:M mask, then fit the kept weights) and to undo the
+shrinkage of the l1 solution ("debiasing").  Each output neuron ``j`` is a least-squares
+problem over its support: fit ``Y`` on the active rows ``Omega_j = {p : Y_pj > 0}`` (all
+rows for a linear layer) subject to ``(X U)_pj <= V_pj`` on the inactive rows.  The
+inequality is handled by a short active-set loop: inactive rows that the fit pushes above
+their bound are pinned to it and the fit repeated (normal equations in float64, updated
+with the pinned rows, a tiny ridge for rank-deficient supports).  Whatever violation is
+left after ``rounds`` is removed as the engine's polish does, by lowering the bias.
+Pinning is a heuristic: on random layers its error on Omega measured 1.10-1.29x that of
+the exact constrained least squares (Clarabel), whose dual (an NNLS per neuron) measured
+about 100x slower on a Fashion-MNIST first layer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None, ridge=1e-9, rounds=6):
+    """Least-squares weights on the support ``mask`` (n_in, M); returns ``(weights, bias)``.
+
+    X : (P, n_in) layer inputs.  Y : (P, M) the outputs to keep (ReLU outputs when ``relu``).
+    V : (P, M) upper bound on inactive pre-activations (cascade); default 0.
+    bias : the bias to keep when ``fit_bias`` is False (default zero)."""
+    X = np.asarray(X, np.float64)
+    Y = np.asarray(Y, np.float64)
+    P, n = X.shape
+    M = Y.shape[1]
+    Xs = np.hstack([X, np.ones((P, 1))]) if fit_bias else X
+    fixed = np.zeros(M) if bias is None or fit_bias else np.asarray(bias, np.float64)
+    bound = np.zeros((P, M)) if V is None else np.asarray(V, np.float64)
+    U = np.zeros((Xs.shape[1], M))
+    for j in range(M):
+        cols = np.flatnonzero(mask[:, j])
+        if fit_bias:
+            cols = np.append(cols, n)
+        if cols.size == 0:
+            continue
+        active = Y[:, j] > 0 if relu else np.ones(P, bool)
+        A = Xs[active][:, cols]
+        G = A.T @ A
+        rhs = A.T @ (Y[active, j] - fixed[j])
+        G[np.diag_indices_from(G)] += ridge * (np.trace(G) / len(cols) + 1.0)
+        u = np.linalg.solve(G, rhs)
+        if relu:
+            inactive = np.flatnonzero(~active)
+            Xi = Xs[inactive][:, cols]
+            pinned = np.zeros(len(inactive), bool)
+            for _ in range(rounds):
+                over = (Xi @ u + fixed[j] > bound[inactive, j] + 1e-9) & ~pinned
+                if not over.any():
+                    break
+                pinned |= over
+                B = Xi[over]
+                G += B.T @ B
+                rhs += B.T @ (bound[inactive[over], j] - fixed[j])
+                u = np.linalg.solve(G, rhs)
+        U[cols, j] = u
+    weights = U[:n].astype(np.float32)
+    if not fit_bias:
+        return weights, bias
+    b = U[n]
+    if relu:   # what the active set left: lower the bias until the inactive rows meet their bound
+        Z = X @ U[:n] + b
+        excess = np.where(Y > 0, -np.inf, Z - bound).max(axis=0, initial=-np.inf)
+        b = b - np.maximum(excess, 0)
+    return weights, b.astype(np.float32)
+
+
+def within_ball(X, Y, omega, start, refit, eps):
+    """The point of the segment from ``start`` to ``refit`` (each ``(weights, bias)``) nearest
+    ``refit`` whose error on Omega stays within ``eps``: both ends meet the inactive rows'
+    bounds, so every point between does; ``start`` (a Net-Trim solution) meets the ball."""
+    def pre(w, b):
+        return X @ w + (0 if b is None else b)
+    D0 = np.where(omega, pre(*start) - Y, 0).astype(np.float64)
+    D1 = np.where(omega, pre(*refit) - Y, 0).astype(np.float64)
+    if np.linalg.norm(D1) <= eps:
+        return refit
+    # ||D0 + t (D1 - D0)||^2 = eps^2 has its larger root in [0, 1] when ||D0|| <= eps.
+    d = D1 - D0
+    a, b2, c = float(np.sum(d * d)), float(np.sum(D0 * d)), float(np.sum(D0 * D0)) - eps ** 2
+    t = 0.0 if a == 0 or c > 0 else (-b2 + np.sqrt(max(b2 * b2 - a * c, 0.0))) / a
+    t = min(max(t, 0.0), 1.0)
+    w = (1 - t) * start[0] + t * refit[0]
+    bias = None if start[1] is None else (1 - t) * start[1] + t * refit[1]
+    return w.astype(np.float32), None if bias is None else np.asarray(bias, np.float32)
