@@ -76,7 +76,8 @@ def apoz(net, X, *, sparsity, scope="network"):
             alive[k] -= 1
     else:
         for k, v in scores.items():
-            target, removed = float(sparsity) * layers[k].size, 0
+            target = float(sparsity) * layers[k].size
+            removed = layers[k].size - layers[k].nnz()      # rows the previous layer's removals took
             for c in np.argsort(-v, kind="stable")[:-1]:
                 if removed >= target:
                     break
