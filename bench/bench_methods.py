@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from data import CACHE, digits, fashion_mnist, trained_mlp  # noqa: E402
+from data import CACHE, digits, fashion_mnist, train, trained_mlp  # noqa: E402
 
 import nettrim  # noqa: E402
 
@@ -56,26 +56,6 @@ def digits_cnn(Xtr, ytr):
     return model
 
 
-def train(model, X, y, *, epochs, lr, batch, masks=None):
-    """Adam on cross-entropy; with ``masks`` ({param: bool tensor}) pruned weights stay zero."""
-    import torch
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr)
-    Xt, yt = torch.tensor(X), torch.tensor(y)
-    for epoch in range(epochs):
-        perm = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(epoch))
-        for i in range(0, len(Xt), batch):
-            idx = perm[i:i + batch]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
-            opt.step()
-            if masks:
-                with torch.no_grad():
-                    for p, m in masks.items():
-                        p.mul_(m)
-    model.eval()
-
-
 def load(name):
     """(network, torch module or None, Xcal, Xtr, ytr, Xte, yte) with inputs in the model's shape."""
     if name.startswith("digits"):
@@ -96,14 +76,8 @@ def load(name):
     if name == "digits-cnn":
         model = digits_cnn(Xtr, ytr)
     else:
-        from bench_network import fashion_cnn
-        fashion_cnn(Xtr, ytr)       # trains and caches it when missing
-        import torch
-        nn = torch.nn
-        model = nn.Sequential(nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 5), nn.ReLU(),
-                              nn.MaxPool2d(2), nn.Flatten(), nn.Linear(512, 128), nn.ReLU(), nn.Linear(128, 10))
-        model.load_state_dict(torch.load(CACHE / "fashion_cnn.pt"))
-        model.eval()
+        from bench_network import fashion_cnn_module
+        model = fashion_cnn_module(Xtr, ytr)
     return from_torch(model, (1, side, side)), model, Xtr[cal], Xtr, ytr, Xte, yte
 
 

@@ -22,15 +22,15 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from data import CACHE, fashion_mnist, trained_mlp  # noqa: E402
+from data import CACHE, fashion_mnist, train, trained_mlp  # noqa: E402
 
 import nettrim  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
-def fashion_cnn(Xtr, ytr):
-    """The benchmark CNN, trained with PyTorch (3 epochs, seeded) and cached."""
+def fashion_cnn_module(Xtr, ytr):
+    """The benchmark CNN as a PyTorch module, trained (3 epochs, seeded) and cached."""
     import torch
     nn = torch.nn
     torch.manual_seed(0)
@@ -41,19 +41,16 @@ def fashion_cnn(Xtr, ytr):
         model.load_state_dict(torch.load(path))
     else:
         CACHE.mkdir(exist_ok=True)
-        opt = torch.optim.Adam(model.parameters(), 1e-3)
-        X, y = torch.tensor(Xtr.reshape(-1, 1, 28, 28)), torch.tensor(ytr)
-        for epoch in range(3):
-            perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(epoch))
-            for i in range(0, len(X), 128):
-                batch = perm[i:i + 128]
-                opt.zero_grad()
-                nn.functional.cross_entropy(model(X[batch]), y[batch]).backward()
-                opt.step()
+        train(model, Xtr.reshape(-1, 1, 28, 28), ytr, epochs=3, lr=1e-3, batch=128)
         torch.save(model.state_dict(), path)
     model.eval()
+    return model
+
+
+def fashion_cnn(Xtr, ytr):
+    """The benchmark CNN as a nettrim network."""
     from nettrim.adapters.torch import from_torch
-    return from_torch(model, (1, 28, 28))
+    return from_torch(fashion_cnn_module(Xtr, ytr), (1, 28, 28))
 
 
 def peak_rss_mib():

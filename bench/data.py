@@ -71,3 +71,23 @@ def layer_problems(Ws, bs, X):
         out.append((h, y, W, b))
         h = y
     return out
+
+
+def train(model, X, y, *, epochs, lr, batch, masks=None):
+    """Adam on cross-entropy, seeded batches; with ``masks`` ({param: 0/1 tensor}) pruned weights stay zero."""
+    import torch
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr)
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    for epoch in range(epochs):
+        perm = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, len(Xt), batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
+            opt.step()
+            if masks:
+                with torch.no_grad():
+                    for p, m in masks.items():
+                        p.mul_(m)
+    model.eval()

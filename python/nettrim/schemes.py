@@ -380,17 +380,13 @@ def _nettrim_group(layer, Xs, W, b, target, omega, V, floor, eps_rel, sparsity, 
     iterations, solves = sum(r.iterations for r in tried), len(tried)
     eps = float(best.eps[0])
     if not (nm or refit):
-        return best.weights, best.bias, {
-            "eps": eps, "omega_norm2": float(np.linalg.norm(target[omega])) ** 2,
-            "target_norm2": float(np.linalg.norm(target)) ** 2,
-            "err2": best.relative_error ** 2 * float(np.linalg.norm(target)) ** 2,
-            "omega_violation": best.omega_violation, "complement_violation": best.complement_violation,
-            "iterations": iterations, "solves": solves, "status": best.status}
+        return best.weights, best.bias, _group_stats(target, omega, eps, best.relative_error, best.omega_violation,
+                                                     best.complement_violation, iterations, solves, best.status)
     if nm:
         # Net-Trim's nonzeros rank first (by |u| ||x||), the rest by the trained weights' Wanda score.
         from .methods import wanda_scores
-        solved = wanda_scores(Xs, best.weights)
-        mask = n_of_m(np.where(best.weights != 0, solved + wanda_scores(Xs, W).max() + 1, wanda_scores(Xs, W)), *nm)
+        trained = wanda_scores(Xs, W)
+        mask = n_of_m(np.where(best.weights != 0, wanda_scores(Xs, best.weights) + trained.max() + 1, trained), *nm)
     else:
         mask = best.weights != 0
     weights, bias = refit_on_support(Xs, target, mask, relu=layer.relu, V=V, fit_bias=layer.has_bias,
@@ -409,10 +405,15 @@ def _checked(Xs, weights, bias, target, omega, V, relu, eps, iterations, solves,
     eps = omega_err if eps is None else eps
     v_omega, v_comp = constraint_violations(A, target, omega, V if V is not None or not relu else np.zeros_like(A),
                                             eps)
-    tnorm2 = float(np.linalg.norm(target)) ** 2
-    return {"eps": eps, "omega_norm2": float(np.linalg.norm(target[omega])) ** 2, "target_norm2": tnorm2,
-            "err2": relative_error(A, target, "relu" if relu else "linear") ** 2 * tnorm2,
-            "omega_violation": v_omega, "complement_violation": v_comp if relu else 0.0,
+    return _group_stats(target, omega, eps, relative_error(A, target, "relu" if relu else "linear"), v_omega,
+                        v_comp if relu else 0.0, iterations, solves, status)
+
+
+def _group_stats(target, omega, eps, rel_error, v_omega, v_comp, iterations, solves, status):
+    """One group's entries of the layer report (norms squared, so groups add up)."""
+    target_norm2 = float(np.linalg.norm(target)) ** 2
+    return {"eps": eps, "omega_norm2": float(np.linalg.norm(target[omega])) ** 2, "target_norm2": target_norm2,
+            "err2": rel_error ** 2 * target_norm2, "omega_violation": v_omega, "complement_violation": v_comp,
             "iterations": iterations, "solves": solves, "status": status}
 
 
