@@ -58,7 +58,7 @@ def test_target_sparsity_per_layer(digits_mlp):
         assert r.nnz_after >= 0.3 * r.nnz_before  # the bisection lands near the target
 
 
-@pytest.mark.parametrize("curve", ["log-linear", "steep near eps 1", "step"])
+@pytest.mark.parametrize("curve", ["log-linear", "steep near eps 1", "step", "cliff"])
 @pytest.mark.parametrize("keep", [0.5, 0.1, 0.02])
 def test_eps_search_lands_in_the_window(curve, keep):
     # Density as a function of eps_rel, shaped like the measured ones (and a step, the worst
@@ -67,7 +67,8 @@ def test_eps_search_lands_in_the_window(curve, keep):
     from nettrim.schemes import _bisect_eps
     density = {"log-linear": lambda e: min(1.0, max(0.0, -0.17 * np.log(e) - 0.05)),
                "steep near eps 1": lambda e: 0.5 * (1 - e) ** 3,
-               "step": lambda e: 0.6 if e < 0.3 else keep * 0.9}[curve]
+               "step": lambda e: 0.6 if e < 0.3 else keep * 0.9,
+               "cliff": lambda e: 0.6 if e < 0.3 else 0.0}[curve]
     Solve = namedtuple("Solve", "density rel")
     calls = []
 
@@ -75,13 +76,18 @@ def test_eps_search_lands_in_the_window(curve, keep):
         calls.append(rel)
         return Solve(density(rel), rel)
 
+    if curve in ("step", "cliff"):
+        with pytest.warns(nettrim.ConvergenceWarning, match="not reachable"):
+            best = _bisect_eps(run, keep, 0.0)
+        assert len(calls) <= 27
+        if curve == "step":   # the sparser side, nearer the target
+            assert best.density == keep * 0.9 and 0.3 <= best.rel <= 0.3 * 1.01
+        else:                 # never an empty network: the denser side
+            assert best.density == 0.6 and 0.3 / 1.01 <= best.rel < 0.3
+        return
     best = _bisect_eps(run, keep, 0.0)
-    assert best.density <= keep
-    if curve != "step":
-        assert best.density >= 0.98 * keep
-        assert len(calls) <= 10, calls   # bisection to the 1% bracket alone takes 10
-    else:
-        assert 0.3 <= best.rel <= 0.3 * 1.01 and len(calls) <= 27
+    assert (1 - 0.02) * keep <= best.density <= keep
+    assert len(calls) <= 10, calls   # bisection to the 1% bracket alone takes 10
 
 
 def test_written_back_model_and_npz_round_trip(digits_mlp, tmp_path):

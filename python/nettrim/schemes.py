@@ -473,4 +473,13 @@ def _bisect_eps(run, keep, floor_rel, steps=24, close=0.02):
             if moved == "hi":
                 f_lo /= 2
         moved = side
+    if res_hi.density < (1 - close) * keep and res_lo.density > keep:
+        # The density jumps over the window (in cascade, a layer emptying takes the
+        # layers after it along): keep the nearer side, the denser one when the sparser is
+        # empty, rather than hand back a network with no weights.
+        nearer = res_lo if res_hi.density == 0 or keep / res_hi.density > res_lo.density / keep else res_hi
+        warnings.warn(f"sparsity: {1 - keep:.3g} removed is not reachable; the weights kept jump from "
+                      f"{res_lo.density:.3%} to {res_hi.density:.3%}; returning {nearer.density:.3%}",
+                      ConvergenceWarning, stacklevel=3)
+        return nearer
     return res_hi
