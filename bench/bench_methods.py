@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from data import CACHE, digits, fashion_mnist, train, trained_mlp  # noqa: E402
+from data import CACHE, digits, fashion_mnist, percent_log_axis, train, trained_mlp  # noqa: E402
 
 import nettrim  # noqa: E402
 
@@ -187,7 +187,7 @@ def plot(results, path):
                          if r["method"] == method and not isinstance(r["target"], str))
             ax.plot(*zip(*pts), marker="o", label=method, lw=2.5 if method == "nettrim" else 1.2)
         ax.axhline(res["accuracy"], color="grey", lw=0.8, label="trained")
-        ax.set_xscale("log")
+        percent_log_axis(ax)
         ax.set_xlabel("weights kept (%)")
         ax.set_ylabel("test accuracy (no retraining)")
         ax.set_title(f"{name}, {res['scheme']}, {res['scope']} scope")

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from data import CACHE, fashion_mnist, train, trained_mlp  # noqa: E402
+from data import CACHE, fashion_mnist, percent_log_axis, train, trained_mlp  # noqa: E402
 
 import nettrim  # noqa: E402
 
@@ -96,7 +96,7 @@ def plot(results, path):
                     how = "eps sweep" if kind == "eps_rel" else "target sparsity"
                     ax.plot(*zip(*pts), style, marker=marker, label=f"{scheme}, {how}")
         ax.axhline(res["accuracy"], color="grey", lw=0.8, label="trained")
-        ax.set_xscale("log")
+        percent_log_axis(ax)
         ax.set_xlabel("weights kept (%)")
         ax.set_ylabel("test accuracy")
         ax.set_title(f"Fashion-MNIST {model} ({res['calibration']} calibration samples)")

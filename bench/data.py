@@ -91,3 +91,13 @@ def train(model, X, y, *, epochs, lr, batch, masks=None):
                     for p, m in masks.items():
                         p.mul_(m)
     model.eval()
+
+
+def percent_log_axis(ax):
+    """A log-scale x axis of percentages labelled 1, 2, 5, 10, 20, 50, 100 (matplotlib's
+    default labels of a narrow log range overlap)."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    ax.set_xscale("log")
+    ax.set_xticks([1, 2, 5, 10, 20, 50, 100])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
