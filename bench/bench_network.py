@@ -123,6 +123,8 @@ def main():
     models = ["mlp"] if args.quick else args.models.split(",")
     if args.quick:
         eps_grid, sparsity_grid = [0.05], [0.8, 0.95]
+    stem = "bench_network_" + "_".join(models) + ("" if args.schemes == "parallel,cascade"
+                                                  else "_" + args.schemes.replace(",", "_"))
     results = {}
     for model in models:
         if model == "mlp":
@@ -134,26 +136,31 @@ def main():
         acc = float(np.mean(net.predict(Xev) == yte))
         print(f"\n{model}: {net}\n  {net.size()} weights, test accuracy {acc:.4f}", flush=True)
         runs = []
+        results[model] = {"accuracy": acc, "weights": net.size(), "calibration": len(cal), "runs": runs}
         for scheme in args.schemes.split(","):
             for setting in [{"eps_rel": e} for e in eps_grid] + [{"sparsity": s} for s in sparsity_grid]:
                 r = run(net, Xcal, Xev, yte, scheme, setting, args.max_samples, args.threads)
                 runs.append(r)
                 print(table(model, acc, [r]).splitlines()[-1], flush=True)
-        results[model] = {"accuracy": acc, "weights": net.size(), "calibration": len(cal), "runs": runs}
+                save(results, stem)    # after every run: a long grid cut short keeps what it measured
         print()
         print(table(model, acc, runs))
         print(f"calibration samples: {len(cal)}; rows per layer: {runs[0]['rows']}; "
               f"peak RSS {max(r['peak_rss_mib'] for r in runs):.0f} MiB")
+    png = save(results, stem)
+    print(f"plot: {png}" if png else "(matplotlib not installed: no plot)")
+
+
+def save(results, stem):
+    """Write the results so far to ``stem``.json and .png; the PNG's path, or None without matplotlib."""
     RESULTS.mkdir(exist_ok=True)
-    tag = "_".join(models) + ("" if args.schemes == "parallel,cascade" else "_" + args.schemes.replace(",", "_"))
-    with open(RESULTS / f"bench_network_{tag}.json", "w") as f:
+    with open(RESULTS / f"{stem}.json", "w") as f:
         json.dump(results, f, indent=1)
     try:
-        png = RESULTS / f"bench_network_{tag}.png"
-        plot(results, png)
-        print(f"plot: {png}")
+        plot(results, RESULTS / f"{stem}.png")
     except ImportError:
-        print("(matplotlib not installed: no plot)")
+        return None
+    return RESULTS / f"{stem}.png"
 
 
 if __name__ == "__main__":
