@@ -58,7 +58,7 @@ def test_target_sparsity_per_layer(digits_mlp):
         assert r.nnz_after >= 0.3 * r.nnz_before  # the bisection lands near the target
 
 
-@pytest.mark.parametrize("curve", ["log-linear", "steep near eps 1", "step", "cliff"])
+@pytest.mark.parametrize("curve", ["log-linear", "steep near eps 1", "step", "cliff", "floor"])
 @pytest.mark.parametrize("keep", [0.5, 0.1, 0.02])
 def test_eps_search_lands_in_the_window(curve, keep):
     # Density as a function of eps_rel, shaped like the measured ones (and a step, the worst
@@ -68,7 +68,8 @@ def test_eps_search_lands_in_the_window(curve, keep):
     density = {"log-linear": lambda e: min(1.0, max(0.0, -0.17 * np.log(e) - 0.05)),
                "steep near eps 1": lambda e: 0.5 * (1 - e) ** 3,
                "step": lambda e: 0.6 if e < 0.3 else keep * 0.9,
-               "cliff": lambda e: 0.6 if e < 0.3 else 0.0}[curve]
+               "cliff": lambda e: 0.6 if e < 0.3 else 0.0,
+               "floor": lambda e: 1.5 * keep}[curve]
     Solve = namedtuple("Solve", "density rel")
     calls = []
 
@@ -76,6 +77,11 @@ def test_eps_search_lands_in_the_window(curve, keep):
         calls.append(rel)
         return Solve(density(rel), rel)
 
+    if curve == "floor":     # never reaches the target: says so, returns the sparsest found
+        with pytest.warns(nettrim.ConvergenceWarning, match="not reachable"):
+            best = _bisect_eps(run, keep, 0.0)
+        assert best.rel == 1.0 and best.density == 1.5 * keep
+        return
     if curve in ("step", "cliff"):
         with pytest.warns(nettrim.ConvergenceWarning, match="not reachable"):
             best = _bisect_eps(run, keep, 0.0)

@@ -439,6 +439,8 @@ def _bisect_eps(run, keep, floor_rel, steps=24, close=0.02):
             hi = min(1.0, hi * 4)
             res_hi = run(hi, None)
         if res_hi.density > keep:
+            warnings.warn(f"sparsity: {1 - keep:.3g} removed is not reachable; at eps_rel {hi:.3g} "
+                          f"{res_hi.density:.3%} of the weights are kept", ConvergenceWarning, stacklevel=3)
             return res_hi
     else:
         while res_lo.density <= keep and lo > max(floor_rel, 1e-3):
