@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from data import CACHE, digits, fashion_mnist, percent_log_axis, train, trained_mlp  # noqa: E402
+from data import CACHE, digits, fashion_mnist, accuracy_axes, train, trained_mlp  # noqa: E402
 
 import nettrim  # noqa: E402
 
@@ -186,12 +186,8 @@ def plot(results, path):
             pts = sorted((100 * r["kept"], r["accuracy"]) for r in res["rows"]
                          if r["method"] == method and not isinstance(r["target"], str))
             ax.plot(*zip(*pts), marker="o", label=method, lw=2.5 if method == "nettrim" else 1.2)
-        ax.axhline(res["accuracy"], color="grey", lw=0.8, label="trained")
-        percent_log_axis(ax)
-        ax.set_xlabel("weights kept (%)")
-        ax.set_ylabel("test accuracy (no retraining)")
-        ax.set_title(f"{name}, {res['scheme']}, {res['scope']} scope")
-        ax.legend(fontsize=8)
+        accuracy_axes(ax, res["accuracy"], "test accuracy (no retraining)",
+                      f"{name}, {res['scheme']}, {res['scope']} scope")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 

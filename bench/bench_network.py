@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from data import CACHE, fashion_mnist, percent_log_axis, train, trained_mlp  # noqa: E402
+from data import CACHE, fashion_mnist, accuracy_axes, train, trained_mlp  # noqa: E402
 
 import nettrim  # noqa: E402
 
@@ -95,12 +95,8 @@ def plot(results, path):
                 if pts:
                     how = "eps sweep" if kind == "eps_rel" else "target sparsity"
                     ax.plot(*zip(*pts), style, marker=marker, label=f"{scheme}, {how}")
-        ax.axhline(res["accuracy"], color="grey", lw=0.8, label="trained")
-        percent_log_axis(ax)
-        ax.set_xlabel("weights kept (%)")
-        ax.set_ylabel("test accuracy")
-        ax.set_title(f"Fashion-MNIST {model} ({res['calibration']} calibration samples)")
-        ax.legend(fontsize=8)
+        accuracy_axes(ax, res["accuracy"], "test accuracy",
+                      f"Fashion-MNIST {model} ({res['calibration']} calibration samples)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 

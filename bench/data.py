@@ -93,11 +93,17 @@ def train(model, X, y, *, epochs, lr, batch, masks=None):
     model.eval()
 
 
-def percent_log_axis(ax):
-    """A log-scale x axis of percentages labelled 1, 2, 5, 10, 20, 50, 100 (matplotlib's
-    default labels of a narrow log range overlap)."""
+def accuracy_axes(ax, trained_accuracy, ylabel, title):
+    """Finish a plot of test accuracy against the percentage of weights kept: the trained
+    model's accuracy as a grey line, a log-scale x axis labelled 1, 2, 5, 10, 20, 50, 100
+    (matplotlib's default labels of a narrow log range overlap), labels and legend."""
     from matplotlib.ticker import NullFormatter, ScalarFormatter
+    ax.axhline(trained_accuracy, color="grey", lw=0.8, label="trained")
     ax.set_xscale("log")
     ax.set_xticks([1, 2, 5, 10, 20, 50, 100])
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("weights kept (%)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
