@@ -1,7 +1,18 @@
+import os
 import warnings
 
-import numpy as np
-import pytest
+# The suite must not depend on an idle machine: with another busy process on a 2-core
+# machine, two engine threads were measured 5-10x slower than one on the digits layers
+# (the threads wait for each other at every barrier).  Tests that are about thread
+# counts pass them explicitly; everything else, subprocesses included, runs on one.
+os.environ.setdefault("NETTRIM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+threadpool_limits(1)   # numpy's BLAS too, for the same reason
 
 
 def relu_layer(seed, P=300, n_in=20, M=6, dead=0, sparse_teacher=None):
@@ -54,6 +65,7 @@ def digits_cnn():
     """A small CNN (conv-bn-relu-pool, conv-relu-pool, two dense) trained on digits with PyTorch
     (seeded, about two seconds; test accuracy 0.991)."""
     torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
     nn = torch.nn
     torch.manual_seed(0)
     Xtr, ytr, Xte, yte = digits_images()

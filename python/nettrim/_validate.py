@@ -62,6 +62,21 @@ def check_nonnegative(name, value, *, strict=False):
     return v
 
 
+def default_threads():
+    """The engine's thread count for ``threads=0``: ``NETTRIM_THREADS`` when set, else 0
+    (the engine's own automatic choice)."""
+    text = os.environ.get("NETTRIM_THREADS", "").strip()
+    if not text:
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValueError(f"NETTRIM_THREADS: expected a number of threads >= 0, got {text!r}")
+    return value
+
+
 def available_memory():
     """Bytes of memory available now (Linux MemAvailable), or 0 when unknown."""
     try:

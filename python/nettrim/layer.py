@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from . import _core
 from .metrics import relative_error
 from ._validate import (as_float_matrix, available_memory, check_choice, check_finite, check_nonnegative,
-                        resolve_dtype)
+                        default_threads, resolve_dtype)
 
 
 class ConvergenceWarning(UserWarning):
@@ -116,7 +116,8 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
     dtype : {"float32", "float64"}
         Precision of the solve: float32 is the fast path.
     threads : int
-        Threads for the engine (0: all cores).
+        Threads for the engine (0: automatic, or the environment variable ``NETTRIM_THREADS``
+        when it is set).
     max_iter, time_limit : limits; hitting one gives a ``ConvergenceWarning``.
     tol, dual_tol : float
         Relative tolerances: primal residuals and the constraint violations of the
@@ -211,7 +212,7 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
     settings.dual_tol = check_nonnegative("dual_tol", dual_tol)
     settings.polish = bool(polish)
     settings.polish_margin = float(polish_margin)
-    settings.threads = int(threads)
+    settings.threads = default_threads() if threads == 0 else int(threads)
     settings.validate()
 
     U0, state = _warm_start(warm_start, Wa, ba, fit_bias, N, M, dt)
