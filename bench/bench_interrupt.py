@@ -8,7 +8,7 @@ same monotonic clock (time.perf_counter is CLOCK_MONOTONIC on Linux), so the lat
 the child's catch time minus the parent's send time.  Run it alone: on a loaded machine
 the scheduler, not the engine, sets the figure.
 
-    python -m bench.bench_interrupt [--repeats 5] [--quick]
+    python bench/bench_interrupt.py [--repeats 5] [--quick]
 """
 from __future__ import annotations
 
