@@ -53,35 +53,39 @@ def test_ctrl_c_interrupts_a_long_solve_and_frees_its_buffers():
         rng = np.random.default_rng(0)
         X = rng.standard_normal((20000, 400)); W = rng.standard_normal((400, 200)) / 20
         Y = np.maximum(X @ W, 0)
-        before = rss_mib()
-        told = []
+        for attempt in range(3):
+            told = []
 
-        def progress(*_):
-            if not told:
-                told.append(1)
-                print("solving", flush=True)
+            def progress(*_):
+                if not told:
+                    told.append(1)
+                    print("solving", flush=True)
 
-        t = time.perf_counter()
-        try:
-            nettrim.prune_layer(X, Y, dtype="float64", max_iter=100000, tol=0, progress=progress)
-        except KeyboardInterrupt:
-            seconds = time.perf_counter() - t
-        else:
-            sys.exit("finished")
-        # Measured after the except block, which holds the frames (and their arrays) alive.
-        print("interrupted %.3f %.1f %.1f" % (seconds, before, rss_mib()), flush=True)
+            try:
+                nettrim.prune_layer(X, Y, dtype="float64", max_iter=100000, tol=0, progress=progress)
+            except KeyboardInterrupt:
+                pass
+            else:
+                sys.exit("finished")
+            # Measured after the except block, which holds the frames (and their arrays) alive.
+            print("interrupted %.1f" % rss_mib(), flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "solving"   # inside the iterations
-    sent = time.perf_counter()
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    latency = time.perf_counter() - sent
-    assert out.startswith("interrupted"), out
+    rss = []
+    for attempt in range(3):
+        assert proc.stdout.readline().strip() == "solving"   # inside the iterations
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        line = proc.stdout.readline()
+        latency = time.perf_counter() - sent
+        assert line.startswith("interrupted"), line
+        rss.append(float(line.split()[1]))
+        # 100,000 iterations take minutes: stopping within 30 s shows the interrupt was
+        # honoured (the latency itself is measured alone, in the benchmark).
+        assert latency < 30, latency
+    proc.communicate(timeout=60)
     assert proc.returncode == 0
-    _, _, before, after = out.split()
-    # The solve's buffers (P x M float64 arrays, about 160 MB) are released.
-    assert float(after) < float(before) + 40, (before, after)
-    # 100,000 iterations take minutes: stopping within 30 s shows the interrupt was honoured
-    # (the latency itself is measured alone, in the benchmark).
-    assert latency < 30, latency
+    # Each solve holds about 200 MB of buffers (P x M float64 arrays and the converted
+    # inputs).  The allocator may keep freed memory for reuse, so the first solves can
+    # raise the resident size; a leak would raise it again with every interrupted solve.
+    assert rss[2] - rss[1] < 40, rss
