@@ -1,70 +1,133 @@
-// pybind11 module nettrim._core: the engine's one entry point per dtype.
-// Arrays arrive already validated and converted by nettrim/layer.py (C order, the
-// solve dtype), so they are taken with noconvert: the large X is never copied here.
+// pybind11 module nettrim._core: the engine's Solver, Settings, Info, State and Result.
+// Arrays arrive already validated and converted by nettrim/solver.py (C order, the
+// solve dtype), so they are taken with noconvert: the large X is never copied here,
+// and the solver keeps it alive (keep_alive) because the engine holds a view of it.
 #include <pybind11/eigen.h>
+#include <pybind11/functional.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include "nettrim/solver.hpp"
+#include <memory>
+
+#include "nettrim/nettrim.hpp"
 
 namespace py = pybind11;
 using namespace nettrim;
 
 namespace {
 
-template <class T>
-py::tuple solve(ConstRowRef<T> X, ConstRowRef<T> Y, std::optional<ConstRowRef<T>> V,
-                std::vector<double> eps, std::optional<Matrix<T>> U0, py::object state,
-                const Settings& settings, py::object progress) {
-  Problem<T> problem(X, Y);
-  if (V) problem.V.emplace(*V);
-  problem.eps = std::move(eps);
-  if (U0) problem.U0 = &*U0;
-  State<T> warm;
-  if (!state.is_none()) {
-    warm.U = state.attr("U").cast<Matrix<T>>();
-    warm.L1 = state.attr("L1").cast<Matrix<T>>();
-    warm.L2 = state.attr("L2").cast<Matrix<T>>();
-    warm.rho1 = state.attr("rho1").cast<double>();
-    warm.rho2 = state.attr("rho2").cast<double>();
-    problem.state = &warm;
-  }
-
-  // Hooks run on the solving thread with the GIL released; they take it briefly.
-  bool python_error = false;
-  Hooks hooks;
-  hooks.interrupted = [&python_error]() {
-    py::gil_scoped_acquire gil;
-    if (PyErr_CheckSignals() != 0) python_error = true;  // e.g. KeyboardInterrupt, left set
-    return python_error;
-  };
-  if (!progress.is_none()) {
-    hooks.progress = [&](const Progress& p) {
+// Hooks run on the solving thread with the GIL released; they take it briefly.  A Python
+// exception raised in them (KeyboardInterrupt from a signal, or one from the progress
+// callback) stops the work and is re-raised when the call returns.
+class PythonHooks {
+ public:
+  explicit PythonHooks(py::object progress) : progress_(std::move(progress)) {
+    hooks_.interrupted = [this]() {
       py::gil_scoped_acquire gil;
-      if (python_error) return;
-      try {
-        progress(p.iteration, p.primal_residual, p.dual_residual, p.elapsed);
-      } catch (py::error_already_set& e) {
-        e.restore();
-        python_error = true;
-      }
+      if (PyErr_CheckSignals() != 0) failed_ = true;  // e.g. KeyboardInterrupt, left set
+      return failed_;
     };
+    if (!progress_.is_none()) {
+      hooks_.progress = [this](const Progress& p) {
+        py::gil_scoped_acquire gil;
+        if (failed_) return;
+        try {
+          progress_(p.iteration, p.primal_residual, p.dual_residual, p.elapsed);
+        } catch (py::error_already_set& e) {
+          e.restore();
+          failed_ = true;
+        }
+      };
+    }
+  }
+  const Hooks& hooks() const { return hooks_; }
+  // After the GIL is back: re-raise what a hook caught.
+  void rethrow() const {
+    if (failed_ && PyErr_Occurred()) throw py::error_already_set();
   }
 
-  Result<T> result;
-  {
-    py::gil_scoped_release release;
-    result = solve_layer(problem, settings, hooks);
-  }
-  if (python_error && PyErr_Occurred()) throw py::error_already_set();
+ private:
+  py::object progress_;
+  Hooks hooks_;
+  bool failed_ = false;
+};
 
-  py::dict st;
-  st["U"] = std::move(result.state.U);
-  st["L1"] = std::move(result.state.L1);
-  st["L2"] = std::move(result.state.L2);
-  st["rho1"] = result.state.rho1;
-  st["rho2"] = result.state.rho2;
-  return py::make_tuple(std::move(result.U), result.info, st);
+template <class T>
+void bind_solver(py::module_& m, const char* suffix) {
+  using S = Solver<T>;
+  const std::string tag = suffix;
+
+  py::class_<State<T>>(m, ("State" + tag).c_str(), "ADMM state to warm start from (U, L1, L2, rho1, rho2).")
+      .def(py::init<>())
+      .def_readwrite("U", &State<T>::U)
+      .def_readwrite("L1", &State<T>::L1)
+      .def_readwrite("L2", &State<T>::L2)
+      .def_readwrite("rho1", &State<T>::rho1)
+      .def_readwrite("rho2", &State<T>::rho2);
+
+  py::class_<Result<T>>(m, ("Result" + tag).c_str(), "A solve's matrix U (N x M) and its Info.")
+      .def_readonly("U", &Result<T>::U)
+      .def_readonly("info", &Result<T>::info);
+
+  py::class_<S>(m, ("Solver" + tag).c_str(), "The layer solver (see nettrim.LayerSolver).")
+      .def(py::init<const std::string&>(), py::arg("backend") = "cpu")
+      .def(
+          "setup",
+          [](S& s, ConstRowRef<T> X, const Settings& settings, py::object progress) {
+            PythonHooks h(progress);
+            try {
+              py::gil_scoped_release release;
+              s.setup(X, settings, h.hooks());
+            } catch (const Interrupted&) {
+              h.rethrow();
+              PyErr_SetNone(PyExc_KeyboardInterrupt);
+              throw py::error_already_set();
+            }
+          },
+          py::arg("X").noconvert(), py::arg("settings"), py::arg("progress") = py::none(),
+          py::keep_alive<1, 2>())
+      .def("update_settings", &S::update_settings, py::arg("settings"))
+      .def("update_target", &S::update_target, py::arg("Y").noconvert())
+      .def("update_bound", &S::update_bound, py::arg("V").noconvert())
+      .def("clear_bound", &S::clear_bound)
+      .def("update_eps", &S::update_eps, py::arg("eps"))
+      .def("warm_start", py::overload_cast<const State<T>&>(&S::warm_start), py::arg("state"))
+      .def("warm_start_primal", py::overload_cast<const Matrix<T>&>(&S::warm_start), py::arg("U0"))
+      .def("cold_start", &S::cold_start)
+      .def(
+          "solve",
+          [](S& s, py::object progress) {
+            PythonHooks h(progress);
+            Result<T> r;
+            {
+              py::gil_scoped_release release;
+              r = s.solve(h.hooks());
+            }
+            h.rethrow();
+            return r;
+          },
+          py::arg("progress") = py::none())
+      .def(
+          "solve_path",
+          [](S& s, const std::vector<std::vector<double>>& eps, py::object progress) {
+            PythonHooks h(progress);
+            std::vector<Result<T>> path;
+            {
+              py::gil_scoped_release release;
+              path = s.solve_path(eps, h.hooks());
+            }
+            h.rethrow();
+            return path;
+          },
+          py::arg("eps"), py::arg("progress") = py::none())
+      .def("state", &S::state)
+      .def_property_readonly("settings", &S::settings)
+      .def_property_readonly("samples", &S::samples)
+      .def_property_readonly("inputs", &S::inputs)
+      .def_property_readonly("outputs", &S::outputs)
+      .def_property_readonly("backend", &S::backend)
+      .def("workspace_bytes", &S::workspace_bytes, py::arg("P"), py::arg("N"), py::arg("M"),
+           py::arg("has_bound"));
 }
 
 }  // namespace
@@ -77,7 +140,7 @@ PYBIND11_MODULE(_core, m) {
   py::enum_<Constraint>(m, "Constraint").value("joint", Constraint::joint).value("neuron", Constraint::neuron);
   py::enum_<Penalty>(m, "Penalty").value("l1", Penalty::l1).value("group", Penalty::group);
 
-  py::class_<Settings>(m, "Settings")
+  py::class_<Settings>(m, "Settings", "Every setting of a layer solve, with the engine's defaults.")
       .def(py::init<>())
       .def_readwrite("mode", &Settings::mode)
       .def_readwrite("constraint", &Settings::constraint)
@@ -97,10 +160,11 @@ PYBIND11_MODULE(_core, m) {
       .def_readwrite("dual_tol", &Settings::dual_tol)
       .def_readwrite("polish", &Settings::polish)
       .def_readwrite("polish_margin", &Settings::polish_margin)
+      .def_readwrite("warm_start", &Settings::warm_start)
       .def_readwrite("threads", &Settings::threads)
       .def("validate", &Settings::validate);
 
-  py::class_<Info>(m, "Info")
+  py::class_<Info>(m, "Info", "How a solve went (see nettrim/result.hpp).")
       .def_property_readonly("status", [](const Info& i) { return status_name(i.status); })
       .def_readonly("iterations", &Info::iterations)
       .def_readonly("primal_residual", &Info::primal_residual)
@@ -117,14 +181,12 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("solve_time", &Info::solve_time)
       .def_readonly("polish_time", &Info::polish_time);
 
-  m.def("solve_float32", &solve<float>, py::arg("X").noconvert(), py::arg("Y").noconvert(),
-        py::arg("V").noconvert(), py::arg("eps"), py::arg("U0"), py::arg("state"), py::arg("settings"),
-        py::arg("progress"), "Solve one layer in float32 (see nettrim.prune_layer).");
-  m.def("solve_float64", &solve<double>, py::arg("X").noconvert(), py::arg("Y").noconvert(),
-        py::arg("V").noconvert(), py::arg("eps"), py::arg("U0"), py::arg("state"), py::arg("settings"),
-        py::arg("progress"), "Solve one layer in float64 (see nettrim.prune_layer).");
-  m.def("workspace_bytes", &workspace_bytes, py::arg("N"), py::arg("P"), py::arg("M"), py::arg("has_V"),
-        py::arg("scalar_size"), "Bytes of working memory a layer solve allocates.");
+  bind_solver<float>(m, "Float32");
+  bind_solver<double>(m, "Float64");
+
+  m.def("available_backends", &available_backends, "Names of the backends this build and machine have.");
+  m.attr("max_threads") = kMaxThreads;
+  m.attr("version") = NETTRIM_VERSION;
 #ifdef _OPENMP
   m.attr("openmp") = true;
 #else

@@ -1,4 +1,5 @@
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -10,8 +11,9 @@ namespace nettrim {
 namespace {
 void require(bool ok, const char* field, const std::string& expected, double got) {
   if (!ok) {
-    throw std::invalid_argument(std::string(field) + ": expected " + expected + ", got " +
-                                std::to_string(got));
+    char text[32];
+    std::snprintf(text, sizeof text, "%.6g", got);
+    throw std::invalid_argument(std::string(field) + ": expected " + expected + ", got " + text);
   }
 }
 }  // namespace
@@ -29,7 +31,8 @@ void Settings::validate() const {
   require(std::isfinite(tol) && tol >= 0, "tol", "a finite value >= 0", tol);
   require(std::isfinite(dual_tol) && dual_tol >= 0, "dual_tol", "a finite value >= 0", dual_tol);
   require(polish_margin >= 0 && polish_margin < 1, "polish_margin", "a value in [0, 1)", polish_margin);
-  require(threads >= 0, "threads", "an integer >= 0 (0: all cores)", threads);
+  require(threads >= 0 && threads <= kMaxThreads, "threads",
+          "an integer in [0, " + std::to_string(kMaxThreads) + "] (0: automatic)", threads);
   require(bias_row >= -1, "bias_row", "a row index or -1", bias_row);
 }
 
@@ -39,6 +42,7 @@ const char* status_name(Status s) {
     case Status::max_iterations: return "max_iterations";
     case Status::time_limit: return "time_limit";
     case Status::interrupted: return "interrupted";
+    case Status::numerical_error: return "numerical_error";
   }
   return "unknown";
 }

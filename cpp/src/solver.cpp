@@ -1,14 +1,6 @@
-// The Net-Trim layer ADMM (formulation.md, section 2).
-//
-// Layout: output-space arrays (Z1, A = X U, L1, Y, V) are P x M column-major, so each
-// output neuron is one contiguous column: per-neuron projections and the OpenMP loops
-// over neurons read memory in order.  Per iteration there are exactly two P x N x M
-// GEMMs (R = X^T B and A = X U, Eigen's own threaded GEMM) and one N x N x M GEMM for
-// the U solve; the elementwise work is fused into two passes over the P x M arrays.
-//
-// Buffer "LB" holds the scaled dual L1 at the start of an iteration and B = L1 + Z1hat
-// (the right-hand side of the U solve) after the Z step; the dual update
-// L1 <- B - X U is fused into the next iteration's first pass.
+// The ADMM driver (docs: "The ADMM"): penalties and their adaptation, the projection
+// radius, stopping, the returned matrix and its verdict, interrupts and callbacks.  The
+// arithmetic of an iteration is the backend's (nettrim/backend.hpp).
 #include "nettrim/solver.hpp"
 
 #include <algorithm>
@@ -19,13 +11,10 @@
 #include <new>
 #include <string>
 #include <utility>
-#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-#include "gram_inverse.hpp"
 
 namespace nettrim {
 
@@ -37,13 +26,22 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Threads for a solve.  Asked-for counts are honoured; the automatic choice uses one
-// thread below N*P*M = 4e6, where fork/join costs more than it saves (measured: 65 x 600
-// x 16 took 0.088 s on 2 threads and 0.006 s on 1; 65 x 1347 x 256 was faster on 2).
+int processors() {
+#ifdef _OPENMP
+  return std::max(1, omp_get_num_procs());
+#else
+  return 1;
+#endif
+}
+
+// Threads for a solve.  Asked-for counts are honoured up to the machine's processors;
+// the automatic choice uses one thread below N*P*M = 4e6, where fork/join costs more
+// than it saves (measured: 65 x 600 x 16 took 0.088 s on 2 threads and 0.006 s on 1;
+// 65 x 1347 x 256 was faster on 2).
 int resolve_threads(int requested, double work) {
 #ifdef _OPENMP
-  if (requested > 0) return requested;
-  return work < 4e6 ? 1 : omp_get_num_procs();
+  if (requested > 0) return std::min(requested, processors());
+  return work < 4e6 ? 1 : processors();
 #else
   (void)requested;
   (void)work;
@@ -93,126 +91,296 @@ void require_finite(const M& m, const char* name) {
   }
 }
 
+std::string shape(long rows, long cols) {
+  return "(" + std::to_string(rows) + ", " + std::to_string(cols) + ")";
+}
+
 void require_shape(long rows, long cols, long want_rows, long want_cols, const char* name) {
   if (rows != want_rows || cols != want_cols) {
-    throw std::invalid_argument(std::string(name) + ": expected shape (" + std::to_string(want_rows) +
-                                ", " + std::to_string(want_cols) + "), got (" + std::to_string(rows) +
-                                ", " + std::to_string(cols) + ")");
+    throw std::invalid_argument(std::string(name) + ": expected shape " + shape(want_rows, want_cols) +
+                                ", got " + shape(rows, cols));
   }
 }
 
+// max(x, 0) that keeps NaN (std::max(0.0, NaN) is 0.0, which once reported an all-NaN
+// matrix as feasible).
+double positive_part(double x) { return std::isnan(x) ? x : std::max(x, 0.0); }
+
+}  // namespace
+
 template <class T>
-void validate(const Problem<T>& pb, const Settings& st) {
-  st.validate();
-  const long P = pb.X.rows(), N = pb.X.cols(), M = pb.Y.cols();
-  if (P == 0 || N == 0 || M == 0) {
-    throw std::invalid_argument("X, Y: expected non-empty arrays, got X (" + std::to_string(P) + ", " +
-                                std::to_string(N) + ") and Y with " + std::to_string(M) + " columns");
+struct Solver<T>::Impl {
+  std::unique_ptr<Backend<T>> backend;
+  Settings st;
+  bool is_setup = false;
+  long P = 0, N = 0, M = 0;
+  double setup_time = 0;
+  std::vector<double> eps;
+  bool has_bound = false;
+
+  // Where the next solve starts.
+  enum class Start { cold, primal, state, previous } start = Start::cold;
+  Matrix<T> U0;
+  State<T> warm;
+  bool have_iterates = false;   // a previous solve left iterates to continue from
+
+  // The running ADMM.
+  double rho1 = 1, rho2 = 1, rho1_box = 1, rho2_box = 1;
+  double r1 = 0, r2 = 0, d1 = 0, d2 = 0;
+  std::vector<double> ball, colsum;
+  std::vector<T> scale;
+  CandidateSums sums;
+
+  void require_setup(const char* what) const {
+    if (!is_setup) throw std::logic_error(std::string(what) + ": call setup(X, settings) first");
   }
-  require_shape(pb.Y.rows(), pb.Y.cols(), P, M, "Y");
-  require_finite(pb.X, "X");
-  require_finite(pb.Y, "Y");
-  if (st.mode == Mode::relu && (pb.Y.array() < 0).any()) {
-    throw std::invalid_argument("Y: expected ReLU outputs (>= 0) in relu mode, got negative values");
+  void require_target(const char* what) const {
+    require_setup(what);
+    if (M == 0) throw std::logic_error(std::string(what) + ": call update_target(Y) first");
   }
-  if (pb.V) {
-    require_shape(pb.V->rows(), pb.V->cols(), P, M, "V");
-    require_finite(*pb.V, "V");
-  }
-  if (st.lam == 0) {
-    const std::size_t want = st.constraint == Constraint::joint ? 1 : static_cast<std::size_t>(M);
-    if (pb.eps.size() != want) {
-      throw std::invalid_argument("eps: expected " + std::to_string(want) + " value(s), got " +
-                                  std::to_string(pb.eps.size()));
+
+  void check_memory(long m, bool bound) const {
+    const std::size_t need = backend->workspace_bytes(P, N, m, bound);
+    const std::size_t have = available_memory();
+    if (have > 0 && need > have) {
+      throw MemoryError("a layer of N=" + std::to_string(N) + ", P=" + std::to_string(P) + ", M=" +
+                        std::to_string(m) + " needs about " + std::to_string(need >> 20) +
+                        " MiB of working memory, but only " + std::to_string(have >> 20) +
+                        " MiB are available; reduce the calibration samples P or use float32");
     }
-    for (double e : pb.eps) {
-      if (!(std::isfinite(e) && e >= 0)) {
-        throw std::invalid_argument("eps: expected finite values >= 0, got " + std::to_string(e));
+  }
+
+  // The initial penalties: rho2 = rho, rho1 = rho2 / sigma with sigma = 0.09 max diag(X^T X)
+  // (the authors' c0^2) unless given.  Adaptation keeps each within 1e6 of these.
+  void initial_rho(double& r1_out, double& r2_out) const {
+    const double sigma = st.sigma > 0 ? st.sigma : std::max(0.09 * backend->gram_diag_max(), 1e-12);
+    r2_out = st.rho;
+    r1_out = r2_out / sigma;
+  }
+
+  // U = 0 meets the constraints (every ball contains Y's distance from 0, and V >= 0
+  // where Y == 0): then it is the solution, since the penalty is >= 0.
+  bool zero_is_optimal() const {
+    if (st.lam > 0) return false;
+    const TargetNorms& tn = backend->target_norms();
+    if (!tn.zero_meets_bound) return false;
+    if (st.constraint == Constraint::joint) return eps[0] >= std::sqrt(tn.omega_norm2_total);
+    for (long m = 0; m < M; ++m)
+      if (eps[m] < std::sqrt(tn.omega_norm2[m])) return false;
+    return true;
+  }
+
+  // The ADMM aims inside the ball by the polish margin, so that the bias shift that
+  // makes Omega^c exactly feasible does not push Omega out of the true ball.
+  void set_ball() {
+    const double shrink = (st.polish && st.lam == 0) ? 1.0 - st.polish_margin : 1.0;
+    ball.assign(eps.size(), 0.0);
+    for (std::size_t i = 0; i < eps.size(); ++i) ball[i] = eps[i] * shrink;
+  }
+
+  void begin(Info& info) {
+    initial_rho(rho1_box, rho2_box);
+    switch (start) {
+      case Start::state:
+        backend->load_state(warm);
+        rho1 = warm.rho1;
+        rho2 = warm.rho2;
+        break;
+      case Start::primal:
+        backend->reset(&U0);
+        rho1 = rho1_box;
+        rho2 = rho2_box;
+        break;
+      case Start::previous:
+        break;  // iterates and penalties as the last solve left them
+      case Start::cold:
+        backend->reset(nullptr);
+        rho1 = rho1_box;
+        rho2 = rho2_box;
+        break;
+    }
+    backend->set_sigma(rho2 / rho1);
+    (void)info;
+  }
+
+  void residuals(Info& info) {
+    ResidualSums s;
+    backend->residual_sums(s);
+    const double tiny = 1e-300;
+    const auto rt = [](double x) { return std::sqrt(x); };
+    r1 = rt(s.r1) / std::max({rt(s.z1), rt(s.a), tiny});
+    d1 = rt(s.da) / std::max(rt(s.l1), tiny);
+    r2 = rt(s.r2) / std::max({rt(s.z2), rt(s.u), tiny});
+    d2 = rt(s.du) / std::max(rt(s.l2), tiny);
+    // Where a block is exactly at rest (e.g. U = 0 with zero duals) it is converged.
+    if (s.r1 == 0 && s.z1 == 0 && s.a == 0) r1 = 0;
+    if (s.da == 0) d1 = 0;
+    if (s.r2 == 0) r2 = 0;
+    if (s.du == 0) d2 = 0;
+    info.primal_residual = std::max(r1, r2);
+    info.dual_residual = std::max(d1, d2);
+    // NaN must not pass for small: max() above would drop it.
+    for (double v : {r1, r2, d1, d2})
+      if (std::isnan(v)) info.primal_residual = info.dual_residual = v;
+  }
+
+  void adapt_rho(Info& info) {
+    const auto factor = [&](double r, double s) {
+      if (r == 0 && s == 0) return 1.0;
+      const double f = std::clamp(st.adapt_bias * std::sqrt(r / std::max(s, 1e-300)), 0.1, 10.0);
+      return (f < st.adapt_threshold && f > 1.0 / st.adapt_threshold) ? 1.0 : f;
+    };
+    // Each penalty stays within 1e6 of where a cold start puts it: a degenerate block
+    // (all of U thresholded to zero, say) must not drive it to 0 or overflow.
+    const auto bounded = [](double rho, double f, double box) {
+      return std::clamp(rho * f, box * 1e-6, box * 1e6) / rho;
+    };
+    const double f1 = bounded(rho1, factor(r1, d1), rho1_box);
+    const double f2 = bounded(rho2, factor(r2, d2), rho2_box);
+    if (f1 == 1.0 && f2 == 1.0) return;
+    rho1 *= f1;
+    rho2 *= f2;
+    backend->rescale_duals(f1, f2);
+    ++info.rho_updates;
+    if (f1 != f2) {
+      backend->set_sigma(rho2 / rho1);
+      ++info.factor_updates;
+    }
+  }
+
+  // Violations of the candidate from its sums (see Info).
+  void violations(const CandidateSums& c, Info& info) const {
+    const TargetNorms& tn = backend->target_norms();
+    double worst = 0;
+    for (double e : c.excess) {
+      if (std::isnan(e)) worst = e;
+      else if (!std::isnan(worst)) worst = std::max(worst, e);
+    }
+    const double rms = tn.omega_count > 0 ? std::sqrt(tn.omega_norm2_total / double(tn.omega_count)) : 1.0;
+    info.complement_violation = worst / (rms > 0 ? rms : 1.0);
+    info.omega_violation = 0;
+    if (!c.finite) {
+      info.omega_violation = info.complement_violation = std::numeric_limits<double>::infinity();
+      return;
+    }
+    if (st.lam > 0) return;
+    if (st.constraint == Constraint::joint) {
+      double total = 0;
+      for (double v : c.err2) total += v;
+      const double e = eps[0];
+      const double denom = e > 0 ? e : (tn.omega_norm2_total > 0 ? std::sqrt(tn.omega_norm2_total) : 1.0);
+      info.omega_violation = positive_part(std::sqrt(total) - e) / denom;
+    } else {
+      for (long m = 0; m < M; ++m) {
+        const double e = eps[m];
+        const double denom = e > 0 ? e : (tn.omega_norm2[m] > 0 ? std::sqrt(tn.omega_norm2[m]) : 1.0);
+        const double v = positive_part(std::sqrt(c.err2[m]) - e) / denom;
+        if (std::isnan(v) || v > info.omega_violation) info.omega_violation = v;
       }
     }
   }
-  if (st.bias_row >= N) {
-    throw std::invalid_argument("bias_row: expected -1 or a row index < " + std::to_string(N) +
-                                ", got " + std::to_string(st.bias_row));
+
+  bool feasible(const Info& info) const {
+    return info.omega_violation <= st.tol && info.complement_violation <= st.tol;
   }
-  if (pb.U0) {
-    require_shape(pb.U0->rows(), pb.U0->cols(), N, M, "U0");
-    require_finite(*pb.U0, "U0");
-  }
-  if (pb.state) {
-    require_shape(pb.state->U.rows(), pb.state->U.cols(), N, M, "state.U");
-    require_shape(pb.state->L1.rows(), pb.state->L1.cols(), P, M, "state.L1");
-    require_shape(pb.state->L2.rows(), pb.state->L2.cols(), N, M, "state.L2");
-    if (!(pb.state->rho1 > 0 && pb.state->rho2 > 0)) {
-      throw std::invalid_argument("state: expected rho1 > 0 and rho2 > 0");
+
+  int shift_row() const { return st.polish ? st.bias_row : -1; }
+
+  Result<T> solve(const Hooks& hooks) {
+    require_target("solve");
+    if (st.lam == 0) {
+      const std::size_t want = st.constraint == Constraint::joint ? 1 : static_cast<std::size_t>(M);
+      if (eps.size() != want) {
+        throw std::invalid_argument("eps: expected " + std::to_string(want) + " value(s) for the " +
+                                    (st.constraint == Constraint::joint ? "joint" : "per-neuron") +
+                                    " constraint, got " + std::to_string(eps.size()) +
+                                    (eps.empty() ? " (call update_eps)" : ""));
+      }
     }
-  }
-}
+    if (st.mode == Mode::relu && !nonnegative_target) {
+      throw std::invalid_argument("Y: expected ReLU outputs (>= 0) in relu mode, got negative values");
+    }
+    if (st.bias_row >= N) {
+      throw std::invalid_argument("bias_row: expected -1 or a row index < " + std::to_string(N) + ", got " +
+                                  std::to_string(st.bias_row));
+    }
+    const Clock::time_point t_start = Clock::now();
+    const int threads = resolve_threads(st.threads, double(N) * double(P) * double(M));
+    ThreadScope scope(threads);
+    backend->set_threads(threads);
 
-// The layer ADMM with all its buffers, allocated once in the constructor.
-template <class T>
-class LayerAdmm {
- public:
-  using Mat = Matrix<T>;
-
-  LayerAdmm(const Problem<T>& pb, const Settings& st, int threads)
-      : pb_(pb), st_(st), threads_(threads),
-        P_(pb.X.rows()), N_(pb.X.cols()), M_(pb.Y.cols()),
-        relu_(st.mode == Mode::relu), regularized_(st.lam > 0),
-        gram_(pb.X) {
-    Y_ = pb.Y;  // column-major copy: one contiguous column per neuron
-    if (pb.V) V_ = *pb.V;
-    A_.resize(P_, M_);
-    A_old_.resize(P_, M_);
-    LB_.resize(P_, M_);
-    Z1_.resize(P_, M_);
-    R_.resize(N_, M_);
-    Z2_.resize(N_, M_);
-    U_old_.resize(N_, M_);
-    colsum_.assign(M_, 0.0);
-    rownorm_.assign(N_, 0.0);
-    partial_.assign(static_cast<std::size_t>(M_) * kStats, 0.0);
-    summarize_targets();
-    set_ball();
-    initialize();
-  }
-
-  Result<T> run(const Hooks& hooks, Clock::time_point t_start, double setup_time) {
     Result<T> res;
     Info& info = res.info;
-    info.threads = threads_;
+    info.threads = threads;
     info.setup_time = setup_time;
-    const Clock::time_point t_iter = Clock::now();
-    Clock::time_point last_poll = t_iter;
+    set_ball();
     Status status = Status::max_iterations;
     int it = 0;
     if (zero_is_optimal()) {  // objective 0: nothing to iterate (e.g. eps >= ||Y||)
-      Z2_.setZero();
-      make_candidate(info);
-      it = 0;
+      backend->reset(nullptr);
+      initial_rho(rho1, rho2);
+      backend->candidate(shift_row(), sums);
       status = Status::converged;
+    } else {
+      begin(info);
     }
-    for (it = std::max(it, 1); status != Status::converged && it <= st_.max_iter; ++it) {
-      const bool check = (it % st_.adapt_every) == 0;
-      iterate(check);
+    double last_objective = backend->z2_penalty(Penalty::l1, -1);  // a warm start may be settled already
+    const Clock::time_point t_iter = Clock::now();
+    Clock::time_point last_poll = t_iter;
+    const ZStepSettings zbase{st.lam > 0, 0.0, st.alpha, false};
+    scale.assign(M, T(1));
+    for (it = std::max(it, 1); status != Status::converged && it <= st.max_iter; ++it) {
+      const bool check = (it % st.adapt_every) == 0;
+      // One iteration: Z1 (projection), Z2 (prox), U (the linear solve), duals.
+      backend->omega_norms(colsum);
+      if (st.lam == 0) {
+        if (st.constraint == Constraint::joint) {
+          double total = 0;
+          for (double v : colsum) total += v;
+          const double norm = std::sqrt(total);
+          const T g = norm > ball[0] ? static_cast<T>(ball[0] / norm) : T(1);
+          std::fill(scale.begin(), scale.end(), g);
+        } else {
+          for (long m = 0; m < M; ++m) {
+            const double norm = std::sqrt(colsum[m]);
+            scale[m] = norm > ball[m] ? static_cast<T>(ball[m] / norm) : T(1);
+          }
+        }
+      }
+      ZStepSettings z = zbase;
+      z.lam_weight = st.lam > 0 ? st.lam / (st.lam + rho1) : 0.0;
+      z.keep_z1 = check;
+      backend->z_step(scale, z);
+      backend->prox_step(1.0 / rho2, st.alpha, st.penalty, st.bias_row);
+      backend->u_step();
       if (check) {
         residuals(info);
+        if (!std::isfinite(info.primal_residual) || !std::isfinite(info.dual_residual)) {
+          status = Status::numerical_error;
+          break;
+        }
         if (hooks.progress) hooks.progress({it, info.primal_residual, info.dual_residual, seconds_since(t_start)});
         // The objective must also have settled: residuals alone stopped easy (linear)
         // problems while ||U||_1 was still 1e-3 away from the optimum (measured).
-        const double obj = Z2_.template cast<double>().cwiseAbs().sum();
-        const bool settled = std::abs(obj - last_objective_) <= 0.1 * st_.tol * std::max(obj, 1e-300);
-        last_objective_ = obj;
-        if (st_.tol > 0 && settled && info.primal_residual <= st_.tol && info.dual_residual <= st_.dual_tol) {
-          make_candidate(info);
-          if (info.omega_violation <= st_.tol && info.complement_violation <= st_.tol) {
-            status = Status::converged;
-            break;
+        const double obj = backend->z2_penalty(Penalty::l1, -1);
+        const bool settled = std::abs(obj - last_objective) <= 0.1 * st.tol * std::max(obj, 1e-300);
+        last_objective = obj;
+        if (st.tol > 0 && settled && info.primal_residual <= st.tol && info.dual_residual <= st.dual_tol) {
+          backend->candidate(shift_row(), sums);
+          violations(sums, info);
+          if (feasible(info)) {
+            // The verdict is the returned matrix's, with its responses in double precision.
+            backend->exact_sums(sums);
+            violations(sums, info);
+            if (feasible(info)) {
+              status = Status::converged;
+              break;
+            }
           }
         }
-        if (st_.adaptive_rho) adapt_rho(info);
+        if (st.adaptive_rho) adapt_rho(info);
       }
-      if (st_.time_limit > 0 && seconds_since(t_start) > st_.time_limit) {
+      if (st.time_limit > 0 && seconds_since(t_start) > st.time_limit) {
         status = Status::time_limit;
         break;
       }
@@ -224,383 +392,236 @@ class LayerAdmm {
         }
       }
     }
-    info.iterations = status == Status::converged ? it : std::min(it, st_.max_iter);
+    info.iterations = status == Status::converged ? it : std::min(it, st.max_iter);
     info.solve_time = seconds_since(t_iter);
     const Clock::time_point t_polish = Clock::now();
-    if (status != Status::converged) make_candidate(info);
+    if (status != Status::converged) {
+      backend->candidate(shift_row(), sums);
+      backend->exact_sums(sums);
+    }
+    violations(sums, info);
+    if (!sums.finite) status = Status::numerical_error;
     info.polish_time = seconds_since(t_polish);
     info.status = status;
-    info.rho1 = rho1_;
-    info.rho2 = rho2_;
-    info.objective = objective(candidate_);
-    res.U = std::move(candidate_);
-    // Warm-start state: L1 is whatever LB holds, brought back to L1 form.
-    if (lb_holds_b_) LB_ -= A_;
-    res.state.U = std::move(U_);
-    res.state.L1 = std::move(LB_);
-    res.state.L2 = std::move(L2_);
-    res.state.rho1 = rho1_;
-    res.state.rho2 = rho2_;
+    info.rho1 = rho1;
+    info.rho2 = rho2;
+    info.objective = backend->candidate_penalty(st.penalty, st.bias_row);
+    backend->copy_candidate(res.U);
+    // Non-finite iterates are no place to continue from: the next solve starts cold.
+    have_iterates = status != Status::numerical_error;
+    start = (st.warm_start && have_iterates) ? Start::previous : Start::cold;
     return res;
   }
 
- private:
-  static constexpr int kStats = 5;  // per-column partial sums in the residual pass
-
-  bool in_omega(Eigen::Index p, Eigen::Index m) const { return !relu_ || Y_(p, m) > 0; }
-  T bound(Eigen::Index p, Eigen::Index m) const { return V_.size() ? V_(p, m) : T(0); }
-
-  // ||Y_Omega||^2 per column and |Omega|: the scales of the violation measures.
-  void summarize_targets() {
-    ynorm2_.assign(M_, 0.0);
-    omega_count_ = 0;
-    for (Eigen::Index m = 0; m < M_; ++m) {
-      for (Eigen::Index p = 0; p < P_; ++p) {
-        if (in_omega(p, m)) {
-          ynorm2_[m] += double(Y_(p, m)) * double(Y_(p, m));
-          ++omega_count_;
-        }
-      }
-    }
-    double total = 0;
-    for (double v : ynorm2_) total += v;
-    ynorm2_total_ = total;
-  }
-
-  // U = 0 meets the constraints (every ball contains Y's distance from 0, and V >= 0
-  // where Y == 0): then it is the solution, since the penalty is >= 0.
-  bool zero_is_optimal() const {
-    if (regularized_) return false;
-    if (V_.size()) {
-      for (Eigen::Index m = 0; m < M_; ++m)
-        for (Eigen::Index p = 0; p < P_; ++p)
-          if (!in_omega(p, m) && V_(p, m) < 0) return false;
-    }
-    if (st_.constraint == Constraint::joint) return pb_.eps[0] >= std::sqrt(ynorm2_total_);
-    for (Eigen::Index m = 0; m < M_; ++m)
-      if (pb_.eps[m] < std::sqrt(ynorm2_[m])) return false;
-    return true;
-  }
-
-  // The ADMM aims inside the ball by the polish margin, so that the bias shift that
-  // makes Omega^c exactly feasible does not push Omega out of the true ball.
-  void set_ball() {
-    const double shrink = (st_.polish && !regularized_) ? 1.0 - st_.polish_margin : 1.0;
-    ball_.assign(pb_.eps.size(), 0.0);
-    for (std::size_t i = 0; i < pb_.eps.size(); ++i) ball_[i] = pb_.eps[i] * shrink;
-  }
-
-  void initialize() {
-    if (pb_.state) {
-      U_ = pb_.state->U;
-      LB_ = pb_.state->L1;
-      L2_ = pb_.state->L2;
-      rho1_ = pb_.state->rho1;
-      rho2_ = pb_.state->rho2;
-    } else {
-      U_ = pb_.U0 ? Mat(*pb_.U0) : Mat(Mat::Zero(N_, M_));
-      LB_.setZero();
-      L2_ = Mat::Zero(N_, M_);
-      double diag_max = 0;
-      for (Eigen::Index n = 0; n < N_; ++n) diag_max = std::max(diag_max, double(pb_.X.col(n).squaredNorm()));
-      const double sigma = st_.sigma > 0 ? st_.sigma : std::max(0.09 * diag_max, 1e-12);
-      rho2_ = st_.rho;
-      rho1_ = rho2_ / sigma;
-    }
-    rho1_start_ = rho1_;
-    rho2_start_ = rho2_;
-    lb_holds_b_ = false;
-    gram_.set_sigma(rho2_ / rho1_);
-    A_.noalias() = pb_.X * U_;
-    Z2_ = U_;
-    last_objective_ = U_.template cast<double>().cwiseAbs().sum();  // a warm start may be settled already
-  }
-
-  // One ADMM iteration; with check, Z1 is kept for the residuals.
-  void iterate(bool check) {
-    const T alpha = static_cast<T>(st_.alpha);
-    const bool fused_dual = lb_holds_b_;
-    // Pass 1: finish the dual update L1 = B - A, and the norms the projection needs.
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (Eigen::Index m = 0; m < M_; ++m) {
-      double s = 0;
-      T* lb = LB_.col(m).data();
-      const T* a = A_.col(m).data();
-      const T* y = Y_.col(m).data();
-      for (Eigen::Index p = 0; p < P_; ++p) {
-        if (fused_dual) lb[p] -= a[p];
-        if (!relu_ || y[p] > 0) {
-          const double d = double(a[p]) - double(lb[p]) - double(y[p]);
-          s += d * d;
-        }
-      }
-      colsum_[m] = s;
-    }
-    lb_holds_b_ = false;
-    std::vector<T>& scale = scale_;
-    scale.assign(M_, T(1));
-    if (!regularized_) {
-      if (st_.constraint == Constraint::joint) {
-        double total = 0;
-        for (double v : colsum_) total += v;
-        const double norm = std::sqrt(total);
-        const T g = norm > ball_[0] ? static_cast<T>(ball_[0] / norm) : T(1);
-        std::fill(scale.begin(), scale.end(), g);
-      } else {
-        for (Eigen::Index m = 0; m < M_; ++m) {
-          const double norm = std::sqrt(colsum_[m]);
-          scale[m] = norm > ball_[m] ? static_cast<T>(ball_[m] / norm) : T(1);
-        }
-      }
-    }
-    // Pass 2: Z1 = Proj_C(A - L1), relaxed, and B = L1 + Z1hat into LB.
-    const T lam = static_cast<T>(st_.lam), r1 = static_cast<T>(rho1_);
-    const T lam_w = regularized_ ? lam / (lam + r1) : T(0);
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (Eigen::Index m = 0; m < M_; ++m) {
-      T* lb = LB_.col(m).data();
-      const T* a = A_.col(m).data();
-      const T* y = Y_.col(m).data();
-      const T* v = V_.size() ? V_.col(m).data() : nullptr;
-      T* z1 = check ? Z1_.col(m).data() : nullptr;
-      const T g = scale[m];
-      for (Eigen::Index p = 0; p < P_; ++p) {
-        const T t = a[p] - lb[p];
-        T z;
-        if (!relu_ || y[p] > 0) {
-          z = regularized_ ? t + lam_w * (y[p] - t) : y[p] + (t - y[p]) * g;
-        } else {
-          z = std::min(t, v ? v[p] : T(0));
-        }
-        if (z1) z1[p] = z;
-        lb[p] += alpha * z + (T(1) - alpha) * a[p];
-      }
-    }
-    update_z2(alpha);
-    std::swap(U_, U_old_);
-    std::swap(A_, A_old_);
-    // U solve: (X^T X + sigma I) U = X^T B + sigma (Z2hat + L2);  L2 holds Z2hat + L2.
-    R_.noalias() = pb_.X.transpose() * LB_;
-    R_.noalias() += static_cast<T>(gram_.sigma()) * L2_;
-    U_.noalias() = gram_.K() * R_;
-    A_.noalias() = pb_.X * U_;
-    L2_ -= U_;
-    lb_holds_b_ = true;
-  }
-
-  // Z2 = prox of the penalty at U - L2; L2 <- L2 + Z2hat (the rest of its update follows the U solve).
-  void update_z2(T alpha) {
-    const T thr = static_cast<T>(1.0 / rho2_);
-    const bool group = st_.penalty == Penalty::group;
-    if (group) {
-      std::fill(rownorm_.begin(), rownorm_.end(), 0.0);
-      for (Eigen::Index m = 0; m < M_; ++m)
-        for (Eigen::Index n = 0; n < N_; ++n) {
-          const double w = double(prox_input(n, m));
-          rownorm_[n] += w * w;
-        }
-      for (double& r : rownorm_) r = std::sqrt(r);
-    }
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (Eigen::Index m = 0; m < M_; ++m) {
-      for (Eigen::Index n = 0; n < N_; ++n) {
-        const T w = prox_input(n, m);
-        T z;
-        if (group && n != st_.bias_row) {
-          const double rn = rownorm_[n];
-          z = rn > double(thr) ? static_cast<T>(w * (1.0 - double(thr) / rn)) : T(0);
-        } else {
-          z = std::max(std::abs(w) - thr, T(0));
-          z = w < 0 ? -z : z;
-        }
-        Z2_(n, m) = z;
-        L2_(n, m) += alpha * z + (T(1) - alpha) * U_(n, m);
-      }
-    }
-  }
-  // The point the penalty's prox is taken at (read before Z2 is formed).
-  T prox_input(Eigen::Index n, Eigen::Index m) const { return U_(n, m) - L2_(n, m); }
-
-  // OSQP-style normalised residuals per block; leaves LB holding L1.
-  void residuals(Info& info) {
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (Eigen::Index m = 0; m < M_; ++m) {
-      double s[kStats] = {0, 0, 0, 0, 0};
-      T* lb = LB_.col(m).data();
-      const T* a = A_.col(m).data();
-      const T* a0 = A_old_.col(m).data();
-      const T* z = Z1_.col(m).data();
-      for (Eigen::Index p = 0; p < P_; ++p) {
-        lb[p] -= a[p];
-        const double r = double(z[p]) - double(a[p]), d = double(a[p]) - double(a0[p]);
-        s[0] += r * r;
-        s[1] += double(z[p]) * double(z[p]);
-        s[2] += double(a[p]) * double(a[p]);
-        s[3] += d * d;
-        s[4] += double(lb[p]) * double(lb[p]);
-      }
-      std::copy(s, s + kStats, &partial_[static_cast<std::size_t>(m) * kStats]);
-    }
-    lb_holds_b_ = false;
-    double s1[kStats] = {0, 0, 0, 0, 0};
-    for (Eigen::Index m = 0; m < M_; ++m)
-      for (int k = 0; k < kStats; ++k) s1[k] += partial_[static_cast<std::size_t>(m) * kStats + k];
-    const double tiny = 1e-300;
-    r1_ = std::sqrt(s1[0]) / std::max({std::sqrt(s1[1]), std::sqrt(s1[2]), tiny});
-    d1_ = std::sqrt(s1[3]) / std::max(std::sqrt(s1[4]), tiny);
-    const double pr2 = (Z2_ - U_).norm();
-    r2_ = pr2 / std::max({double(Z2_.norm()), double(U_.norm()), tiny});
-    d2_ = double((U_ - U_old_).norm()) / std::max(double(L2_.norm()), tiny);
-    // Where a block is exactly at rest (e.g. U = 0 with zero duals) it is converged.
-    if (s1[0] == 0 && s1[1] == 0 && s1[2] == 0) r1_ = 0;
-    if (s1[3] == 0) d1_ = 0;
-    if (pr2 == 0) r2_ = 0;
-    if (U_ == U_old_) d2_ = 0;
-    info.primal_residual = std::max(r1_, r2_);
-    info.dual_residual = std::max(d1_, d2_);
-  }
-
-  void adapt_rho(Info& info) {
-    const auto factor = [&](double r, double s) {
-      if (r == 0 && s == 0) return 1.0;
-      const double f = std::clamp(st_.adapt_bias * std::sqrt(r / std::max(s, 1e-300)), 0.1, 10.0);
-      return (f < st_.adapt_threshold && f > 1.0 / st_.adapt_threshold) ? 1.0 : f;
-    };
-    // Each penalty stays within 1e6 of where it started: a degenerate block (all of U
-    // thresholded to zero, say) must not drive it to 0 or overflow.
-    const auto bounded = [](double rho, double f, double start) {
-      return std::clamp(rho * f, start * 1e-6, start * 1e6) / rho;
-    };
-    const double f1 = bounded(rho1_, factor(r1_, d1_), rho1_start_);
-    const double f2 = bounded(rho2_, factor(r2_, d2_), rho2_start_);
-    if (f1 == 1.0 && f2 == 1.0) return;
-    rho1_ *= f1;
-    rho2_ *= f2;
-    LB_ /= static_cast<T>(f1);  // LB holds L1 here (residuals() left it so)
-    L2_ /= static_cast<T>(f2);
-    ++info.rho_updates;
-    if (f1 != f2) {
-      gram_.set_sigma(rho2_ / rho1_);
-      ++info.factor_updates;
-    }
-  }
-
-  // The returned matrix: the exactly sparse Z2, then the bias shift that makes Omega^c
-  // feasible; violations are measured on this matrix itself.  Uses Z1_ as scratch.
-  void make_candidate(Info& info) {
-    candidate_ = Z2_;
-    Mat& Ac = Z1_;
-    Ac.noalias() = pb_.X * candidate_;
-    const bool shift = st_.polish && relu_ && st_.bias_row >= 0;
-    std::vector<double> dnorm2(M_, 0.0), excess(M_, 0.0);
-#pragma omp parallel for schedule(static) num_threads(threads_)
-    for (Eigen::Index m = 0; m < M_; ++m) {
-      double top = -std::numeric_limits<double>::infinity();
-      if (relu_) {
-        for (Eigen::Index p = 0; p < P_; ++p)
-          if (!(Y_(p, m) > 0)) top = std::max(top, double(Ac(p, m)) - double(bound(p, m)));
-      }
-      if (shift && top > 0) {
-        candidate_(st_.bias_row, m) -= static_cast<T>(top);
-        Ac.col(m).array() -= static_cast<T>(top);
-        top = 0;
-        for (Eigen::Index p = 0; p < P_; ++p)
-          if (!(Y_(p, m) > 0)) top = std::max(top, double(Ac(p, m)) - double(bound(p, m)));
-      }
-      excess[m] = top;
-      double s = 0;
-      for (Eigen::Index p = 0; p < P_; ++p)
-        if (in_omega(p, m)) {
-          const double d = double(Ac(p, m)) - double(Y_(p, m));
-          s += d * d;
-        }
-      dnorm2[m] = s;
-    }
-    double worst_excess = 0;
-    for (double e : excess) worst_excess = std::max(worst_excess, e);
-    const double rms = omega_count_ > 0 ? std::sqrt(ynorm2_total_ / double(omega_count_)) : 1.0;
-    info.complement_violation = worst_excess / (rms > 0 ? rms : 1.0);
-    info.omega_violation = 0;
-    if (regularized_) return;
-    if (st_.constraint == Constraint::joint) {
-      double total = 0;
-      for (double v : dnorm2) total += v;
-      const double eps = pb_.eps[0];
-      const double denom = eps > 0 ? eps : (ynorm2_total_ > 0 ? std::sqrt(ynorm2_total_) : 1.0);
-      info.omega_violation = std::max(0.0, std::sqrt(total) - eps) / denom;
-    } else {
-      for (Eigen::Index m = 0; m < M_; ++m) {
-        const double eps = pb_.eps[m];
-        const double denom = eps > 0 ? eps : (ynorm2_[m] > 0 ? std::sqrt(ynorm2_[m]) : 1.0);
-        info.omega_violation = std::max(info.omega_violation, std::max(0.0, std::sqrt(dnorm2[m]) - eps) / denom);
-      }
-    }
-  }
-
-  double objective(const Mat& U) const {
-    if (st_.penalty == Penalty::l1) return U.template cast<double>().cwiseAbs().sum();
-    double value = 0;
-    for (Eigen::Index n = 0; n < N_; ++n)
-      value += n == st_.bias_row ? U.row(n).template cast<double>().cwiseAbs().sum()
-                                 : U.row(n).template cast<double>().norm();
-    return value;
-  }
-
-  const Problem<T>& pb_;
-  const Settings& st_;
-  const int threads_;
-  const Eigen::Index P_, N_, M_;
-  const bool relu_, regularized_;
-  detail::GramInverse<T> gram_;
-  Mat Y_, V_;
-  Mat A_, A_old_, LB_, Z1_;       // P x M
-  Mat U_, U_old_, Z2_, L2_, R_;   // N x M
-  Mat candidate_;
-  std::vector<double> colsum_, rownorm_, partial_, ynorm2_, ball_;
-  std::vector<T> scale_;
-  double ynorm2_total_ = 0;
-  long omega_count_ = 0;
-  double rho1_ = 1, rho2_ = 1, rho1_start_ = 1, rho2_start_ = 1;
-  double r1_ = 0, r2_ = 0, d1_ = 0, d2_ = 0;
-  double last_objective_ = std::numeric_limits<double>::infinity();
-  bool lb_holds_b_ = false;
+  bool nonnegative_target = true;
 };
 
-}  // namespace
-
-std::size_t workspace_bytes(long N, long P, long M, bool has_V, std::size_t scalar_size) {
-  const double pm = double(P) * double(M), nm = double(N) * double(M), r = double(std::min(N, P));
-  const double scalars = pm * (5 + (has_V ? 1 : 0)) + nm * 8 + double(N) * double(N) + double(N) * r;
-  // The eigendecomposition runs in double: the r x r matrix, its eigenvectors, workspace.
-  const double doubles = 3 * r * r + (P < N ? double(P) * double(N) : 2048.0 * double(N));
-  return static_cast<std::size_t>(scalars * double(scalar_size) + doubles * 8.0);
+template <class T>
+Solver<T>::Solver(const std::string& backend) : impl_(std::make_unique<Impl>()) {
+  impl_->backend = make_backend<T>(backend);
 }
 
 template <class T>
-Result<T> solve_layer(const Problem<T>& problem, const Settings& settings, const Hooks& hooks) {
+Solver<T>::~Solver() = default;
+template <class T>
+Solver<T>::Solver(Solver&&) noexcept = default;
+template <class T>
+Solver<T>& Solver<T>::operator=(Solver&&) noexcept = default;
+
+template <class T>
+void Solver<T>::setup(ConstRowRef<T> X, const Settings& settings, const Hooks& hooks) {
   const Clock::time_point t0 = Clock::now();
-  validate(problem, settings);
-  const long N = problem.X.cols(), P = problem.X.rows(), M = problem.Y.cols();
-  const std::size_t need = workspace_bytes(N, P, M, problem.V.has_value(), sizeof(T));
-  const std::size_t have = available_memory();
-  if (have > 0 && need > have) {
-    throw MemoryError("a layer of N=" + std::to_string(N) + ", P=" + std::to_string(P) + ", M=" +
-                      std::to_string(M) + " needs about " + std::to_string(need >> 20) +
-                      " MiB of working memory, but only " + std::to_string(have >> 20) +
-                      " MiB are available; reduce the calibration samples P or use float32");
+  settings.validate();
+  Impl& s = *impl_;
+  const long P = X.rows(), N = X.cols();
+  if (P == 0 || N == 0) {
+    throw std::invalid_argument("X: expected a non-empty array, got shape " + shape(P, N));
   }
-  const int threads = resolve_threads(settings.threads, double(N) * double(P) * double(M));
+  require_finite(X, "X");
+  s.is_setup = false;
+  s.P = P;
+  s.N = N;
+  s.M = 0;
+  s.st = settings;
+  s.eps.clear();
+  s.has_bound = false;
+  s.have_iterates = false;
+  s.start = Impl::Start::cold;
+  s.check_memory(0, false);
+  const int threads = resolve_threads(settings.threads, double(N) * double(N) * double(P));
   ThreadScope scope(threads);
+  s.backend->set_threads(threads);
   try {
-    LayerAdmm<T> admm(problem, settings, threads);
-    return admm.run(hooks, t0, std::chrono::duration<double>(Clock::now() - t0).count());
+    s.backend->set_inputs(X, hooks.interrupted);
   } catch (const std::bad_alloc&) {
-    throw MemoryError("out of memory while allocating the working buffers of a layer of N=" +
-                      std::to_string(N) + ", P=" + std::to_string(P) + ", M=" + std::to_string(M));
+    throw MemoryError("out of memory while factorising the inputs of a layer of N=" + std::to_string(N) +
+                      ", P=" + std::to_string(P));
   }
+  s.is_setup = true;
+  s.setup_time = seconds_since(t0);
 }
 
-template Result<float> solve_layer(const Problem<float>&, const Settings&, const Hooks&);
-template Result<double> solve_layer(const Problem<double>&, const Settings&, const Hooks&);
+template <class T>
+void Solver<T>::update_settings(const Settings& settings) {
+  settings.validate();
+  impl_->st = settings;
+}
+
+template <class T>
+void Solver<T>::update_target(ConstRowRef<T> Y) {
+  Impl& s = *impl_;
+  s.require_setup("update_target");
+  if (Y.cols() == 0) throw std::invalid_argument("Y: expected at least one output column, got shape " +
+                                                 shape(Y.rows(), Y.cols()));
+  require_shape(Y.rows(), Y.cols(), s.P, Y.cols(), "Y");
+  require_finite(Y, "Y");
+  if (Y.cols() != s.M) {
+    s.check_memory(Y.cols(), s.has_bound);
+    s.has_bound = false;
+  }
+  try {
+    s.backend->set_target(Y, s.st.mode == Mode::relu);
+  } catch (const std::bad_alloc&) {
+    s.M = 0;
+    throw MemoryError("out of memory while allocating the buffers of a layer of N=" + std::to_string(s.N) +
+                      ", P=" + std::to_string(s.P) + ", M=" + std::to_string(Y.cols()));
+  }
+  s.nonnegative_target = !(Y.array() < T(0)).any();
+  s.M = Y.cols();
+  s.have_iterates = false;
+  s.start = Impl::Start::cold;
+}
+
+template <class T>
+void Solver<T>::update_bound(ConstRowRef<T> V) {
+  Impl& s = *impl_;
+  s.require_target("update_bound");
+  require_shape(V.rows(), V.cols(), s.P, s.M, "V");
+  require_finite(V, "V");
+  s.backend->set_bound(&V);
+  s.has_bound = true;
+}
+
+template <class T>
+void Solver<T>::clear_bound() {
+  Impl& s = *impl_;
+  s.require_target("clear_bound");
+  s.backend->set_bound(nullptr);
+  s.has_bound = false;
+}
+
+template <class T>
+void Solver<T>::update_eps(const std::vector<double>& eps) {
+  for (double e : eps) {
+    if (!(std::isfinite(e) && e >= 0)) {
+      throw std::invalid_argument("eps: expected finite values >= 0, got " + std::to_string(e));
+    }
+  }
+  impl_->eps = eps;
+}
+
+template <class T>
+void Solver<T>::warm_start(const State<T>& state) {
+  Impl& s = *impl_;
+  s.require_target("warm_start");
+  require_shape(state.U.rows(), state.U.cols(), s.N, s.M, "state.U");
+  require_shape(state.L1.rows(), state.L1.cols(), s.P, s.M, "state.L1");
+  require_shape(state.L2.rows(), state.L2.cols(), s.N, s.M, "state.L2");
+  require_finite(state.U, "state.U");
+  require_finite(state.L1, "state.L1");
+  require_finite(state.L2, "state.L2");
+  if (!(state.rho1 > 0 && state.rho2 > 0 && std::isfinite(state.rho1) && std::isfinite(state.rho2))) {
+    throw std::invalid_argument("state: expected finite rho1 > 0 and rho2 > 0");
+  }
+  s.warm = state;
+  s.start = Impl::Start::state;
+}
+
+template <class T>
+void Solver<T>::warm_start(const Matrix<T>& U0) {
+  Impl& s = *impl_;
+  s.require_target("warm_start");
+  require_shape(U0.rows(), U0.cols(), s.N, s.M, "U0");
+  require_finite(U0, "U0");
+  s.U0 = U0;
+  s.start = Impl::Start::primal;
+}
+
+template <class T>
+void Solver<T>::cold_start() {
+  impl_->start = Impl::Start::cold;
+}
+
+template <class T>
+Result<T> Solver<T>::solve(const Hooks& hooks) {
+  return impl_->solve(hooks);
+}
+
+template <class T>
+std::vector<Result<T>> Solver<T>::solve_path(const std::vector<std::vector<double>>& eps, const Hooks& hooks) {
+  std::vector<Result<T>> path;
+  path.reserve(eps.size());
+  for (const std::vector<double>& e : eps) {
+    update_eps(e);
+    path.push_back(solve(hooks));
+    if (path.back().info.status == Status::interrupted) break;
+  }
+  return path;
+}
+
+template <class T>
+State<T> Solver<T>::state() const {
+  Impl& s = *impl_;
+  s.require_target("state");
+  State<T> out;
+  s.backend->save_state(out);
+  out.rho1 = s.rho1;
+  out.rho2 = s.rho2;
+  return out;
+}
+
+template <class T>
+const Settings& Solver<T>::settings() const {
+  return impl_->st;
+}
+template <class T>
+long Solver<T>::samples() const {
+  return impl_->P;
+}
+template <class T>
+long Solver<T>::inputs() const {
+  return impl_->N;
+}
+template <class T>
+long Solver<T>::outputs() const {
+  return impl_->M;
+}
+template <class T>
+const char* Solver<T>::backend() const {
+  return impl_->backend->name();
+}
+template <class T>
+std::size_t Solver<T>::workspace_bytes(long P, long N, long M, bool has_bound) const {
+  return impl_->backend->workspace_bytes(P, N, M, has_bound);
+}
+
+template <class T>
+Result<T> solve_layer(ConstRowRef<T> X, ConstRowRef<T> Y, const std::optional<ConstRowRef<T>>& V,
+                      const std::vector<double>& eps, const Settings& settings, const Hooks& hooks) {
+  Solver<T> solver;
+  solver.setup(X, settings, hooks);
+  solver.update_target(Y);
+  if (V) solver.update_bound(*V);
+  solver.update_eps(eps);
+  return solver.solve(hooks);
+}
+
+template class Solver<float>;
+template class Solver<double>;
+template Result<float> solve_layer(ConstRowRef<float>, ConstRowRef<float>, const std::optional<ConstRowRef<float>>&,
+                                   const std::vector<double>&, const Settings&, const Hooks&);
+template Result<double> solve_layer(ConstRowRef<double>, ConstRowRef<double>,
+                                    const std::optional<ConstRowRef<double>>&, const std::vector<double>&,
+                                    const Settings&, const Hooks&);
 
 }  // namespace nettrim

@@ -1,10 +1,13 @@
 """nettrim: convex layer-wise pruning of trained ReLU networks (Net-Trim)."""
-from .layer import ConvergenceWarning, LayerResult, prune_layer
+from .errors import ConvergenceWarning, NettrimError, NumericalError
+from .layer import prune_layer
 from .layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .network import Network, from_arrays
+from .result import LayerResult, SolutionPath
 from .schemes import LayerReport, PruneReport, prune_network
+from .solver import LayerSolver, backends
 
-__version__ = "0.1.0"
-__all__ = ["prune_layer", "LayerResult", "ConvergenceWarning", "Network", "Dense", "Conv2d", "Flatten",
-           "MaxPool2d", "AvgPool2d", "BatchNorm", "ReLU", "from_arrays", "prune_network", "PruneReport",
-           "LayerReport", "__version__"]
+__version__ = "0.2.0"
+__all__ = ["prune_layer", "LayerSolver", "LayerResult", "SolutionPath", "backends", "ConvergenceWarning",
+           "NettrimError", "NumericalError", "Network", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d",
+           "BatchNorm", "ReLU", "from_arrays", "prune_network", "PruneReport", "LayerReport", "__version__"]

@@ -1,12 +1,18 @@
-// What a layer solve returns: the pruned matrix, the state to warm start from, and Info.
+// What a solve returns: the pruned matrix and Info; and the ADMM state for warm starts.
 #pragma once
 
-#include <Eigen/Core>
+#include "nettrim/types.hpp"
 
 namespace nettrim {
 
 // Outcomes, not errors: bad input throws; these are the ways a valid solve ends.
-enum class Status { converged, max_iterations, time_limit, interrupted };
+enum class Status {
+  converged,        // tolerances met by the returned matrix itself
+  max_iterations,   // Settings::max_iter reached first
+  time_limit,       // Settings::time_limit reached first
+  interrupted,      // the interrupt hook asked to stop
+  numerical_error,  // the iterates became non-finite: nothing returned is trustworthy
+};
 
 const char* status_name(Status s);
 
@@ -16,24 +22,22 @@ struct Info {
   double primal_residual = 0;   // max over blocks of ||Z_j - B_j U|| / max(||Z_j||, ||B_j U||)
   double dual_residual = 0;     // max over blocks of ||B_j dU|| / ||L_j||
   double objective = 0;         // penalty of the returned U
-  // Constraint violations of the returned U itself (see nettrim.metrics):
+  // Constraint violations of the returned U itself, evaluated in double precision:
   double omega_violation = 0;       // (||(U^T X - Y)_Omega|| - eps)_+ / eps (worst neuron if per-neuron)
   double complement_violation = 0;  // max (U^T X - V)_+ on Omega^c / rms(Y on Omega)
   double rho1 = 0, rho2 = 0;    // final penalties
   int rho_updates = 0;          // how many times rho changed
   int factor_updates = 0;       // how many times the U-solve was rebuilt for a new rho2/rho1
   int threads = 1;
-  double setup_time = 0, solve_time = 0, polish_time = 0;  // seconds
+  double setup_time = 0;        // seconds of the factorisation (paid once per setup)
+  double solve_time = 0, polish_time = 0;  // seconds of this solve's iterations and final candidate
 };
-
-template <class T>
-using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;  // column-major
 
 // Everything needed to continue an ADMM run (warm start between nearby problems).
 template <class T>
 struct State {
   Matrix<T> U;    // N x M, last ADMM iterate
-  Matrix<T> L1;   // P x M, scaled dual of Z1 = X^T U (stored transposed: samples by neurons)
+  Matrix<T> L1;   // P x M, scaled dual of Z1 = X U (samples by neurons)
   Matrix<T> L2;   // N x M, scaled dual of Z2 = U
   double rho1 = 0, rho2 = 0;
 };
@@ -42,7 +46,6 @@ template <class T>
 struct Result {
   Matrix<T> U;      // N x M returned matrix: exactly sparse, polished
   Info info;
-  State<T> state;
 };
 
 }  // namespace nettrim

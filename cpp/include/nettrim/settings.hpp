@@ -1,4 +1,5 @@
-// Settings of one layer solve: every knob of the ADMM, with its default, in one place.
+// Settings of a layer solve: every knob of the ADMM, with its default, in one place.
+// The Python layer reads its defaults from here (nettrim._core.Settings()).
 #pragma once
 
 namespace nettrim {
@@ -7,7 +8,11 @@ enum class Mode { relu, linear };           // ReLU after the layer, or nothing 
 enum class Constraint { joint, neuron };    // one eps for the layer, or one per output neuron
 enum class Penalty { l1, group };           // ||U||_1, or sum of row norms (neuron pruning)
 
+// The most threads a solve may be given; more than the machine's processors are not used.
+inline constexpr int kMaxThreads = 1024;
+
 struct Settings {
+  // --- the program (docs: "The program of one layer") -------------------------------
   Mode mode = Mode::relu;
   Constraint constraint = Constraint::joint;
   Penalty penalty = Penalty::l1;
@@ -17,14 +22,16 @@ struct Settings {
   // The polish shifts this row; the group penalty treats it with plain l1.
   int bias_row = -1;
 
+  // --- the ADMM (docs: "The ADMM") --------------------------------------------------
   double rho = 1.0;          // initial penalty of the split Z2 = U (soft threshold 1/rho)
-  double sigma = 0.0;        // initial ratio rho2/rho1; 0: 0.09 max diag(X X^T), the authors' c0^2
+  double sigma = 0.0;        // initial ratio rho2/rho1; 0: 0.09 max diag(X^T X), the authors' c0^2
   bool adaptive_rho = true;  // per-block residual balancing, biased toward the primal
   int adapt_every = 10;      // iterations between rho updates and convergence checks
   double adapt_bias = 10.0;  // rho_j *= clip(adapt_bias * sqrt(r_j / s_j), 0.1, 10)
   double adapt_threshold = 5.0;  // change rho_j only when that factor is outside [1/t, t] (as OSQP)
   double alpha = 1.8;        // over-relaxation, in (0, 2)
 
+  // --- stopping and the returned matrix ----------------------------------------------
   int max_iter = 10000;
   double time_limit = 0.0;   // seconds; 0: none
   double tol = 1e-3;         // primal residuals and feasibility of the returned U (relative)
@@ -32,7 +39,9 @@ struct Settings {
   bool polish = true;        // bias shift of the returned U (needs bias_row)
   double polish_margin = 1e-3;  // ADMM aims at eps (1 - margin) so the shift stays feasible
 
-  int threads = 0;           // 0: all cores
+  // --- lifecycle and machine ---------------------------------------------------------
+  bool warm_start = true;    // a solve continues from the previous solve's iterates
+  int threads = 0;           // 0: automatic; at most the machine's processors are used
 
   // Throws std::invalid_argument naming the offending field.
   void validate() const;

@@ -10,8 +10,11 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 
 #include <Eigen/Dense>
+
+#include "nettrim/errors.hpp"
 
 namespace nettrim::detail {
 
@@ -20,30 +23,40 @@ class GramInverse {
  public:
   using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
 
+  // Rows of X accumulated into X^T X per block; the interrupt hook is polled between
+  // blocks (a block of 1024 rows of a 1001-column X takes about 10 ms).
+  static constexpr Eigen::Index kBlockRows = 1024;
+
   template <class XType>
-  explicit GramInverse(const XType& X) : woodbury_(X.rows() < X.cols()) {
+  void compute(const XType& X, const std::function<bool()>& interrupted) {
     // The decomposition runs in double whatever T is: it happens once, and float32
     // eigenvectors of a badly scaled Gram matrix would cost accuracy for the whole solve.
     using MatD = Eigen::MatrixXd;
     const Eigen::Index P = X.rows(), N = X.cols();
+    woodbury_ = P < N;
+    const auto poll = [&] {
+      if (interrupted && interrupted()) throw Interrupted();
+    };
     Eigen::SelfAdjointEigenSolver<MatD> eig;
     if (woodbury_) {  // P < N: X itself is small enough to hold in double
       const MatD Xd = X.template cast<double>();
       eig.compute(Xd * Xd.transpose());
       F_ = (Xd.transpose() * eig.eigenvectors()).template cast<T>();
-    } else {  // accumulate X^T X in double over row chunks, never copying all of X
+    } else {  // accumulate X^T X in double over row blocks, never copying all of X
       MatD G = MatD::Zero(N, N);
-      const Eigen::Index chunk = 2048;
-      for (Eigen::Index p0 = 0; p0 < P; p0 += chunk) {
-        const Eigen::Index rows = std::min(chunk, P - p0);
+      for (Eigen::Index p0 = 0; p0 < P; p0 += kBlockRows) {
+        poll();
+        const Eigen::Index rows = std::min(kBlockRows, P - p0);
         const MatD Xc = X.middleRows(p0, rows).template cast<double>();
         G.template selfadjointView<Eigen::Lower>().rankUpdate(Xc.transpose());
       }
+      poll();
       eig.compute(G, Eigen::ComputeEigenvectors);  // reads the lower triangle
       F_ = eig.eigenvectors().template cast<T>();
     }
+    poll();
     eigenvalues_ = eig.eigenvalues().cwiseMax(0.0);
-    K_.resize(X.cols(), X.cols());
+    K_.resize(N, N);
   }
 
   // Rebuild K for a new sigma: one N x r x N GEMM (r = min(N, P)).
@@ -62,7 +75,7 @@ class GramInverse {
   const Mat& K() const { return K_; }
 
  private:
-  bool woodbury_;
+  bool woodbury_ = false;
   Eigen::VectorXd eigenvalues_;
   Mat F_;
   Mat K_;

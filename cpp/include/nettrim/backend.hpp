@@ -1,0 +1,113 @@
+// The seam between the ADMM driver and the hardware it runs on.
+//
+// The driver (solver.cpp) owns the algorithm: penalties and their adaptation, the
+// projection radius, stopping, polishing decisions, interrupts and callbacks.  A backend
+// owns the data and the iterates and performs the arithmetic of one iteration, in
+// ADMM terms (docs: "The ADMM"):
+//
+//   omega_norms   ||(X U - L1 - Y)_Omega||^2 per output column   (start of an iteration)
+//   z_step        Z1 = Proj_C(X U - L1), relaxed; right-hand side B = L1 + Z1hat
+//   prox_step     Z2 = prox of the penalty at U - L2, relaxed
+//   u_step        U = (X^T X + sigma I)^{-1} (X^T B + sigma (Z2hat + L2)); A = X U; dual updates
+//   residual_sums the sums behind the normalised primal and dual residuals
+//   candidate     the returned matrix: Z2, with the bias row shifted so that Omega^c holds
+//
+// Every method may assume the calls come in this order within an iteration.  The CPU
+// backend (cpp/src/cpu/) fuses the dual updates into the next pass over the data; a
+// backend is free to arrange its memory as it likes between calls.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nettrim/result.hpp"
+#include "nettrim/settings.hpp"
+#include "nettrim/types.hpp"
+
+namespace nettrim {
+
+// Summaries of the target Y and the bound V, computed when they are set.
+struct TargetNorms {
+  std::vector<double> omega_norm2;  // per column: ||Y_Omega,m||^2
+  double omega_norm2_total = 0;
+  long omega_count = 0;             // |Omega|
+  bool zero_meets_bound = true;     // V >= 0 on Omega^c, so that U = 0 meets the inequality
+};
+
+// Per-block sums of one residual pass (block 1: Z1 = X U; block 2: Z2 = U).
+struct ResidualSums {
+  double r1 = 0, z1 = 0, a = 0, da = 0, l1 = 0;  // ||Z1-A||^2 ||Z1||^2 ||A||^2 ||A-A_old||^2 ||L1||^2
+  double r2 = 0, z2 = 0, u = 0, du = 0, l2 = 0;  // ||Z2-U||^2 ||Z2||^2 ||U||^2 ||U-U_old||^2 ||L2||^2
+};
+
+// Per-column sums of the candidate: excess on Omega^c and squared error on Omega.
+struct CandidateSums {
+  std::vector<double> excess;     // max (A - V) on Omega^c, -inf where Omega^c is empty
+  std::vector<double> err2;       // ||(A - Y)_Omega,m||^2
+  bool finite = true;             // no NaN or Inf in the candidate or its responses
+};
+
+struct ZStepSettings {
+  bool regularized = false;  // prox of lam/2 ||z - y||^2 on Omega instead of the ball
+  double lam_weight = 0;     // lam / (lam + rho1) in the regularized form
+  double alpha = 1.8;        // over-relaxation
+  bool keep_z1 = false;      // keep Z1 for residual_sums (a convergence check follows)
+};
+
+template <class T>
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  virtual void set_threads(int threads) = 0;
+
+  // --- data -------------------------------------------------------------------------
+  // X (P x N) is kept as a view: the caller keeps it alive and unchanged.  Computes the
+  // Gram eigendecomposition, polling `interrupted` between blocks (throws Interrupted).
+  virtual void set_inputs(ConstRowRef<T> X, const std::function<bool()>& interrupted) = 0;
+  virtual double gram_diag_max() const = 0;         // max_n ||X[:, n]||^2
+  virtual void set_target(ConstRowRef<T> Y, bool relu) = 0;   // copied
+  virtual void set_bound(const ConstRowRef<T>* V) = 0;        // copied; nullptr: V = 0
+  virtual const TargetNorms& target_norms() const = 0;
+  virtual void set_sigma(double sigma) = 0;         // rebuild the U solve for sigma = rho2/rho1
+
+  // --- iterates ---------------------------------------------------------------------
+  virtual void reset(const Matrix<T>* U0) = 0;      // U = U0 (or 0), duals 0, Z2 = U
+  virtual void load_state(const State<T>& state) = 0;
+  virtual void save_state(State<T>& state) = 0;
+  virtual void rescale_duals(double f1, double f2) = 0;  // L1 /= f1, L2 /= f2 (rho_j *= f_j)
+
+  // --- one iteration ----------------------------------------------------------------
+  virtual void omega_norms(std::vector<double>& colsum) = 0;
+  virtual void z_step(const std::vector<T>& ball_scale, const ZStepSettings& z) = 0;
+  virtual void prox_step(double threshold, double alpha, Penalty penalty, int bias_row) = 0;
+  virtual void u_step() = 0;
+  virtual void residual_sums(ResidualSums& sums) = 0;   // needs keep_z1 in this iteration's z_step
+  virtual double z2_penalty(Penalty penalty, int bias_row) = 0;  // penalty of the current Z2
+
+  // --- the returned matrix ----------------------------------------------------------
+  // Candidate = Z2, then (when shift_row >= 0) each column's bias entry lowered by its
+  // largest excess on Omega^c.  Sums are taken in T arithmetic; exact_sums redoes them
+  // with X U formed in double precision, for the verdict on the returned matrix.
+  virtual void candidate(int shift_row, CandidateSums& sums) = 0;
+  virtual void exact_sums(CandidateSums& sums) = 0;
+  virtual double candidate_penalty(Penalty penalty, int bias_row) = 0;
+  virtual void copy_candidate(Matrix<T>& out) const = 0;
+
+  // Bytes this backend allocates for a layer of P samples, N inputs and M outputs.
+  virtual std::size_t workspace_bytes(long P, long N, long M, bool has_bound) const = 0;
+};
+
+// Names of the backends this build has ("cpu", and "cuda" when built with it and a GPU is present).
+std::vector<std::string> available_backends();
+
+// A new backend by name; throws std::invalid_argument naming what is available.
+template <class T>
+std::unique_ptr<Backend<T>> make_backend(const std::string& name);
+
+extern template std::unique_ptr<Backend<float>> make_backend(const std::string&);
+extern template std::unique_ptr<Backend<double>> make_backend(const std::string&);
+
+}  // namespace nettrim

@@ -1,0 +1,11 @@
+// The nettrim engine: one include for C++ users (link nettrim::core).
+#pragma once
+
+#include "nettrim/backend.hpp"
+#include "nettrim/errors.hpp"
+#include "nettrim/hooks.hpp"
+#include "nettrim/result.hpp"
+#include "nettrim/settings.hpp"
+#include "nettrim/solver.hpp"
+#include "nettrim/types.hpp"
+#include "nettrim/version.hpp"

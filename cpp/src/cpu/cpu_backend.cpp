@@ -1,0 +1,363 @@
+#include "cpu/cpu_backend.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+namespace nettrim::cpu {
+
+template <class T>
+void CpuBackend<T>::set_inputs(ConstRowRef<T> X, const std::function<bool()>& interrupted) {
+  X_.emplace(X.data(), X.rows(), X.cols(), Eigen::OuterStride<>(X.outerStride()));
+  P_ = X.rows();
+  N_ = X.cols();
+  M_ = 0;
+  // max_n ||X[:, n]||^2, accumulated row by row (X is row-major) in double.
+  Eigen::VectorXd diag = Eigen::VectorXd::Zero(N_);
+  for (Eigen::Index p = 0; p < P_; ++p) diag += X.row(p).transpose().template cast<double>().cwiseAbs2();
+  diag_max_ = N_ ? diag.maxCoeff() : 0.0;
+  gram_.compute(*X_, interrupted);
+}
+
+template <class T>
+void CpuBackend<T>::allocate(Eigen::Index M) {
+  M_ = M;
+  A_.resize(P_, M_);
+  A_old_.resize(P_, M_);
+  LB_.resize(P_, M_);
+  Z1_.resize(P_, M_);
+  U_.resize(N_, M_);
+  U_old_.resize(N_, M_);
+  Z2_.resize(N_, M_);
+  L2_.resize(N_, M_);
+  R_.resize(N_, M_);
+  candidate_.resize(N_, M_);
+  rownorm_.assign(N_, 0.0);
+  partial_.assign(static_cast<std::size_t>(M_) * 5, 0.0);
+}
+
+template <class T>
+void CpuBackend<T>::set_target(ConstRowRef<T> Y, bool relu) {
+  Y_ = Y;  // column-major copy: one contiguous column per neuron
+  relu_ = relu;
+  if (Y_.cols() != M_) {
+    allocate(Y_.cols());
+    V_.resize(0, 0);
+  }
+  update_norms();
+}
+
+template <class T>
+void CpuBackend<T>::set_bound(const ConstRowRef<T>* V) {
+  if (V) {
+    V_ = *V;
+  } else {
+    V_.resize(0, 0);
+  }
+  update_norms();
+}
+
+template <class T>
+void CpuBackend<T>::update_norms() {
+  norms_.omega_norm2.assign(M_, 0.0);
+  norms_.omega_count = 0;
+  norms_.zero_meets_bound = true;
+  for (Eigen::Index m = 0; m < M_; ++m) {
+    for (Eigen::Index p = 0; p < P_; ++p) {
+      if (in_omega(p, m)) {
+        norms_.omega_norm2[m] += double(Y_(p, m)) * double(Y_(p, m));
+        ++norms_.omega_count;
+      } else if (V_.size() && V_(p, m) < 0) {
+        norms_.zero_meets_bound = false;
+      }
+    }
+  }
+  double total = 0;
+  for (double v : norms_.omega_norm2) total += v;
+  norms_.omega_norm2_total = total;
+}
+
+template <class T>
+void CpuBackend<T>::reset(const Matrix<T>* U0) {
+  if (U0) {
+    U_ = *U0;
+  } else {
+    U_.setZero();
+  }
+  LB_.setZero();
+  L2_.setZero();
+  lb_holds_b_ = false;
+  A_.noalias() = *X_ * U_;
+  Z2_ = U_;
+}
+
+template <class T>
+void CpuBackend<T>::load_state(const State<T>& state) {
+  U_ = state.U;
+  LB_ = state.L1;
+  L2_ = state.L2;
+  lb_holds_b_ = false;
+  A_.noalias() = *X_ * U_;
+  Z2_ = U_;
+}
+
+template <class T>
+void CpuBackend<T>::finish_dual() {
+  if (lb_holds_b_) LB_ -= A_;
+  lb_holds_b_ = false;
+}
+
+template <class T>
+void CpuBackend<T>::save_state(State<T>& state) {
+  finish_dual();
+  state.U = U_;
+  state.L1 = LB_;
+  state.L2 = L2_;
+}
+
+template <class T>
+void CpuBackend<T>::rescale_duals(double f1, double f2) {
+  finish_dual();
+  LB_ /= static_cast<T>(f1);
+  L2_ /= static_cast<T>(f2);
+}
+
+// Pass 1: finish the dual update L1 = B - A, and the norms the projection needs.
+template <class T>
+void CpuBackend<T>::omega_norms(std::vector<double>& colsum) {
+  colsum.resize(M_);
+  const bool fused_dual = lb_holds_b_;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (Eigen::Index m = 0; m < M_; ++m) {
+    double s = 0;
+    T* lb = LB_.col(m).data();
+    const T* a = A_.col(m).data();
+    const T* y = Y_.col(m).data();
+    for (Eigen::Index p = 0; p < P_; ++p) {
+      if (fused_dual) lb[p] -= a[p];
+      if (!relu_ || y[p] > 0) {
+        const double d = double(a[p]) - double(lb[p]) - double(y[p]);
+        s += d * d;
+      }
+    }
+    colsum[m] = s;
+  }
+  lb_holds_b_ = false;
+}
+
+// Pass 2: Z1 = Proj_C(A - L1), relaxed, and B = L1 + Z1hat into LB.
+template <class T>
+void CpuBackend<T>::z_step(const std::vector<T>& scale, const ZStepSettings& zs) {
+  const T alpha = static_cast<T>(zs.alpha);
+  const T lam_w = static_cast<T>(zs.lam_weight);
+  const bool regularized = zs.regularized;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (Eigen::Index m = 0; m < M_; ++m) {
+    T* lb = LB_.col(m).data();
+    const T* a = A_.col(m).data();
+    const T* y = Y_.col(m).data();
+    const T* v = V_.size() ? V_.col(m).data() : nullptr;
+    T* z1 = zs.keep_z1 ? Z1_.col(m).data() : nullptr;
+    const T g = scale[m];
+    for (Eigen::Index p = 0; p < P_; ++p) {
+      const T t = a[p] - lb[p];
+      T z;
+      if (!relu_ || y[p] > 0) {
+        z = regularized ? t + lam_w * (y[p] - t) : y[p] + (t - y[p]) * g;
+      } else {
+        z = std::min(t, v ? v[p] : T(0));
+      }
+      if (z1) z1[p] = z;
+      lb[p] += alpha * z + (T(1) - alpha) * a[p];
+    }
+  }
+}
+
+// Z2 = prox of the penalty at U - L2; L2 <- L2 + Z2hat (the rest of its update follows the U solve).
+template <class T>
+void CpuBackend<T>::prox_step(double threshold, double alpha_d, Penalty penalty, int bias_row) {
+  const T thr = static_cast<T>(threshold);
+  const T alpha = static_cast<T>(alpha_d);
+  const bool group = penalty == Penalty::group;
+  if (group) {
+    std::fill(rownorm_.begin(), rownorm_.end(), 0.0);
+    for (Eigen::Index m = 0; m < M_; ++m)
+      for (Eigen::Index n = 0; n < N_; ++n) {
+        const double w = double(U_(n, m) - L2_(n, m));
+        rownorm_[n] += w * w;
+      }
+    for (double& r : rownorm_) r = std::sqrt(r);
+  }
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (Eigen::Index m = 0; m < M_; ++m) {
+    for (Eigen::Index n = 0; n < N_; ++n) {
+      const T w = U_(n, m) - L2_(n, m);
+      T z;
+      if (group && n != bias_row) {
+        const double rn = rownorm_[n];
+        z = rn > double(thr) ? static_cast<T>(w * (1.0 - double(thr) / rn)) : T(0);
+      } else {
+        z = std::max(std::abs(w) - thr, T(0));
+        z = w < 0 ? -z : z;
+      }
+      Z2_(n, m) = z;
+      L2_(n, m) += alpha * z + (T(1) - alpha) * U_(n, m);
+    }
+  }
+}
+
+// U solve: (X^T X + sigma I) U = X^T B + sigma (Z2hat + L2), where L2 holds Z2hat + L2.
+template <class T>
+void CpuBackend<T>::u_step() {
+  std::swap(U_, U_old_);
+  std::swap(A_, A_old_);
+  R_.noalias() = X_->transpose() * LB_;
+  R_.noalias() += static_cast<T>(gram_.sigma()) * L2_;
+  U_.noalias() = gram_.K() * R_;
+  A_.noalias() = *X_ * U_;
+  L2_ -= U_;
+  lb_holds_b_ = true;
+}
+
+// OSQP-style residual sums per block; leaves LB holding L1.
+template <class T>
+void CpuBackend<T>::residual_sums(ResidualSums& out) {
+  const bool fused_dual = lb_holds_b_;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (Eigen::Index m = 0; m < M_; ++m) {
+    double s[5] = {0, 0, 0, 0, 0};
+    T* lb = LB_.col(m).data();
+    const T* a = A_.col(m).data();
+    const T* a0 = A_old_.col(m).data();
+    const T* z = Z1_.col(m).data();
+    for (Eigen::Index p = 0; p < P_; ++p) {
+      if (fused_dual) lb[p] -= a[p];
+      const double r = double(z[p]) - double(a[p]), d = double(a[p]) - double(a0[p]);
+      s[0] += r * r;
+      s[1] += double(z[p]) * double(z[p]);
+      s[2] += double(a[p]) * double(a[p]);
+      s[3] += d * d;
+      s[4] += double(lb[p]) * double(lb[p]);
+    }
+    std::copy(s, s + 5, &partial_[static_cast<std::size_t>(m) * 5]);
+  }
+  lb_holds_b_ = false;
+  double s1[5] = {0, 0, 0, 0, 0};
+  for (Eigen::Index m = 0; m < M_; ++m)
+    for (int k = 0; k < 5; ++k) s1[k] += partial_[static_cast<std::size_t>(m) * 5 + k];
+  out.r1 = s1[0];
+  out.z1 = s1[1];
+  out.a = s1[2];
+  out.da = s1[3];
+  out.l1 = s1[4];
+  const auto sq = [](double x) { return x * x; };
+  out.r2 = sq(double((Z2_ - U_).norm()));
+  out.z2 = sq(double(Z2_.norm()));
+  out.u = sq(double(U_.norm()));
+  out.du = sq(double((U_ - U_old_).norm()));
+  out.l2 = sq(double(L2_.norm()));
+}
+
+// The returned matrix: the exactly sparse Z2, then the bias shift that makes Omega^c
+// feasible.  Uses Z1_ as scratch for the responses.
+template <class T>
+void CpuBackend<T>::candidate(int shift_row, CandidateSums& sums) {
+  candidate_ = Z2_;
+  Mat& Ac = Z1_;
+  Ac.noalias() = *X_ * candidate_;
+  sums.excess.assign(M_, -std::numeric_limits<double>::infinity());
+  sums.err2.assign(M_, 0.0);
+  const bool shift = relu_ && shift_row >= 0;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (Eigen::Index m = 0; m < M_; ++m) {
+    double top = -std::numeric_limits<double>::infinity();
+    if (relu_) {
+      for (Eigen::Index p = 0; p < P_; ++p)
+        if (!(Y_(p, m) > 0)) top = std::max(top, double(Ac(p, m)) - double(bound(p, m)));
+    }
+    if (shift && top > 0) {
+      candidate_(shift_row, m) -= static_cast<T>(top);
+      Ac.col(m).array() -= static_cast<T>(top);
+    }
+    double excess = -std::numeric_limits<double>::infinity(), err2 = 0;
+    for (Eigen::Index p = 0; p < P_; ++p) {
+      if (in_omega(p, m)) {
+        const double d = double(Ac(p, m)) - double(Y_(p, m));
+        err2 += d * d;
+      } else {
+        const double e = double(Ac(p, m)) - double(bound(p, m));
+        if (e > excess || std::isnan(e)) excess = e;
+      }
+    }
+    sums.excess[m] = excess;
+    sums.err2[m] = err2;
+  }
+  sums.finite = candidate_.allFinite();
+  for (double e : sums.err2) sums.finite = sums.finite && std::isfinite(e);
+}
+
+// The candidate's sums again, with X U formed in double precision (rows in blocks, so X
+// is never copied whole).  In float64 the candidate pass already was exact.
+template <class T>
+void CpuBackend<T>::exact_sums(CandidateSums& sums) {
+  if constexpr (std::is_same_v<T, double>) {
+    (void)sums;
+    return;
+  } else {
+    const Eigen::MatrixXd Ud = candidate_.template cast<double>();
+    sums.excess.assign(M_, -std::numeric_limits<double>::infinity());
+    sums.err2.assign(M_, 0.0);
+    constexpr Eigen::Index block = 1024;
+    Eigen::MatrixXd Ac;
+    for (Eigen::Index p0 = 0; p0 < P_; p0 += block) {
+      const Eigen::Index rows = std::min(block, P_ - p0);
+      Ac.noalias() = X_->middleRows(p0, rows).template cast<double>() * Ud;
+#pragma omp parallel for schedule(static) num_threads(threads_)
+      for (Eigen::Index m = 0; m < M_; ++m) {
+        double excess = sums.excess[m], err2 = 0;
+        for (Eigen::Index p = 0; p < rows; ++p) {
+          if (in_omega(p0 + p, m)) {
+            const double d = Ac(p, m) - double(Y_(p0 + p, m));
+            err2 += d * d;
+          } else {
+            const double e = Ac(p, m) - double(bound(p0 + p, m));
+            if (e > excess || std::isnan(e)) excess = e;
+          }
+        }
+        sums.excess[m] = excess;
+        sums.err2[m] += err2;
+      }
+    }
+    sums.finite = candidate_.allFinite();
+    for (double e : sums.err2) sums.finite = sums.finite && std::isfinite(e);
+  }
+}
+
+template <class T>
+double CpuBackend<T>::penalty_of(const Mat& U, Penalty penalty, int bias_row) {
+  if (penalty == Penalty::l1) return U.template cast<double>().cwiseAbs().sum();
+  double value = 0;
+  for (Eigen::Index n = 0; n < U.rows(); ++n)
+    value += n == bias_row ? U.row(n).template cast<double>().cwiseAbs().sum()
+                           : U.row(n).template cast<double>().norm();
+  return value;
+}
+
+template <class T>
+std::size_t CpuBackend<T>::workspace_bytes(long P, long N, long M, bool has_bound) const {
+  const double pm = double(P) * double(M), nm = double(N) * double(M), r = double(std::min(N, P));
+  // P x M: A, A_old, LB, Z1, Y (and V); N x M: U, U_old, Z2, L2, R, candidate; K and F.
+  const double scalars = pm * (5 + (has_bound ? 1 : 0)) + nm * 6 + double(N) * double(N) + double(N) * r;
+  // In double: the eigendecomposition (the r x r matrix, its eigenvectors, workspace),
+  // the Gram accumulation or, when P < N, X itself; the exact check's block and U.
+  const double doubles = 3 * r * r + (P < N ? double(P) * double(N) : 1024.0 * double(N)) +
+                         1024.0 * double(M) + nm;
+  return static_cast<std::size_t>(scalars * double(sizeof(T)) + doubles * 8.0);
+}
+
+template class CpuBackend<float>;
+template class CpuBackend<double>;
+
+}  // namespace nettrim::cpu

@@ -1,0 +1,21 @@
+"""The exceptions and warnings nettrim raises.
+
+Bad input raises the built-in ``ValueError`` or ``TypeError`` with a message that names the
+argument and says what was expected.  What is particular to nettrim derives from
+:class:`NettrimError`, so that ``except nettrim.NettrimError`` catches all of it.
+"""
+from __future__ import annotations
+
+
+class NettrimError(Exception):
+    """Base of nettrim's own errors."""
+
+
+class NumericalError(NettrimError, ArithmeticError):
+    """A solve's iterates became non-finite: nothing it computed can be trusted.
+
+    Raised rather than returned, so that a NaN matrix can never pass for a pruned layer."""
+
+
+class ConvergenceWarning(UserWarning):
+    """The solve stopped at its iteration or time limit before meeting its tolerances."""

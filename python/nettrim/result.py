@@ -1,0 +1,132 @@
+"""What a layer solve returns: :class:`LayerResult`, and :class:`SolutionPath` for many eps."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class LayerResult:
+    """The pruned layer and how the solve went.
+
+    ``weights`` has shape (n_in, M) like the input ``W``; ``bias`` (M,) or None.
+    ``U`` is the full (N, M) matrix of the formulation (bias as the last row).
+    The violations are those of the returned matrix itself, evaluated in double
+    precision; ``relative_error`` is ``||act(X U) - Y|| / ||Y||``, recomputed in float64."""
+
+    weights: np.ndarray
+    bias: Optional[np.ndarray]
+    U: np.ndarray
+    status: str
+    iterations: int
+    objective: float
+    nnz: int
+    density: float
+    omega_violation: float
+    complement_violation: float
+    relative_error: float
+    primal_residual: float
+    dual_residual: float
+    eps: np.ndarray
+    rho1: float
+    rho2: float
+    rho_updates: int
+    factor_updates: int
+    threads: int
+    dtype: str
+    setup_time: float
+    solve_time: float
+    polish_time: float
+    total_time: float
+    state: object = field(repr=False, default=None)
+    backend: str = "cpu"
+
+    @property
+    def converged(self) -> bool:
+        return self.status == "converged"
+
+    @property
+    def sparse_weights(self) -> sp.csr_matrix:
+        """The pruned weights as a CSR matrix of shape (n_in, M)."""
+        return sp.csr_matrix(self.weights)
+
+    def summary(self) -> str:
+        return (f"{self.status} in {self.iterations} iterations, {self.total_time:.3g} s: "
+                f"{self.nnz} nonzeros ({100 * self.density:.1f}%), relative error "
+                f"{self.relative_error:.4f}, violations {self.omega_violation:.1e} / "
+                f"{self.complement_violation:.1e}")
+
+
+@dataclass
+class SolutionPath:
+    """Solutions of one layer for a sequence of eps, with what a caller needs to pick one.
+
+    Every array has one entry per point, in the order solved; ``results[i]`` is the full
+    :class:`LayerResult` of point ``i`` (without its ADMM state)."""
+
+    eps_rel: Optional[np.ndarray]     # as asked for (None when absolute eps were given)
+    results: List[LayerResult]
+    setup_time: float                 # seconds of the one factorisation the path shared
+    total_time: float = 0.0           # seconds of the path's solves and checks
+
+    def _column(self, name, dtype=float):
+        return np.array([getattr(r, name) for r in self.results], dtype=dtype)
+
+    @property
+    def eps(self):
+        return np.array([r.eps for r in self.results])
+
+    @property
+    def nnz(self):
+        return self._column("nnz", int)
+
+    @property
+    def density(self):
+        return self._column("density")
+
+    @property
+    def objective(self):
+        return self._column("objective")
+
+    @property
+    def relative_error(self):
+        return self._column("relative_error")
+
+    @property
+    def omega_violation(self):
+        return self._column("omega_violation")
+
+    @property
+    def complement_violation(self):
+        return self._column("complement_violation")
+
+    @property
+    def iterations(self):
+        return self._column("iterations", int)
+
+    @property
+    def solve_time(self):
+        return self._column("solve_time")
+
+    @property
+    def status(self):
+        return [r.status for r in self.results]
+
+    def __len__(self):
+        return len(self.results)
+
+    def __getitem__(self, i) -> LayerResult:
+        return self.results[i]
+
+    def summary(self) -> str:
+        rows = [f"{'eps_rel' if self.eps_rel is not None else 'eps':>10} {'kept %':>7} {'rel. error':>10} "
+                f"{'iters':>6} {'time s':>7}  status"]
+        labels = self.eps_rel if self.eps_rel is not None else [float(np.max(r.eps)) for r in self.results]
+        for label, r in zip(labels, self.results):
+            rows.append(f"{label:10.4g} {100 * r.density:7.2f} {r.relative_error:10.4f} {r.iterations:6d} "
+                        f"{r.solve_time:7.3f}  {r.status}")
+        rows.append(f"setup (paid once): {self.setup_time:.3f} s")
+        return "\n".join(rows)

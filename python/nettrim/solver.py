@@ -1,0 +1,468 @@
+"""The layer solver with a lifecycle: factorise once, then solve for many eps, targets, bounds.
+
+:class:`LayerSolver` is the Python face of the C++ ``nettrim::Solver`` (nettrim/solver.hpp).
+Its settings and their defaults are the engine's own (``nettrim._core.Settings``); this
+module converts and checks the inputs once and re-checks every returned matrix in float64.
+
+    solver = nettrim.LayerSolver(X, W=W, b=b)          # factorises X^T X once
+    res = solver.solve(eps_rel=0.05)                   # a LayerResult
+    res = solver.solve(eps_rel=0.08)                   # warm started, no refactorisation
+    path = solver.solve_path(eps_rel=np.geomspace(0.02, 0.3, 8))
+"""
+from __future__ import annotations
+
+import numbers
+import time
+import warnings
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from . import _core
+from ._validate import (as_float_matrix, available_memory, check_choice, check_finite, check_nonnegative,
+                        default_threads, resolve_dtype)
+from .errors import ConvergenceWarning, NumericalError
+from .result import LayerResult, SolutionPath
+
+DEFAULTS = _core.Settings()
+"""The engine's defaults: the single source of every default below."""
+
+# Settings a caller may pass by keyword, with how each is checked.  bias_row follows from
+# fit_bias and warm_start is the lifecycle's (see LayerSolver.warm_start).
+_CHOICES = {"mode": ("relu", "linear"), "constraint": ("joint", "neuron"), "penalty": ("l1", "group")}
+_INTS = {"adapt_every": (1, 2**31 - 1), "max_iter": (0, 2**31 - 1), "threads": (0, _core.max_threads)}
+_BOOLS = ("adaptive_rho", "polish")
+_REALS = ("rho", "adapt_bias", "adapt_threshold", "alpha", "tol", "dual_tol", "polish_margin")
+_OPTIONAL_REALS = ("lam", "sigma", "time_limit")   # None: the engine's 0 (off / automatic / none)
+SETTINGS = tuple(_CHOICES) + tuple(_INTS) + _BOOLS + _REALS + _OPTIONAL_REALS
+
+
+def backends():
+    """Names of the engine backends this build and machine have, e.g. ``['cpu']``."""
+    return list(_core.available_backends())
+
+
+def make_settings(base=None, **options):
+    """An engine ``Settings``: ``base`` (or the defaults) with ``options`` applied and checked.
+
+    Every error names the option and what was expected."""
+    s = _core.Settings()
+    if base is not None:
+        for name in SETTINGS + ("bias_row", "warm_start"):
+            setattr(s, name, getattr(base, name))
+    for name, value in options.items():
+        if name in _CHOICES:
+            setattr(s, name, getattr(getattr(_core, name.capitalize()), check_choice(name, value, _CHOICES[name])))
+        elif name in _INTS:
+            lo, hi = _INTS[name]
+            setattr(s, name, _check_int(name, value, lo, hi))
+        elif name in _BOOLS:
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name}: expected True or False, got {value!r}")
+            setattr(s, name, bool(value))
+        elif name in _REALS:
+            setattr(s, name, _check_real(name, value))
+        elif name in _OPTIONAL_REALS:
+            number = 0.0 if value is None else _check_real(name, value)
+            if value is not None and not (np.isfinite(number) and number > 0):
+                raise ValueError(f"{name}: expected a finite number > 0 (or None), got {value!r}")
+            setattr(s, name, number)
+        else:
+            raise TypeError(f"unexpected keyword argument {name!r} (settings are: {', '.join(SETTINGS)})")
+    if s.threads == 0:
+        s.threads = default_threads()
+    s.validate()     # ranges; the engine's messages name the field
+    return s
+
+
+def _check_int(name, value, lo, hi):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {value!r}")
+    value = int(value)
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {value}")
+    return value
+
+
+def _check_real(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a number, got {value!r}")
+    return float(value)
+
+
+class LayerSolver:
+    """The Net-Trim program of one layer, factorised once, solved for many eps.
+
+    Parameters
+    ----------
+    X : array (P, n_in)
+        Layer inputs on the calibration data, samples by features.  Converted once to a
+        C-ordered array of ``dtype`` with a column of ones appended when ``fit_bias``;
+        any float dtype or memory order is accepted, read-only and memory-mapped arrays
+        included.  The solver keeps the converted array.
+    Y : array (P, M), optional
+        Target outputs (ReLU outputs in ``mode="relu"``); computed from ``W`` and ``b``
+        when omitted.
+    W, b : arrays (n_in, M) and (M,), optional
+        The trained weights and bias (``W`` oriented like scikit-learn's ``coefs_``).
+    V : array (P, M), optional
+        Upper bound on pre-activations where ``Y == 0`` (the cascade scheme); default 0.
+    fit_bias : bool
+        Whether the pruned layer has a bias (the last row of ``U``).
+    dtype : {"float32", "float64"}
+        Precision of the solve; float32 is the fast path.  Returned matrices are
+        re-checked in float64 either way.
+    backend : str
+        Engine backend (see :func:`nettrim.backends`).
+    progress : callable(iteration, primal_residual, dual_residual, elapsed), optional
+        Called at every convergence check of every solve.
+    **settings
+        The engine's settings (see :func:`nettrim.prune_layer` for each):
+        mode, constraint, penalty, lam, rho, sigma, adaptive_rho, adapt_every, adapt_bias,
+        adapt_threshold, alpha, max_iter, time_limit, tol, dual_tol, polish,
+        polish_margin, threads.
+    """
+
+    def __init__(self, X, Y=None, W=None, b=None, *, V=None, fit_bias: bool = True, dtype="float32",
+                 backend: str = "cpu", progress: Optional[Callable] = None, **settings):
+        t0 = time.perf_counter()
+        self.dtype = np.dtype(resolve_dtype(dtype))
+        self.progress = _check_progress(progress)
+        if not isinstance(fit_bias, (bool, np.bool_)):
+            raise TypeError(f"fit_bias: expected True or False, got {fit_bias!r}")
+        self.fit_bias = bool(fit_bias)
+        self._settings = make_settings(**settings)
+        Xa = as_float_matrix("X", X, finite=False)   # values are checked after the memory estimate
+        P, n_in = Xa.shape
+        Wa, ba = _weights(W, b, n_in)
+        if Y is not None:
+            M = np.shape(Y)[1] if np.ndim(Y) == 2 else None
+        elif Wa is not None:
+            M = Wa.shape[1]
+        else:
+            raise ValueError("Y: expected the target outputs, or W (and b) to compute them; got neither")
+        self.n_in, self.N = n_in, n_in + (1 if self.fit_bias else 0)
+        self._settings.bias_row = n_in if self.fit_bias else -1
+        make = _core.SolverFloat32 if self.dtype == np.float32 else _core.SolverFloat64
+        if not isinstance(backend, str):
+            raise TypeError(f"backend: expected a name such as 'cpu', got {backend!r}")
+        self._engine = make(backend)
+        self._check_memory(P, M, V is not None)
+        check_finite("X", Xa)
+        self._check_range("X", Xa)
+        # One conversion of X: C order, the solve dtype, the bias column appended.
+        if self.fit_bias:
+            Xs = np.empty((P, self.N), dtype=self.dtype)
+            Xs[:, :n_in] = Xa
+            Xs[:, n_in] = 1
+        else:
+            Xs = np.ascontiguousarray(Xa, dtype=self.dtype)
+        self.Xs = Xs
+        self.W, self.b = Wa, ba
+        self._engine.setup(Xs, self._settings, self.progress)
+        self.setup_time = time.perf_counter() - t0
+        self._start = None
+        self.update_target(Y, W=Wa, b=ba)
+        if V is not None:
+            self.update_bound(V)
+
+    # --- the problem ----------------------------------------------------------------------
+    @property
+    def settings(self):
+        """The engine settings in force (a copy)."""
+        return make_settings(self._settings)
+
+    @property
+    def shape(self):
+        """(P, N, M): samples, inputs (with the bias row), outputs."""
+        return (self.Xs.shape[0], self.N, self.M)
+
+    @property
+    def mode(self):
+        return self._settings.mode.name
+
+    def update_settings(self, **settings):
+        """Change settings (tolerances, penalties, mode, ...) without refactorising."""
+        new = make_settings(self._settings, **settings)
+        if "progress" in settings:
+            raise TypeError("progress: pass it to solve() or the constructor")
+        self._engine.update_settings(new)
+        self._settings = new
+        if "mode" in settings:
+            self._summarize_target()
+
+    def update_target(self, Y=None, *, W=None, b=None):
+        """New outputs to keep (or the response of new weights ``W``, ``b``); starts cold."""
+        P = self.Xs.shape[0]
+        if Y is None:
+            if W is None:
+                raise ValueError("Y: expected the target outputs, or W (and b) to compute them; got neither")
+            Wa, ba = _weights(W, b, self.n_in)
+            Ya = self.Xs[:, :self.n_in] @ Wa.astype(self.dtype, copy=False) + (0 if ba is None else ba)
+            if self.mode == "relu":
+                Ya = np.maximum(Ya, 0)
+        else:
+            Ya = as_float_matrix("Y", Y, rows=P, finite=False)
+            if W is not None and np.shape(W)[-1] != Ya.shape[1]:
+                raise ValueError(f"Y: expected {np.shape(W)[-1]} columns (W has {np.shape(W)[-1]} outputs), "
+                                 f"got {Ya.shape[1]}")
+        check_finite("Y", Ya)
+        self._check_range("Y", Ya)
+        if self.mode == "relu" and (Ya < 0).any():
+            raise ValueError("Y: expected ReLU outputs (>= 0) in mode='relu', got negative values; "
+                             "use mode='linear' for a layer without ReLU")
+        self.Ys = np.ascontiguousarray(Ya, dtype=self.dtype)
+        self.M = self.Ys.shape[1]
+        self._engine.update_target(self.Ys)
+        self.V = None
+        self._summarize_target()
+        self._start = None
+
+    def update_bound(self, V):
+        """Upper bound on pre-activations where ``Y == 0`` (cascade), or None for 0."""
+        if V is None:
+            self._engine.clear_bound()
+            self.V = None
+            return
+        if self.mode != "relu":
+            raise ValueError("V: an upper bound on inactive outputs needs mode='relu'")
+        Va = as_float_matrix("V", V, rows=self.Xs.shape[0], cols=self.M)
+        self._check_range("V", Va)
+        self.V = np.ascontiguousarray(Va, dtype=self.dtype)
+        self._engine.update_bound(self.V)
+
+    def _summarize_target(self):
+        omega = self.Ys > 0 if self.mode == "relu" else np.ones(self.Ys.shape, bool)
+        Yo = np.where(omega, self.Ys, 0).astype(np.float64)
+        self._omega_norm = _column_norms(Yo)
+        self._omega_norm_total = float(np.linalg.norm(self._omega_norm))
+        self._y_norm = float(np.linalg.norm(_column_norms(self.Ys.astype(np.float64))))
+
+    # --- where a solve starts ----------------------------------------------------------------
+    def warm_start(self, start):
+        """Where the next solve starts.
+
+        ``start``: a :class:`LayerResult` that carries its ADMM state (from
+        :func:`prune_layer` or :meth:`solve`), ``"W"`` (the trained weights given to the
+        constructor), ``"zero"``, or a matrix ``U`` of shape (N, M) or weights (n_in, M).
+        Without a call, a solve continues from the previous solve's iterates."""
+        if isinstance(start, LayerResult):
+            st = start.state
+            if st is None or np.shape(st.U) != (self.N, self.M):
+                raise ValueError(f"warm_start: expected a LayerResult of a layer with U of shape {(self.N, self.M)}"
+                                 f" and its ADMM state")
+            state = (_core.StateFloat32 if self.dtype == np.float32 else _core.StateFloat64)()
+            state.U, state.L1, state.L2 = (np.asarray(a, self.dtype) for a in (st.U, st.L1, st.L2))
+            state.rho1, state.rho2 = st.rho1, st.rho2
+            self._engine.warm_start(state)
+            return
+        if isinstance(start, str):
+            choice = check_choice("warm_start", start, ("zero", "W"))
+            if choice == "zero":
+                self._engine.cold_start()
+                return
+            if self.W is None:
+                raise ValueError("warm_start: 'W' needs the trained weights W")
+            start = self.W if self.b is None or not self.fit_bias else np.vstack([self.W, self.b[None, :]])
+        U = as_float_matrix("warm_start", start)
+        if U.shape == (self.n_in, self.M) and self.fit_bias:
+            U = np.vstack([U, np.zeros((1, self.M), U.dtype)])
+        if U.shape != (self.N, self.M):
+            raise ValueError(f"warm_start: expected a matrix of shape {(self.N, self.M)} or {(self.n_in, self.M)}, "
+                             f"got {U.shape}")
+        self._engine.warm_start_primal(np.asfortranarray(U, dtype=self.dtype))
+
+    def state(self):
+        """The ADMM state the next solve would continue from (U, L1, L2, rho1, rho2)."""
+        return self._engine.state()
+
+    # --- solving -------------------------------------------------------------------------
+    def eps_for(self, eps_rel=None, eps=None):
+        """Absolute tolerance(s) for ``eps_rel`` (relative to the outputs on Omega) or ``eps``."""
+        joint = self._settings.constraint.name == "joint"
+        if self._settings.lam > 0:
+            return np.zeros(1 if joint else self.M)
+        if eps is not None:
+            e = _as_real_array("eps", eps)
+            if joint:
+                if e.size != 1:
+                    raise ValueError(f"eps: expected a scalar for constraint='joint', got shape {e.shape}")
+                e = e.reshape(1)
+            elif e.size in (1, self.M):
+                e = np.broadcast_to(e, (self.M,)).copy()
+            else:
+                raise ValueError(f"eps: expected a scalar or shape ({self.M},) for constraint='neuron', "
+                                 f"got shape {e.shape}")
+            if not np.all(np.isfinite(e)) or np.any(e < 0):
+                raise ValueError(f"eps: expected finite values >= 0, got {eps!r}")
+            return e
+        if eps_rel is None:
+            raise ValueError("eps_rel: expected a relative tolerance (or eps, an absolute one), got neither")
+        if isinstance(eps_rel, (bool, np.bool_)) or not isinstance(eps_rel, numbers.Real):
+            raise TypeError(f"eps_rel: expected a number, got {eps_rel!r}")
+        rel = check_nonnegative("eps_rel", eps_rel)
+        e = rel * (np.array([self._omega_norm_total]) if joint else self._omega_norm)
+        if not np.all(np.isfinite(e)):
+            raise ValueError(f"eps_rel: {eps_rel!r} times the outputs' norm ({self._omega_norm_total:.3g}) "
+                             f"overflows; expected a value that keeps eps finite")
+        return e
+
+    def solve(self, *, eps_rel=None, eps=None, progress: Optional[Callable] = None) -> LayerResult:
+        """Solve at ``eps_rel`` (default 0.05 when neither is given) or absolute ``eps``.
+
+        Raises :class:`nettrim.NumericalError` when the iterates became non-finite; warns
+        with :class:`nettrim.ConvergenceWarning` at the iteration or time limit."""
+        t0 = time.perf_counter()
+        if eps_rel is None and eps is None:
+            eps_rel = 0.05
+        e = self.eps_for(eps_rel, eps)
+        self._engine.update_eps([float(v) for v in e])
+        res = self._engine.solve(_check_progress(progress) or self.progress)
+        result = self._result(res, e, time.perf_counter() - t0, with_state=True)
+        _warn_or_raise(result, stacklevel=3)
+        return result
+
+    def solve_path(self, eps_rel: Optional[Sequence[float]] = None, *, eps=None,
+                   progress: Optional[Callable] = None) -> SolutionPath:
+        """Solutions for a sequence of ``eps_rel`` (or absolute ``eps``) values, in order,
+        each warm started from the one before with the factorisation reused.  Monotone
+        sequences are where warm starts pay; see :class:`SolutionPath` for what is returned."""
+        if (eps_rel is None) == (eps is None):
+            raise ValueError("eps_rel: expected a sequence of relative tolerances, or eps (absolute), not both")
+        values = list(np.atleast_1d(np.asarray(eps_rel if eps is None else eps, dtype=object)))
+        if not values:
+            raise ValueError(f"{'eps_rel' if eps is None else 'eps'}: expected at least one value, got none")
+        if eps is None:
+            targets = [self.eps_for(v, None) for v in values]
+        else:
+            targets = [self.eps_for(None, v) for v in values]
+        t0 = time.perf_counter()
+        raw = self._engine.solve_path([[float(x) for x in e] for e in targets],
+                                      _check_progress(progress) or self.progress)
+        results = []
+        for r, e in zip(raw, targets):
+            results.append(self._result(r, e, r.info.solve_time + r.info.polish_time, with_state=False))
+        for r in results:
+            _warn_or_raise(r, stacklevel=3, quiet_limits=True)
+        if len(results) < len(targets):     # interrupted: the engine stopped the path
+            raise KeyboardInterrupt
+        limited = [i for i, r in enumerate(results) if r.status in ("max_iterations", "time_limit")]
+        if limited:
+            warnings.warn(f"solve_path: {len(limited)} of {len(results)} points stopped at their iteration or "
+                          f"time limit (points {limited}); raise max_iter or time_limit", ConvergenceWarning,
+                          stacklevel=2)
+        rel = np.array([float(v) for v in values]) if eps is None else None
+        return SolutionPath(eps_rel=rel, results=results, setup_time=self.setup_time,
+                            total_time=time.perf_counter() - t0)
+
+    def _result(self, res, eps_vec, seconds, with_state):
+        info = res.info
+        U = res.U
+        if info.status == "numerical_error":
+            return LayerResult(weights=None, bias=None, U=U, status=info.status, iterations=info.iterations,
+                               objective=float("nan"), nnz=-1, density=float("nan"),
+                               omega_violation=float("inf"), complement_violation=float("inf"),
+                               relative_error=float("nan"), primal_residual=info.primal_residual,
+                               dual_residual=info.dual_residual, eps=eps_vec, rho1=info.rho1, rho2=info.rho2,
+                               rho_updates=info.rho_updates, factor_updates=info.factor_updates,
+                               threads=info.threads, dtype=self.dtype.name, setup_time=self.setup_time,
+                               solve_time=info.solve_time, polish_time=info.polish_time, total_time=seconds,
+                               backend=self._engine.backend)
+        weights, bias = (U[:self.n_in], U[self.n_in].copy()) if self.fit_bias else (U, None)
+        nnz = int(np.count_nonzero(weights))
+        return LayerResult(
+            weights=np.asarray(weights), bias=bias, U=U, status=info.status, iterations=info.iterations,
+            objective=info.objective, nnz=nnz, density=nnz / weights.size,
+            omega_violation=info.omega_violation, complement_violation=info.complement_violation,
+            relative_error=self._relative_error(U), primal_residual=info.primal_residual,
+            dual_residual=info.dual_residual, eps=eps_vec, rho1=info.rho1, rho2=info.rho2,
+            rho_updates=info.rho_updates, factor_updates=info.factor_updates, threads=info.threads,
+            dtype=self.dtype.name, setup_time=self.setup_time, solve_time=info.solve_time,
+            polish_time=info.polish_time, total_time=seconds,
+            state=self._engine.state() if with_state else None, backend=self._engine.backend)
+
+    def _relative_error(self, U, block=4096):
+        """``||act(X U) - Y|| / ||Y||`` in float64, from the returned matrix (rows in blocks)."""
+        Ud = U.astype(np.float64)
+        relu = self.mode == "relu"
+        total = 0.0
+        for p0 in range(0, self.Xs.shape[0], block):
+            A = self.Xs[p0:p0 + block].astype(np.float64) @ Ud
+            if relu:
+                np.maximum(A, 0, out=A)
+            A -= self.Ys[p0:p0 + block]
+            total += float(np.sum(A * A))
+        denom = self._y_norm
+        return float(np.sqrt(total)) / (denom if denom > 0 else 1.0)
+
+    # --- checks --------------------------------------------------------------------------
+    def _check_memory(self, P, M, has_bound):
+        if M is None:
+            return
+        itemsize = self.dtype.itemsize
+        need = (self._engine.workspace_bytes(P, self.N, M, has_bound)
+                + P * self.N * itemsize            # the converted X
+                + P * M * (itemsize + 8)           # Y in the solve dtype, and its float64 norms
+                + P * max(self.n_in, M))           # the finite checks' boolean temporaries
+        have = available_memory()
+        if have and need > have:
+            raise MemoryError(f"X: a layer with P={P} samples, N={self.N} inputs and M={M} outputs needs about "
+                              f"{need >> 20} MiB, but only {have >> 20} MiB are available; use fewer "
+                              f"calibration samples or dtype='float32'")
+
+    def _check_range(self, name, a):
+        if self.dtype == np.float32 and a.dtype != np.float32:
+            big = float(np.max(np.abs(a), initial=0.0))
+            if big > np.finfo(np.float32).max:
+                raise ValueError(f"{name}: values up to {big:.3g} exceed the float32 range; use dtype='float64' "
+                                 f"or rescale the data")
+
+
+def _weights(W, b, n_in):
+    Wa = None if W is None else as_float_matrix("W", W, rows=n_in)
+    if b is None:
+        return Wa, None
+    if Wa is None:
+        raise ValueError("b: a bias needs the weights W it belongs to; got b without W")
+    ba = np.asarray(b)
+    if ba.ndim != 1 or ba.shape[0] != Wa.shape[1]:
+        raise ValueError(f"b: expected shape ({Wa.shape[1]},), got {ba.shape}")
+    return Wa, as_float_matrix("b", ba[None, :])[0]
+
+
+def _as_real_array(name, value):
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        arr = np.asarray([object()])
+    if arr.dtype == object or arr.dtype.kind not in "fiu" or arr.dtype == bool:
+        raise TypeError(f"{name}: expected a number or an array of numbers, got {value!r}")
+    return arr.astype(np.float64)
+
+
+def _column_norms(A):
+    """Column norms that neither overflow nor underflow (values near 1e+-200 included)."""
+    scale = np.max(np.abs(A), axis=0, initial=0.0)
+    safe = np.where(scale > 0, scale, 1.0)
+    return np.linalg.norm(A / safe, axis=0) * scale
+
+
+def _check_progress(progress):
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress: expected a callable(iteration, primal_residual, dual_residual, elapsed), "
+                        f"got {progress!r}")
+    return progress
+
+
+def _warn_or_raise(result, stacklevel=2, quiet_limits=False):
+    if result.status == "numerical_error":
+        raise NumericalError(
+            f"the ADMM iterates became non-finite after {result.iterations} iterations ({result.dtype}); "
+            f"nothing was returned.  Inputs of extreme scale or rank can cause this: try dtype='float64' "
+            f"or rescale the data")
+    if result.status in ("max_iterations", "time_limit") and not quiet_limits:
+        warnings.warn(f"the solve stopped at its {result.status.replace('_', ' ')} after "
+                      f"{result.iterations} iterations (primal {result.primal_residual:.1e}, dual "
+                      f"{result.dual_residual:.1e}, violations {result.omega_violation:.1e} / "
+                      f"{result.complement_violation:.1e}); raise max_iter or time_limit",
+                      ConvergenceWarning, stacklevel=stacklevel + 1)
