@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <new>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #ifdef _OPENMP
@@ -34,14 +36,41 @@ int processors() {
 #endif
 }
 
-// Threads for a solve.  Asked-for counts are honoured up to the machine's processors;
-// the automatic choice uses one thread below N*P*M = 4e6, where fork/join costs more
+// Runnable threads of other processes now, from /proc (Linux): /proc/loadavg's count of
+// runnable tasks minus this process's own running threads.  -1 where unknown.
+int busy_elsewhere() {
+  std::ifstream loadavg("/proc/loadavg");
+  double l1, l5, l15;
+  char slash;
+  int runnable = 0, total = 0;
+  if (!(loadavg >> l1 >> l5 >> l15 >> runnable >> slash >> total)) return -1;
+  int ours = 0;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream stat(task.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const std::size_t close = line.rfind(')');
+    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'R') ++ours;
+  }
+  if (ec) return -1;
+  return std::max(0, runnable - ours);
+}
+
+// Threads for a solve.  Asked-for counts are honoured up to the machine's processors.
+// The automatic choice uses one thread below N*P*M = 4e6, where fork/join costs more
 // than it saves (measured: 65 x 600 x 16 took 0.088 s on 2 threads and 0.006 s on 1;
-// 65 x 1347 x 256 was faster on 2).
+// 65 x 1347 x 256 was faster on 2); above, the processors no other process is running
+// on.  Threads that wait for a busy core at every barrier are far slower than fewer
+// threads: measured on 2 cores with two other busy processes, a 101 x 2000 x 20 layer
+// took 0.049 s per iteration on 2 threads and 0.0015 s on 1.  The choice is made again
+// at every convergence check, so a solve follows the machine's load.
 int resolve_threads(int requested, double work) {
 #ifdef _OPENMP
   if (requested > 0) return std::min(requested, processors());
-  return work < 4e6 ? 1 : processors();
+  if (work < 4e6) return 1;
+  const int busy = busy_elsewhere();
+  return busy < 0 ? processors() : std::clamp(processors() - busy, 1, processors());
 #else
   (void)requested;
   (void)work;
@@ -55,6 +84,11 @@ class ThreadScope {
   explicit ThreadScope(int n) {
 #ifdef _OPENMP
     saved_ = omp_get_max_threads();
+#endif
+    set(n);
+  }
+  void set(int n) {
+#ifdef _OPENMP
     omp_set_num_threads(n);
 #else
     (void)n;
@@ -101,6 +135,17 @@ void require_shape(long rows, long cols, long want_rows, long want_cols, const c
                                 ", got " + shape(rows, cols));
   }
 }
+
+// The smallest ratio sigma = rho2/rho1 relative to the largest eigenvalue of X^T X.  The
+// U solve's matrix (X^T X + sigma I)^{-1} has condition number (lambda_max + sigma) / sigma,
+// and float32 loses it first.  Measured on 360 rank-deficient 5 x 7 layers (rank-1 or
+// duplicated inputs, scales 1 to 1e3), float32 runs that ended non-finite: 13 with no
+// floor, 12 at 1e-6, 7 at 1e-5, 4 at 1e-4, 2 at 1e-3.  Real layers go lower than 1e-3:
+// sigma / lambda_max ends at 1.0e-4 on the Fashion-MNIST first layer (1.2e-3 to 2.5e-3 on
+// digits), so the floor is 1e-5, which they never reach.  (What float32 still cannot do,
+// nettrim.LayerSolver hands to float64.)
+template <class T>
+constexpr double kSigmaFloor = std::is_same_v<T, float> ? 1e-5 : 1e-12;
 
 // max(x, 0) that keeps NaN (std::max(0.0, NaN) is 0.0, which once reported an all-NaN
 // matrix as feasible).
@@ -153,10 +198,13 @@ struct Solver<T>::Impl {
   // The initial penalties: rho2 = rho, rho1 = rho2 / sigma with sigma = 0.09 max diag(X^T X)
   // (the authors' c0^2) unless given.  Adaptation keeps each within 1e6 of these.
   void initial_rho(double& r1_out, double& r2_out) const {
-    const double sigma = st.sigma > 0 ? st.sigma : std::max(0.09 * backend->gram_diag_max(), 1e-12);
+    const double sigma =
+        std::max(st.sigma > 0 ? st.sigma : std::max(0.09 * backend->gram_diag_max(), 1e-12), sigma_floor());
     r2_out = st.rho;
     r1_out = r2_out / sigma;
   }
+
+  double sigma_floor() const { return kSigmaFloor<T> * backend->gram_norm(); }
 
   // U = 0 meets the constraints (every ball contains Y's distance from 0, and V >= 0
   // where Y == 0): then it is the solution, since the penalty is >= 0.
@@ -171,9 +219,10 @@ struct Solver<T>::Impl {
   }
 
   // The ADMM aims inside the ball by the polish margin, so that the bias shift that
-  // makes Omega^c exactly feasible does not push Omega out of the true ball.
+  // makes Omega^c exactly feasible does not push Omega out of the true ball.  Without a
+  // shift (linear layers, no bias) there is nothing to make room for.
   void set_ball() {
-    const double shrink = (st.polish && st.lam == 0) ? 1.0 - st.polish_margin : 1.0;
+    const double shrink = (shift_row() >= 0 && st.mode == Mode::relu && st.lam == 0) ? 1.0 - st.polish_margin : 1.0;
     ball.assign(eps.size(), 0.0);
     for (std::size_t i = 0; i < eps.size(); ++i) ball[i] = eps[i] * shrink;
   }
@@ -184,7 +233,8 @@ struct Solver<T>::Impl {
       case Start::state:
         backend->load_state(warm);
         rho1 = warm.rho1;
-        rho2 = warm.rho2;
+        rho2 = std::max(warm.rho2, sigma_floor() * warm.rho1);
+        if (rho2 != warm.rho2) backend->rescale_duals(1.0, rho2 / warm.rho2);
         break;
       case Start::primal:
         backend->reset(&U0);
@@ -235,8 +285,11 @@ struct Solver<T>::Impl {
     const auto bounded = [](double rho, double f, double box) {
       return std::clamp(rho * f, box * 1e-6, box * 1e6) / rho;
     };
-    const double f1 = bounded(rho1, factor(r1, d1), rho1_box);
+    double f1 = bounded(rho1, factor(r1, d1), rho1_box);
     const double f2 = bounded(rho2, factor(r2, d2), rho2_box);
+    // Keep the U solve well conditioned: where sigma would fall below its floor, rho1
+    // rises less.
+    if (rho2 * f2 < sigma_floor() * rho1 * f1) f1 = std::max(rho2 * f2 / (sigma_floor() * rho1), 1.0);
     if (f1 == 1.0 && f2 == 1.0) return;
     rho1 *= f1;
     rho2 *= f2;
@@ -305,18 +358,19 @@ struct Solver<T>::Impl {
                                   std::to_string(st.bias_row));
     }
     const Clock::time_point t_start = Clock::now();
-    const int threads = resolve_threads(st.threads, double(N) * double(P) * double(M));
+    const double work = double(N) * double(P) * double(M);
+    int threads = resolve_threads(st.threads, work);
     ThreadScope scope(threads);
     backend->set_threads(threads);
 
     Result<T> res;
     Info& info = res.info;
-    info.threads = threads;
     info.setup_time = setup_time;
     set_ball();
     Status status = Status::max_iterations;
     int it = 0;
-    if (zero_is_optimal()) {  // objective 0: nothing to iterate (e.g. eps >= ||Y||)
+    const bool zero_optimal = zero_is_optimal();
+    if (zero_optimal) {  // objective 0: nothing to iterate (e.g. eps >= ||Y||)
       backend->reset(nullptr);
       initial_rho(rho1, rho2);
       backend->candidate(shift_row(), sums);
@@ -328,7 +382,11 @@ struct Solver<T>::Impl {
     const Clock::time_point t_iter = Clock::now();
     Clock::time_point last_poll = t_iter;
     const ZStepSettings zbase{st.lam > 0, 0.0, st.alpha, false};
+    // Every buffer of the loop is sized here: the iterations allocate nothing.
     scale.assign(M, T(1));
+    colsum.assign(M, 0.0);
+    sums.excess.assign(M, 0.0);
+    sums.err2.assign(M, 0.0);
     for (it = std::max(it, 1); status != Status::converged && it <= st.max_iter; ++it) {
       const bool check = (it % st.adapt_every) == 0;
       // One iteration: Z1 (projection), Z2 (prox), U (the linear solve), duals.
@@ -379,6 +437,14 @@ struct Solver<T>::Impl {
           }
         }
         if (st.adaptive_rho) adapt_rho(info);
+        if (st.threads == 0) {   // follow the machine's load (see resolve_threads)
+          const int now = resolve_threads(0, work);
+          if (now != threads) {
+            threads = now;
+            scope.set(threads);
+            backend->set_threads(threads);
+          }
+        }
       }
       if (st.time_limit > 0 && seconds_since(t_start) > st.time_limit) {
         status = Status::time_limit;
@@ -392,7 +458,9 @@ struct Solver<T>::Impl {
         }
       }
     }
-    info.iterations = status == Status::converged ? it : std::min(it, st.max_iter);
+    // Iterations run: `it` is the one that converged or stopped, one past the limit, or
+    // (zero optimal) the loop never ran.
+    info.iterations = zero_optimal ? 0 : (status == Status::converged ? it : std::min(it, st.max_iter));
     info.solve_time = seconds_since(t_iter);
     const Clock::time_point t_polish = Clock::now();
     if (status != Status::converged) {
@@ -402,6 +470,7 @@ struct Solver<T>::Impl {
     violations(sums, info);
     if (!sums.finite) status = Status::numerical_error;
     info.polish_time = seconds_since(t_polish);
+    info.threads = threads;
     info.status = status;
     info.rho1 = rho1;
     info.rho2 = rho2;

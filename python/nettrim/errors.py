@@ -19,3 +19,7 @@ class NumericalError(NettrimError, ArithmeticError):
 
 class ConvergenceWarning(UserWarning):
     """The solve stopped at its iteration or time limit before meeting its tolerances."""
+
+
+class NumericalWarning(UserWarning):
+    """A float32 solve went non-finite and was solved again in float64 (the result says so)."""

@@ -98,7 +98,8 @@ def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", penalty="l1", 
     if not relu:
         V = np.full_like(Y, np.inf)
     eps = np.asarray(eps, dtype=dt)
-    ball = eps * (1 - polish_margin) if polish and lam is None else eps
+    # The margin makes room for the polish's bias shift, which only relu layers with a bias get.
+    ball = eps * (1 - polish_margin) if polish and lam is None and relu and bias_row is not None else eps
 
     gram_diag_max = float(np.max(np.einsum("pn,pn->n", Xs, Xs)))
     sigma = 0.09 * gram_diag_max if sigma is None else sigma   # the authors' c0^2

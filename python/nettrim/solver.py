@@ -21,7 +21,7 @@ import numpy as np
 from . import _core
 from ._validate import (as_float_matrix, available_memory, check_choice, check_finite, check_nonnegative,
                         default_threads, resolve_dtype)
-from .errors import ConvergenceWarning, NumericalError
+from .errors import ConvergenceWarning, NumericalError, NumericalWarning
 from .result import LayerResult, SolutionPath
 
 DEFAULTS = _core.Settings()
@@ -316,8 +316,13 @@ class LayerSolver:
         if eps_rel is None and eps is None:
             eps_rel = 0.05
         e = self.eps_for(eps_rel, eps)
+        self._warn_if_unresolvable(e)
+        progress = _check_progress(progress) or self.progress
         self._engine.update_eps([float(v) for v in e])
-        res = self._engine.solve(_check_progress(progress) or self.progress)
+        res = self._engine.solve(progress)
+        if res.info.status == "numerical_error" and self._promote_to_float64():
+            self._engine.update_eps([float(v) for v in e])
+            res = self._engine.solve(progress)
         result = self._result(res, e, time.perf_counter() - t0, with_state=True)
         _warn_or_raise(result, stacklevel=3)
         return result
@@ -337,8 +342,12 @@ class LayerSolver:
         else:
             targets = [self.eps_for(None, v) for v in values]
         t0 = time.perf_counter()
-        raw = self._engine.solve_path([[float(x) for x in e] for e in targets],
-                                      _check_progress(progress) or self.progress)
+        progress = _check_progress(progress) or self.progress
+        raw = list(self._engine.solve_path([[float(x) for x in e] for e in targets], progress))
+        failed = next((i for i, r in enumerate(raw) if r.info.status == "numerical_error"), None)
+        if failed is not None and self._promote_to_float64():   # the rest of the path in float64
+            raw = raw[:failed] + list(self._engine.solve_path([[float(x) for x in e] for e in targets[failed:]],
+                                                              progress))
         results = []
         for r, e in zip(raw, targets):
             results.append(self._result(r, e, r.info.solve_time + r.info.polish_time, with_state=False))
@@ -394,6 +403,41 @@ class LayerSolver:
             total += float(np.sum(A * A))
         denom = self._y_norm
         return float(np.sqrt(total)) / (denom if denom > 0 else 1.0)
+
+    def _warn_if_unresolvable(self, e):
+        """float32 responses carry rounding errors of about 1e-7 sqrt(N) of the outputs: a
+        tighter ball cannot be certified (measured: eps_rel 1e-7 ran to max_iter on a
+        30-input layer in float32 and converged in 970 iterations in float64)."""
+        if self.dtype != np.float32 or self._settings.lam > 0:
+            return
+        joint = self._settings.constraint.name == "joint"
+        scale = np.array([self._omega_norm_total]) if joint else self._omega_norm
+        floor = 1e-7 * np.sqrt(self.N) * scale
+        if np.any((e < floor) & (scale > 0)):
+            warnings.warn(f"eps: below what float32 can resolve (about {1e-7 * np.sqrt(self.N):.1e} of the "
+                          f"outputs for {self.N} inputs); the solve will likely stop at max_iter: use "
+                          f"dtype='float64'", NumericalWarning, stacklevel=4)
+
+    def _promote_to_float64(self):
+        """After a float32 solve went non-finite: the same problem, set up again in float64,
+        for this solve and every later one.  False when already in float64."""
+        if self.dtype == np.float64:
+            return False
+        warnings.warn("the float32 iterates became non-finite (inputs of extreme scale or rank); solving "
+                      "again in float64, and from now on for this layer", NumericalWarning, stacklevel=4)
+        t0 = time.perf_counter()
+        self.dtype = np.dtype(np.float64)
+        engine = _core.SolverFloat64(self._engine.backend)
+        self.Xs = self.Xs.astype(np.float64)
+        engine.setup(self.Xs, self._settings, self.progress)
+        self.Ys = self.Ys.astype(np.float64)
+        engine.update_target(self.Ys)
+        if self.V is not None:
+            self.V = self.V.astype(np.float64)
+            engine.update_bound(self.V)
+        self._engine = engine
+        self.setup_time += time.perf_counter() - t0
+        return True
 
     # --- checks --------------------------------------------------------------------------
     def _check_memory(self, P, M, has_bound):

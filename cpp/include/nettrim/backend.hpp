@@ -68,6 +68,7 @@ class Backend {
   // Gram eigendecomposition, polling `interrupted` between blocks (throws Interrupted).
   virtual void set_inputs(ConstRowRef<T> X, const std::function<bool()>& interrupted) = 0;
   virtual double gram_diag_max() const = 0;         // max_n ||X[:, n]||^2
+  virtual double gram_norm() const = 0;             // largest eigenvalue of X^T X
   virtual void set_target(ConstRowRef<T> Y, bool relu) = 0;   // copied
   virtual void set_bound(const ConstRowRef<T>* V) = 0;        // copied; nullptr: V = 0
   virtual const TargetNorms& target_norms() const = 0;

@@ -8,6 +8,9 @@
 
 namespace nettrim::cpu {
 
+// Rows of X per block of the exact (double precision) check of the candidate.
+constexpr Eigen::Index kExactBlock = 1024;
+
 template <class T>
 void CpuBackend<T>::set_inputs(ConstRowRef<T> X, const std::function<bool()>& interrupted) {
   X_.emplace(X.data(), X.rows(), X.cols(), Eigen::OuterStride<>(X.outerStride()));
@@ -34,6 +37,11 @@ void CpuBackend<T>::allocate(Eigen::Index M) {
   L2_.resize(N_, M_);
   R_.resize(N_, M_);
   candidate_.resize(N_, M_);
+  if constexpr (!std::is_same_v<T, double>) {
+    exact_U_.resize(N_, M_);
+    exact_X_.resize(std::min<Eigen::Index>(kExactBlock, P_), N_);
+    exact_A_.resize(std::min<Eigen::Index>(kExactBlock, P_), M_);
+  }
   rownorm_.assign(N_, 0.0);
   partial_.assign(static_cast<std::size_t>(M_) * 5, 0.0);
 }
@@ -306,14 +314,15 @@ void CpuBackend<T>::exact_sums(CandidateSums& sums) {
     (void)sums;
     return;
   } else {
-    const Eigen::MatrixXd Ud = candidate_.template cast<double>();
+    exact_U_ = candidate_.template cast<double>();
     sums.excess.assign(M_, -std::numeric_limits<double>::infinity());
     sums.err2.assign(M_, 0.0);
-    constexpr Eigen::Index block = 1024;
-    Eigen::MatrixXd Ac;
-    for (Eigen::Index p0 = 0; p0 < P_; p0 += block) {
-      const Eigen::Index rows = std::min(block, P_ - p0);
-      Ac.noalias() = X_->middleRows(p0, rows).template cast<double>() * Ud;
+    for (Eigen::Index p0 = 0; p0 < P_; p0 += kExactBlock) {
+      const Eigen::Index rows = std::min(kExactBlock, P_ - p0);
+      auto Xc = exact_X_.topRows(rows);
+      auto Ac = exact_A_.topRows(rows);
+      Xc = X_->middleRows(p0, rows).template cast<double>();
+      Ac.noalias() = Xc * exact_U_;
 #pragma omp parallel for schedule(static) num_threads(threads_)
       for (Eigen::Index m = 0; m < M_; ++m) {
         double excess = sums.excess[m], err2 = 0;
@@ -348,12 +357,13 @@ double CpuBackend<T>::penalty_of(const Mat& U, Penalty penalty, int bias_row) {
 template <class T>
 std::size_t CpuBackend<T>::workspace_bytes(long P, long N, long M, bool has_bound) const {
   const double pm = double(P) * double(M), nm = double(N) * double(M), r = double(std::min(N, P));
-  // P x M: A, A_old, LB, Z1, Y (and V); N x M: U, U_old, Z2, L2, R, candidate; K and F.
-  const double scalars = pm * (5 + (has_bound ? 1 : 0)) + nm * 6 + double(N) * double(N) + double(N) * r;
+  // P x M: A, A_old, LB, Z1, Y (and V); N x M: U, U_old, Z2, L2, R, candidate; K, F and F w.
+  const double scalars = pm * (5 + (has_bound ? 1 : 0)) + nm * 6 + double(N) * double(N) + 2 * double(N) * r;
   // In double: the eigendecomposition (the r x r matrix, its eigenvectors, workspace),
   // the Gram accumulation or, when P < N, X itself; the exact check's block and U.
+  const double block = double(std::min<long>(kExactBlock, P));
   const double doubles = 3 * r * r + (P < N ? double(P) * double(N) : 1024.0 * double(N)) +
-                         1024.0 * double(M) + nm;
+                         block * (double(N) + double(M)) + nm;
   return static_cast<std::size_t>(scalars * double(sizeof(T)) + doubles * 8.0);
 }
 

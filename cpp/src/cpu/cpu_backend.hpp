@@ -32,6 +32,7 @@ class CpuBackend final : public Backend<T> {
 
   void set_inputs(ConstRowRef<T> X, const std::function<bool()>& interrupted) override;
   double gram_diag_max() const override { return diag_max_; }
+  double gram_norm() const override { return gram_.largest_eigenvalue(); }
   void set_target(ConstRowRef<T> Y, bool relu) override;
   void set_bound(const ConstRowRef<T>* V) override;
   const TargetNorms& target_norms() const override { return norms_; }
@@ -76,6 +77,7 @@ class CpuBackend final : public Backend<T> {
   Mat A_, A_old_, LB_, Z1_;       // P x M
   Mat U_, U_old_, Z2_, L2_, R_;   // N x M
   Mat candidate_;                 // N x M
+  Eigen::MatrixXd exact_U_, exact_X_, exact_A_;   // the exact check's candidate, a block of X, its responses
   std::vector<double> rownorm_, partial_;
   TargetNorms norms_;
   bool lb_holds_b_ = false;

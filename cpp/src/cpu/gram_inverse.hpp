@@ -57,28 +57,33 @@ class GramInverse {
     poll();
     eigenvalues_ = eig.eigenvalues().cwiseMax(0.0);
     K_.resize(N, N);
+    w_.resize(eigenvalues_.size());
+    Fw_.resize(F_.rows(), F_.cols());
   }
 
-  // Rebuild K for a new sigma: one N x r x N GEMM (r = min(N, P)).
+  // Rebuild K for a new sigma: one N x r x N GEMM (r = min(N, P)), into buffers
+  // allocated once (the ADMM loop allocates nothing).
   void set_sigma(double sigma) {
     sigma_ = sigma;
-    Eigen::Matrix<T, Eigen::Dynamic, 1> w(eigenvalues_.size());
-    for (Eigen::Index i = 0; i < w.size(); ++i) {
+    for (Eigen::Index i = 0; i < w_.size(); ++i) {
       const double l = eigenvalues_[i];
-      w[i] = static_cast<T>(woodbury_ ? -1.0 / (sigma * (l + sigma)) : 1.0 / (l + sigma));
+      w_[i] = static_cast<T>(woodbury_ ? -1.0 / (sigma * (l + sigma)) : 1.0 / (l + sigma));
     }
-    K_.noalias() = F_ * w.asDiagonal() * F_.transpose();
+    Fw_.noalias() = F_ * w_.asDiagonal();
+    K_.noalias() = Fw_ * F_.transpose();
     if (woodbury_) K_.diagonal().array() += static_cast<T>(1.0 / sigma);
   }
 
   double sigma() const { return sigma_; }
+  double largest_eigenvalue() const { return eigenvalues_.size() ? eigenvalues_.maxCoeff() : 0.0; }
   const Mat& K() const { return K_; }
 
  private:
   bool woodbury_ = false;
   Eigen::VectorXd eigenvalues_;
-  Mat F_;
+  Mat F_, Fw_;
   Mat K_;
+  Eigen::Matrix<T, Eigen::Dynamic, 1> w_;
   double sigma_ = 0;
 };
 

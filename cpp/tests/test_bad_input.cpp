@@ -1,0 +1,51 @@
+// Bad data and settings throw, naming what was wrong; misuse of the lifecycle too.
+#include <limits>
+
+#include "check.hpp"
+
+using namespace nettrim;
+
+int main() {
+  const Layer<double> L = random_layer<double>(21, 100, 8, 3);
+  Settings s;
+  s.bias_row = 8;
+
+  RowMatrix<double> nan_X = L.X;
+  nan_X(3, 2) = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS(Solver<double>().setup(nan_X, s), std::invalid_argument, "X: expected finite");
+  CHECK_THROWS(Solver<double>().setup(RowMatrix<double>(0, 4), s), std::invalid_argument, "X: expected a non-empty");
+
+  Settings bad = s;
+  bad.alpha = 2.5;
+  CHECK_THROWS(Solver<double>().setup(L.X, bad), std::invalid_argument, "alpha: expected a value in (0, 2), got 2.5");
+  bad = s;
+  bad.threads = 5000;
+  CHECK_THROWS(Solver<double>().setup(L.X, bad), std::invalid_argument, "threads: expected an integer in [0, 1024]");
+  bad = s;
+  bad.tol = -1;
+  CHECK_THROWS(bad.validate(), std::invalid_argument, "tol: expected a finite value >= 0");
+  CHECK_THROWS(Solver<double>("gpu"), std::invalid_argument, "backend: expected one of 'cpu'");
+
+  Solver<double> solver;
+  CHECK_THROWS(solver.update_target(L.Y), std::logic_error, "call setup");
+  solver.setup(L.X, s);
+  CHECK_THROWS(solver.solve(), std::logic_error, "call update_target");
+  CHECK_THROWS(solver.update_target(L.Y.topRows(50)), std::invalid_argument, "Y: expected shape (100, 3), got (50, 3)");
+  RowMatrix<double> negative = L.Y;
+  negative(0, 0) = -1;
+  solver.update_target(negative);
+  solver.update_eps({1.0});
+  CHECK_THROWS(solver.solve(), std::invalid_argument, "Y: expected ReLU outputs");
+  solver.update_target(L.Y);
+  CHECK_THROWS(solver.update_eps({-1.0}), std::invalid_argument, "eps: expected finite values >= 0");
+  CHECK_THROWS(solver.update_bound(L.Y.leftCols(2)), std::invalid_argument, "V: expected shape (100, 3)");
+  solver.update_eps({1.0, 2.0});
+  CHECK_THROWS(solver.solve(), std::invalid_argument, "eps: expected 1 value(s) for the joint constraint, got 2");
+  CHECK_THROWS(solver.warm_start(Matrix<double>::Zero(4, 3)), std::invalid_argument, "U0: expected shape (9, 3)");
+  Settings wrong_row = s;
+  wrong_row.bias_row = 20;
+  solver.update_settings(wrong_row);
+  solver.update_eps({1.0});
+  CHECK_THROWS(solver.solve(), std::invalid_argument, "bias_row: expected -1 or a row index < 9, got 20");
+  return report("bad_input");
+}

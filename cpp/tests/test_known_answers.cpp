@@ -1,0 +1,97 @@
+// Known answers: problems whose solution is known in closed form or by construction.
+#include "check.hpp"
+
+using namespace nettrim;
+
+// Linear mode, one constant feature: min |u| s.t. ||u 1 - y|| <= eps has the solution
+// u = ybar - sqrt((eps^2 - ||y - ybar||^2) / P) when ||y - ybar|| <= eps <= ||y||.
+template <class T>
+void one_feature() {
+  const long P = 50;
+  RowMatrix<T> X = RowMatrix<T>::Ones(P, 1), Y(P, 1);
+  for (long p = 0; p < P; ++p) Y(p, 0) = T(2.0 + 0.1 * std::sin(double(p)));
+  const double ybar = Y.template cast<double>().mean();
+  const double spread2 = (Y.template cast<double>().array() - ybar).square().sum();
+  const double eps = 0.5 * std::sqrt(double(Y.template cast<double>().squaredNorm()));
+  const double want = ybar - std::sqrt((eps * eps - spread2) / double(P));
+  Settings s;
+  s.mode = Mode::linear;
+  s.tol = 1e-5;
+  s.dual_tol = 1e-4;
+  s.threads = 1;
+  const Result<T> r = solve_layer<T>(X, Y, std::nullopt, {eps}, s);
+  CHECK(r.info.status == Status::converged);
+  std::printf("one feature (%s): u = %.9g, want %.9g\n", sizeof(T) == 4 ? "float" : "double", double(r.U(0, 0)), want);
+  CHECK(std::abs(double(r.U(0, 0)) - want) <= (sizeof(T) == 4 ? 1e-4 : 1e-6) * want);
+  CHECK(r.info.omega_violation <= s.tol);
+}
+
+// eps >= ||Y_Omega||: U = 0 is feasible, so it is the solution, found without iterating.
+template <class T>
+void zero_when_eps_covers_the_outputs() {
+  const Layer<T> L = random_layer<T>(1, 200, 10, 4);
+  Settings s;
+  s.bias_row = 10;
+  const Result<T> r = solve_layer<T>(L.X, L.Y, std::nullopt, {1.01 * omega_norm(L)}, s);
+  CHECK(r.info.status == Status::converged);
+  CHECK(r.info.iterations == 0);
+  CHECK(r.U.cwiseAbs().maxCoeff() == T(0));
+}
+
+// A sparse teacher, enough Gaussian samples, tiny eps: the solution is the teacher.
+void recovers_a_sparse_teacher() {
+  const Layer<double> L = random_layer<double>(7, 600, 40, 5, 0.15);
+  Settings s;
+  s.bias_row = 40;
+  s.tol = 1e-4;
+  s.dual_tol = 1e-3;
+  s.threads = 1;
+  const Result<double> r = solve_layer<double>(L.X, L.Y, std::nullopt, {1e-3 * omega_norm(L)}, s);
+  CHECK(r.info.status == Status::converged);
+  const double top = L.W.cwiseAbs().maxCoeff();
+  for (long n = 0; n < 40; ++n)
+    for (long m = 0; m < 5; ++m) {
+      CHECK((std::abs(r.U(n, m)) > 1e-3 * top) == (L.W(n, m) != 0));
+      CHECK(std::abs(r.U(n, m) - L.W(n, m)) <= 0.02 * top);
+    }
+}
+
+// What Info reports is what the returned matrix does (recomputed here in double).
+template <class T>
+void reported_violations_are_the_matrix_s() {
+  const Layer<T> L = random_layer<T>(3, 400, 25, 6);
+  Settings s;
+  s.bias_row = 25;
+  s.max_iter = 30;   // far from converged: violations are large
+  s.tol = 0;
+  const double eps = 0.05 * omega_norm(L);
+  const Result<T> r = solve_layer<T>(L.X, L.Y, std::nullopt, {eps}, s);
+  CHECK(r.info.status == Status::max_iterations);
+  const double v = std::max(0.0, omega_error(L, r.U) - eps) / eps;
+  CHECK(std::abs(v - r.info.omega_violation) <= 1e-6 * std::max(1.0, v));
+}
+
+// float32 and float64 agree on the optimum.
+void precisions_agree() {
+  const Layer<double> L = random_layer<double>(8, 500, 30, 8);
+  const Layer<float> Lf{L.X.cast<float>(), L.Y.cast<float>(), L.W.cast<float>()};
+  Settings s;
+  s.bias_row = 30;
+  const double eps = 0.05 * omega_norm(L);
+  const Result<double> r64 = solve_layer<double>(L.X, L.Y, std::nullopt, {eps}, s);
+  const Result<float> r32 = solve_layer<float>(Lf.X, Lf.Y, std::nullopt, {eps}, s);
+  CHECK(r64.info.status == Status::converged && r32.info.status == Status::converged);
+  CHECK(std::abs(r32.info.objective / r64.info.objective - 1) <= 2e-3);
+}
+
+int main() {
+  one_feature<float>();
+  one_feature<double>();
+  zero_when_eps_covers_the_outputs<float>();
+  zero_when_eps_covers_the_outputs<double>();
+  recovers_a_sparse_teacher();
+  reported_violations_are_the_matrix_s<float>();
+  reported_violations_are_the_matrix_s<double>();
+  precisions_agree();
+  return report("known_answers");
+}
