@@ -11,7 +11,8 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from .layer import ConvergenceWarning, prune_layer
+from .errors import ConvergenceWarning
+from .solver import LayerSolver
 from .methods import LAYERWISE, METHODS, NM_CAPABLE, check_nm, n_of_m, refit_on_support
 from .methods.refit import within_ball
 from .metrics import constraint_violations, relative_error
@@ -363,14 +364,16 @@ def _nettrim_group(layer, Xs, W, b, target, omega, V, floor, eps_rel, sparsity, 
     ``nm``, an N:M mask from that solution and a re-fit on it; with ``refit``, a re-fit on
     the solution's own support."""
     scale = float(np.linalg.norm(target[omega])) or 1.0
-    kw = dict(W=W, b=b if layer.has_bias else None, fit_bias=layer.has_bias, mode="relu" if layer.relu else "linear",
-              V=V, dtype=dtype, threads=threads, **options)
+    # One solver per group: X^T X is factorised once for every eps the search tries, and
+    # each solve is warm started from the one before.
+    solver = LayerSolver(Xs, target, W=W, b=b if layer.has_bias else None, fit_bias=layer.has_bias,
+                         mode="relu" if layer.relu else "linear", V=V, dtype=dtype, threads=threads, **options)
     tried = []
 
     def run(rel, _warm):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            res = prune_layer(Xs, target, eps=max(rel * scale, floor), **kw)
+            res = solver.solve(eps=max(rel * scale, floor))
         tried.append(res)
         return res
 

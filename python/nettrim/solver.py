@@ -243,11 +243,11 @@ class LayerSolver:
         """Where the next solve starts.
 
         ``start``: a :class:`LayerResult` that carries its ADMM state (from
-        :func:`prune_layer` or :meth:`solve`), ``"W"`` (the trained weights given to the
+        :func:`prune_layer` or :meth:`solve`), a state from :meth:`state`, ``"W"`` (the trained weights given to the
         constructor), ``"zero"``, or a matrix ``U`` of shape (N, M) or weights (n_in, M).
         Without a call, a solve continues from the previous solve's iterates."""
-        if isinstance(start, LayerResult):
-            st = start.state
+        if isinstance(start, (LayerResult, _core.StateFloat32, _core.StateFloat64)):
+            st = start.state if isinstance(start, LayerResult) else start
             if st is None or np.shape(st.U) != (self.N, self.M):
                 raise ValueError(f"warm_start: expected a LayerResult of a layer with U of shape {(self.N, self.M)}"
                                  f" and its ADMM state")

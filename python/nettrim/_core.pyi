@@ -1,0 +1,113 @@
+"""Type stubs of the compiled engine module (cpp/bindings/module.cpp)."""
+from typing import Callable, List, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+Progress = Optional[Callable[[int, float, float, float], None]]
+
+class EngineMemoryError(MemoryError): ...
+
+class Mode:
+    relu: "Mode"
+    linear: "Mode"
+    name: str
+
+class Constraint:
+    joint: "Constraint"
+    neuron: "Constraint"
+    name: str
+
+class Penalty:
+    l1: "Penalty"
+    group: "Penalty"
+    name: str
+
+class Settings:
+    mode: Mode
+    constraint: Constraint
+    penalty: Penalty
+    lam: float
+    bias_row: int
+    rho: float
+    sigma: float
+    adaptive_rho: bool
+    adapt_every: int
+    adapt_bias: float
+    adapt_threshold: float
+    alpha: float
+    max_iter: int
+    time_limit: float
+    tol: float
+    dual_tol: float
+    polish: bool
+    polish_margin: float
+    warm_start: bool
+    threads: int
+    def __init__(self) -> None: ...
+    def validate(self) -> None: ...
+
+class Info:
+    status: str
+    iterations: int
+    primal_residual: float
+    dual_residual: float
+    objective: float
+    omega_violation: float
+    complement_violation: float
+    rho1: float
+    rho2: float
+    rho_updates: int
+    factor_updates: int
+    threads: int
+    setup_time: float
+    solve_time: float
+    polish_time: float
+
+class _State:
+    U: npt.NDArray[np.floating]
+    L1: npt.NDArray[np.floating]
+    L2: npt.NDArray[np.floating]
+    rho1: float
+    rho2: float
+    def __init__(self) -> None: ...
+
+class StateFloat32(_State): ...
+class StateFloat64(_State): ...
+
+class _Result:
+    U: npt.NDArray[np.floating]
+    info: Info
+
+class ResultFloat32(_Result): ...
+class ResultFloat64(_Result): ...
+
+class _Solver:
+    settings: Settings
+    samples: int
+    inputs: int
+    outputs: int
+    backend: str
+    def __init__(self, backend: str = "cpu") -> None: ...
+    def setup(self, X: npt.NDArray[np.floating], settings: Settings, progress: Progress = None) -> None: ...
+    def update_settings(self, settings: Settings) -> None: ...
+    def update_target(self, Y: npt.NDArray[np.floating]) -> None: ...
+    def update_bound(self, V: npt.NDArray[np.floating]) -> None: ...
+    def clear_bound(self) -> None: ...
+    def update_eps(self, eps: List[float]) -> None: ...
+    def warm_start(self, state: _State) -> None: ...
+    def warm_start_primal(self, U0: npt.NDArray[np.floating]) -> None: ...
+    def cold_start(self) -> None: ...
+    def solve(self, progress: Progress = None) -> _Result: ...
+    def solve_path(self, eps: List[List[float]], progress: Progress = None) -> List[_Result]: ...
+    def state(self) -> _State: ...
+    def workspace_bytes(self, P: int, N: int, M: int, has_bound: bool) -> int: ...
+
+class SolverFloat32(_Solver): ...
+class SolverFloat64(_Solver): ...
+
+def available_backends() -> List[str]: ...
+
+max_threads: int
+version: str
+openmp: bool
