@@ -126,6 +126,59 @@ def layer_rows(name, X, Y, args, best_obj=None, reference_full=True, with_cvxpy=
     return rows
 
 
+PATH_GRID = np.geomspace(0.02, 0.3, 8)
+
+
+def path_row(name, X, Y, repeats, dtype="float32"):
+    """One layer's solution path (8 eps_rel, 0.02 to 0.3) against 8 cold solves and one cold
+    solve at the grid's geometric middle; setup (the factorisation) timed apart, once."""
+    runs = []
+    for _ in range(repeats):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+            t = time.perf_counter()
+            solver = nettrim.LayerSolver(X, Y, dtype=dtype)
+            setup = time.perf_counter() - t
+            t = time.perf_counter()
+            path = solver.solve_path(eps_rel=PATH_GRID)
+            t_path = time.perf_counter() - t
+            cold, cold_iters = 0.0, 0
+            for e in PATH_GRID:
+                solver.warm_start("zero")
+                t = time.perf_counter()
+                r = solver.solve(eps_rel=float(e))
+                cold += time.perf_counter() - t
+                cold_iters += r.iterations
+            solver.warm_start("zero")
+            t = time.perf_counter()
+            mid = solver.solve(eps_rel=float(np.sqrt(PATH_GRID[0] * PATH_GRID[-1])))
+            t_mid = time.perf_counter() - t
+        runs.append(dict(setup=setup, path=t_path, path_iters=int(path.iterations.sum()), cold=cold,
+                         cold_iters=cold_iters, mid=t_mid, mid_iters=mid.iterations,
+                         converged=sum(st == "converged" for st in path.status)))
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    P, n_in = X.shape
+    return dict(layer=name, shape=f"{n_in + 1}x{P}x{Y.shape[1]}", dtype=dtype, **med,
+                path_over_mid=med["path"] / med["mid"], cold_over_mid=med["cold"] / med["mid"])
+
+
+def print_path_table(rows):
+    print(f"\nSolution paths: 8 eps_rel from 0.02 to 0.3 (geometric), {rows[0]['dtype']}, medians; "
+          "'mid' is one cold solve at eps_rel 0.0775")
+    head = ("layer", "N x P x M", "setup s", "path s", "iters", "8 cold s", "iters", "mid s", "iters",
+            "path/mid", "8 cold/mid", "converged")
+    out = [head] + [(r["layer"], r["shape"], f"{r['setup']:.3f}", f"{r['path']:.2f}", f"{r['path_iters']:.0f}",
+                     f"{r['cold']:.2f}", f"{r['cold_iters']:.0f}", f"{r['mid']:.2f}", f"{r['mid_iters']:.0f}",
+                     f"{r['path_over_mid']:.2f}", f"{r['cold_over_mid']:.2f}", f"{r['converged']:.0f}/8")
+                    for r in rows]
+    widths = [max(len(row[i]) for row in out) for i in range(len(head))]
+    for i, row in enumerate(out):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        if i == 0:
+            print("-" * (sum(widths) + 2 * len(widths)))
+    sys.stdout.flush()
+
+
 def fixed_rho_rows(name, X, Y, max_iter):
     """The authors' setting: one fixed rho, no relaxation, no adaptation; iterations to the targets."""
     res, secs, per_it = run_engine(X, Y, "float32", 2, 1, adaptive_rho=False, alpha=1.0, max_iter=max_iter)
@@ -156,8 +209,11 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="digits and synthetic only")
     ap.add_argument("--full", action="store_true", help="also the fixed-rho run on the Fashion first layer")
+    ap.add_argument("--paths", action="store_true", help="only the solution-path table")
     args = ap.parse_args()
     rows = []
+    if args.paths:
+        return paths_main(args)
 
     Xtr, ytr, _, _ = data.digits()
     Ws, bs = data.trained_mlp("digits_mlp_256_128", (256, 128), Xtr, ytr, max_iter=300)
@@ -206,6 +262,25 @@ def main():
     path = RESULTS / "bench_layer.json"
     path.write_text(json.dumps(dict(rows=rows, fixed=fixed), indent=1, default=float))
     print(f"\nsaved {path}")
+
+
+def paths_main(args):
+    Xtr, ytr, _, _ = data.digits()
+    Ws, bs = data.trained_mlp("digits_mlp_256_128", (256, 128), Xtr, ytr, max_iter=300)
+    layers = [("digits L2", *data.layer_problems(Ws, bs, Xtr)[1][:2])]
+    if not args.quick:
+        Ftr, fy, _, _ = data.fashion_mnist()
+        Wf, bf = data.trained_mlp("fashion_mlp", (300, 100), Ftr, fy)
+        fprobs = data.layer_problems(Wf, bf, Ftr[:10000])
+        layers += [("fashion L2", *fprobs[1][:2]), ("fashion L1", *fprobs[0][:2])]
+    rows = []
+    for name, X, Y in layers:
+        rows.append(path_row(name, X, Y, args.repeats))
+        print_path_table(rows)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "bench_layer_paths.json"
+    path.write_text(json.dumps(rows, indent=1, default=float))
+    print(f"saved {path}")
 
 
 if __name__ == "__main__":
