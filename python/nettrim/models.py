@@ -100,11 +100,14 @@ def _first_line(e):
 
 def _load_torch(path, trust=False):
     import pickle
+    import warnings
 
     import torch
     from .adapters.torch import SPARSE_FORMAT
     try:
-        return torch.jit.load(path, map_location="cpu"), True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)    # torch 2.13 deprecates TorchScript
+            return torch.jit.load(path, map_location="cpu"), True
     except Exception:      # not TorchScript (torch.jit.load runs no pickled code)
         pass
     try:
