@@ -207,7 +207,7 @@ class Network:
 
     # --- files ----------------------------------------------------------------------------
     def save_npz(self, path, *, sparse=False, layout=None):
-        """The network in one ``.npz``, written atomically.
+        """The network in one ``.npz``, written atomically; returns the file's sha256.
 
         Two layouts:
 
@@ -220,8 +220,9 @@ class Network:
           weights as ``"{i}.W"`` (inputs x outputs) and a convolution's as ``"{i}.weight"``
           (C_out, C_in/groups, kh, kw, as PyTorch), ``"{i}.bias"``; with ``sparse=True`` the
           weights as CSR arrays (``"{i}.data"``, ``.indices``, ``.indptr``, ``.rows``) of the
-          same matrix (a convolution's reshaped to (C_out, -1)), so the file shrinks with the
-          pruning.  The default for everything else."""
+          same matrix (a convolution's reshaped to (C_out, -1)) wherever that is smaller than
+          dense (below about half the weights kept), so the file shrinks with the pruning.
+          The default for everything else."""
         from ._validate import check_bool, check_output_path
         from .io import atomic_savez
         path = check_output_path("path", path)
@@ -244,8 +245,9 @@ class Network:
                 if isinstance(step, Conv2d):
                     entry.update(stride=step.stride, padding=step.padding, dilation=step.dilation,
                                  groups=step.groups, shape=list(weight.shape))
-                if sparse:
-                    S = sp.csr_matrix(weight.reshape(weight.shape[0], -1))
+                flat = weight.reshape(weight.shape[0], -1)
+                if sparse and 8 * np.count_nonzero(flat) + 8 * (flat.shape[0] + 1) < weight.nbytes:
+                    S = sp.csr_matrix(flat)
                     arrays.update({f"{i}.data": S.data, f"{i}.indices": S.indices.astype(np.int32),
                                    f"{i}.indptr": S.indptr.astype(np.int64), f"{i}.rows": np.array(S.shape)})
                 else:
@@ -257,7 +259,7 @@ class Network:
                     entry["count_include_pad"] = step.count_include_pad
             spec.append(entry)
         arrays["__nettrim__"] = np.array(json.dumps({"version": 2, "input_shape": self.input_shape, "steps": spec}))
-        atomic_savez(path, arrays)
+        return atomic_savez(path, arrays)
 
     @classmethod
     def load_npz(cls, path):
@@ -273,25 +275,26 @@ class Network:
         path = check_path("path", path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such file")
-        try:
-            z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{path}: not a readable .npz file ({_first_line(e)})") from None
-        if not hasattr(z, "files"):
-            raise ValueError(f"{path}: holds a single array; expected an .npz of weights (W0, b0, W1, b1, ...)")
-        try:
-            with z:
-                if "__nettrim__" in z.files:
-                    try:
-                        spec = json.loads(str(z["__nettrim__"]))
-                    except ValueError as e:
-                        raise ValueError(f"__nettrim__: not the JSON description nettrim writes ({e})") from None
-                    return _from_spec(spec, z)
-                return _from_plain(cls, z)
-        except (ValueError, TypeError, KeyError) as e:
-            raise ValueError(f"{path}: {_first_line(e)}") from None
-        except (OSError, EOFError, zipfile.BadZipFile, RuntimeError) as e:   # a damaged member (zlib, CRC)
-            raise ValueError(f"{path}: cannot read the file, damaged or truncated? ({_first_line(e)})") from None
+        with open(path, "rb") as fh:       # np.load leaves its own handle open when the zip is damaged
+            try:
+                z = np.load(fh, allow_pickle=False)
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+                raise ValueError(f"{path}: not a readable .npz file ({_first_line(e)})") from None
+            if not hasattr(z, "files"):
+                raise ValueError(f"{path}: holds a single array; expected an .npz of weights (W0, b0, W1, b1, ...)")
+            try:
+                with z:
+                    if "__nettrim__" in z.files:
+                        try:
+                            spec = json.loads(str(z["__nettrim__"]))
+                        except ValueError as e:
+                            raise ValueError(f"__nettrim__: not the JSON description nettrim writes ({e})") from None
+                        return _from_spec(spec, z)
+                    return _from_plain(cls, z)
+            except (ValueError, TypeError, KeyError) as e:
+                raise ValueError(f"{path}: {_first_line(e)}") from None
+            except (OSError, EOFError, zipfile.BadZipFile, RuntimeError) as e:   # a damaged member (zlib, CRC)
+                raise ValueError(f"{path}: cannot read the file, damaged or truncated? ({_first_line(e)})") from None
 
 
 def _first_line(e):
