@@ -356,3 +356,16 @@ def test_conv_memory_names_max_samples(digits_cnn, monkeypatch):
     monkeypatch.setattr(v, "available_memory", lambda: 20 << 20)
     with pytest.raises(MemoryError, match=r"layer \d+ \(P=\d+ rows .*lower max_samples \(now None"):
         nettrim.prune_network(net, Xtr, max_samples=None)
+
+
+def test_damaged_checkpoint_layer_is_one_line(digits_mlp, tmp_path):
+    clf, Xtr, *_ = digits_mlp
+    from_sklearn(clf).save_npz(tmp_path / "model.npz")
+    np.save(tmp_path / "calib.npy", Xtr[:200])
+    args = ["prune", "model.npz", "--calib", "calib.npy", "-o", "p.npz", "--checkpoint", "ck", "--quiet"]
+    assert nettrim_cli(*args, cwd=tmp_path).returncode == 0
+    layer = next((tmp_path / "ck").glob("*-layer1.npz"))
+    layer.write_bytes(layer.read_bytes()[:100])
+    out = nettrim_cli(*args, cwd=tmp_path)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "--checkpoint" in out.stderr and layer.name in out.stderr and "delete it" in out.stderr
