@@ -173,7 +173,7 @@ def test_pruned_cnn_in_onnx_is_smaller_and_runs(digits_cnn, tmp_path):
         assert "model file:" in out.stdout and "KiB written" in out.stdout
         sizes[name] = json.loads((tmp_path / f"{name}.json").read_text())["files"]
     assert sizes["dense"]["output_bytes"] > 0.9 * sizes["dense"]["input_bytes"]
-    assert sizes["sparse"]["output_bytes"] < 0.35 * sizes["dense"]["output_bytes"]     # measured 0.26 (10% kept)
+    assert sizes["sparse"]["output_bytes"] < 0.35 * sizes["dense"]["output_bytes"]   # measured 0.22: 56220 to 12233 B
     np.testing.assert_allclose(run_onnx(str(tmp_path / "sparse.onnx"), Xte), run_onnx(str(tmp_path / "dense.onnx"), Xte),
                                rtol=1e-5, atol=1e-5)
 
