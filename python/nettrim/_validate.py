@@ -289,7 +289,7 @@ def _check_solver_options(method, nm, options, dtype):
                                                    {"progress"}) - {"X", "W", "b", "sparsity", "nm"}
     unknown = sorted(set(options) - allowed)
     if unknown:
-        known = ", ".join(sorted(allowed - set(_SET_PER_LAYER) - {"dtype", "threads"}))
+        known = ", ".join(sorted(allowed - set(_SET_PER_LAYER) - {"dtype", "threads", "eps_rel"}))
         raise TypeError(f"{unknown[0]}: not an option of method {method!r} (those it takes: {known})")
     rest = {k: v for k, v in options.items() if k != "progress"}
     if target is None or not rest:
