@@ -28,8 +28,12 @@ class Checkpoint:
         os.makedirs(self.directory, exist_ok=True)
         meta = os.path.join(self.directory, "run.json")
         if os.path.exists(meta):
-            with open(meta) as f:
-                found = json.load(f).get("fingerprint")
+            try:
+                with open(meta) as f:
+                    found = json.load(f).get("fingerprint")
+            except (ValueError, AttributeError, OSError) as e:
+                raise ValueError(f"checkpoint: {meta} cannot be read ({e}); use an empty directory or remove it") \
+                    from None
             if found != self.fingerprint:
                 raise ValueError(f"checkpoint: {self.directory} holds a run with another model, calibration "
                                  f"data or options; use an empty directory or remove it")
@@ -45,12 +49,18 @@ class Checkpoint:
         path = self._path(key, k)
         if not os.path.exists(path):
             return None
-        with np.load(path, allow_pickle=False) as z:
-            groups = int(z["groups"])
-            matrices = [z[f"W{g}"] for g in range(groups)]
-            biases = [z[f"b{g}"] for g in range(groups)]
-            d = json.loads(str(z["report"]))
-        return matrices, biases, LayerReport(**{**d, "shape": tuple(d["shape"])})
+        import zipfile
+        try:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
+                groups = int(z["groups"])
+                matrices = [z[f"W{g}"] for g in range(groups)]
+                biases = [z[f"b{g}"] for g in range(groups)]
+                d = json.loads(str(z["report"]))
+            return matrices, biases, LayerReport(**{**d, "shape": tuple(d["shape"])})
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+            text = str(e).strip().splitlines()
+            raise ValueError(f"checkpoint: {path} cannot be read, damaged or truncated? "
+                             f"({text[0] if text else type(e).__name__}); delete it to recompute that layer") from None
 
     def put(self, key, k, matrices, biases, report):
         arrays = {"groups": np.array(len(matrices)), "report": np.array(json.dumps(asdict(report)))}

@@ -15,16 +15,47 @@ from .reporting import format_table, model_table, report_table
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except where there is none to show."""
+    """Shows defaults, except where there is none to show: no value (None, False) and on/off
+    flags (``--no-refit`` would otherwise read "(default: True)", the default of its
+    destination, not of the flag)."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+        if action.nargs == 0 or action.default in (None, False) or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line ('nettrim: error: ...'), exit code 2, like every other error."""
+
+    def error(self, message):
+        command = self.prog.split()[-1] if " " in self.prog else ""
+        hint = f" (see 'nettrim {command} --help')" if command else " (see 'nettrim --help')"
+        self.exit(2, f"nettrim: error: {message}{hint}\n")
+
+
 class CliError(Exception):
     """An error the user can act on: printed as one line, exit code 2."""
+
+
+_FLAGS = {"eps_rel": "--eps", "sparsity": "--sparsity", "sparsity_scope": "--scope", "method": "--method",
+          "nm": "--nm", "structured": "--structured", "threads": "--threads", "max_samples": "--max-samples",
+          "seed": "--seed", "checkpoint": "--checkpoint", "scheme": "--scheme", "input_shape": "--input-shape",
+          "refit": "--no-refit"}
+
+
+def _message(e, args):
+    """One line; an API argument's name replaced by the option or file the user gave."""
+    text = " ".join(str(e).strip().splitlines()) or type(e).__name__
+    head, sep, rest = text.partition(": ")
+    names = dict(_FLAGS)
+    if getattr(args, "calib", None):
+        names["calibration_inputs"] = args.calib
+    if getattr(args, "input_shape", None) is None and getattr(args, "calib", None):
+        names["input_shape"] = f"the samples of {args.calib} (or --input-shape)"
+    if sep and head in names:
+        return f"{names[head]}: {rest}"
+    return text
 
 
 def main(argv=None):
@@ -39,13 +70,19 @@ def main(argv=None):
         print("nettrim: interrupted", file=sys.stderr)
         return 130
     except (CliError, ValueError, TypeError, MemoryError, OSError, ImportError, EOFError) as e:
-        print(f"nettrim: error: {e}", file=sys.stderr)
+        print(f"nettrim: error: {_message(e, args)}", file=sys.stderr)
         return 2
+
+
+TRUST_HELP = ("read a pickled PyTorch module (torch.save(model, path)). Unpickling runs whatever code the file "
+              "names, so a crafted .pt file can do anything your account can: use this only for files from a "
+              "source you trust. Without it .pt files are read with torch.load(weights_only=True), which runs "
+              "no code (TorchScript and ONNX models need no such trust)")
 
 
 def _parser():
     fmt = _HelpFormatter
-    p = argparse.ArgumentParser(prog="nettrim", formatter_class=fmt,
+    p = _Parser(prog="nettrim", formatter_class=fmt,
                                 description="Convex layer-wise pruning of trained ReLU networks (Net-Trim). "
                                             "Run 'nettrim demo' to see it work, 'nettrim COMMAND --help' for details.")
     p.add_argument("--version", action="version", version=f"nettrim {__import__('nettrim').__version__}")
@@ -67,7 +104,12 @@ def _parser():
     _pruning_arguments(r)
     r.add_argument("--checkpoint", metavar="DIR", default=None,
                    help="save every finished layer in DIR; rerunning the same command resumes after the last one")
-    r.add_argument("--sparse", action="store_true", help="also write the weights as CSR matrices to OUTPUT.sparse.npz")
+    r.add_argument("--sparse", action="store_true",
+                   help="write the model so that its file shrinks with the pruning: .onnx with compact "
+                        "initializers (runs in onnxruntime as it is), .npz with CSR weights (nettrim's layout), "
+                        ".pt as a sparse state dict (restore with nettrim.adapters.torch.load_sparse(path, model))")
+    r.add_argument("--force", action="store_true",
+                   help="allow OUTPUT to be the input model (or the calibration file), overwriting it")
     r.add_argument("--quiet", action="store_true", help="print nothing but errors")
     r.set_defaults(func=cmd_prune)
 
@@ -79,6 +121,7 @@ def _parser():
                        help="print a model's layers: shapes, nonzeros, sparsity, size dense and as CSR")
     n.add_argument("model", help="model file: .npz, .onnx or PyTorch .pt/.pth")
     n.add_argument("--input-shape", default=None, help="one sample's shape, e.g. 1,28,28 (convolutional PyTorch models)")
+    n.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
     n.set_defaults(func=cmd_inspect)
 
     w = sub.add_parser("sweep", formatter_class=fmt,
@@ -104,7 +147,9 @@ def _model_arguments(p):
     p.add_argument("--calib", required=True,
                    help="calibration inputs: .npy, or .npz with an array 'X' (samples first, flat or the model's shape)")
     p.add_argument("--input-shape", default=None,
-                   help="one sample's shape, e.g. 1,28,28; default: the calibration array's, or the model's")
+                   help="one sample's shape, e.g. 1,28,28 (convolutional models that do not state it); default: "
+                        "the calibration array's, or the model's")
+    p.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
 
 def _pruning_arguments(p):
@@ -138,6 +183,13 @@ def cmd_demo(args):
     from .adapters.sklearn import from_sklearn
     from .schemes import prune_network
 
+    from ._validate import check_threads
+    if not 0 < args.sparsity < 1:
+        raise CliError(f"--sparsity: expected a fraction in (0, 1) of the weights to remove, got {args.sparsity:g}")
+    check_threads("--threads", args.threads)
+    if args.plot:
+        from ._validate import check_output_path
+        check_output_path("--plot", args.plot)
     print("nettrim demo: prune a ReLU network trained on scikit-learn's digits (8x8 images, 10 classes)\n")
     d = load_digits()
     X = (d.data / 16.0).astype(np.float32)
@@ -203,6 +255,8 @@ def cmd_prune(args):
     if model_format(out) != fmt:      # before any work is done
         raise CliError(f"{out}: the output must have the model's format ({fmt}), e.g. "
                        f"{os.path.splitext(out)[0]}{os.path.splitext(args.model)[1]}")
+    _check_options(args)
+    _check_outputs(args)
     loaded, X = _load_model_and_data(args, args.model, args.calib)
     progress = Progress(len(loaded.net.layers), enabled=False if args.quiet else None)
     kw = _target(args)
@@ -212,21 +266,86 @@ def cmd_prune(args):
                                        on_layer=progress.layer_done, progress=progress.solver_callback, **kw)
     finally:
         progress.close()
-    save_model(loaded, pruned, out)
+    digest = save_model(loaded, pruned, out, sparse=args.sparse)
     base = os.path.splitext(out)[0]
-    written = [out]
-    if args.sparse:
-        pruned.save_npz(base + ".sparse.npz", sparse=True)
-        written.append(base + ".sparse.npz")
     sizes = pruned.size_report()
-    atomic_json(base + ".json", {**report.to_dict(), "model": args.model, "output": out,
-                                 "size": sizes, "options": kw})
-    written.append(base + ".json")
+    files = {"input_bytes": os.path.getsize(args.model), "output_bytes": os.path.getsize(out), "sparse": args.sparse}
+    # The report names the model file by its hash: two runs writing the same OUTPUT at once
+    # can interleave their renames, and 'nettrim report' then says that the pair does not match.
+    atomic_json(base + ".json", {**report.to_dict(), "model": args.model, "output": out, "output_sha256": digest,
+                                 "files": files, "size": sizes, "options": kw})
     if not args.quiet:
         print(report_table(report))
-        print(f"size: {sizes['dense_bytes'] / 1024:.1f} KiB dense, {sizes['sparse_bytes'] / 1024:.1f} KiB as CSR")
-        print("wrote " + ", ".join(written))
+        print(f"weights: {sizes['dense_bytes'] / 1024:.1f} KiB dense, {sizes['sparse_bytes'] / 1024:.1f} KiB as CSR")
+        print(_file_line(files, args))
+        print(f"wrote {out}, {base}.json" + (_restore_hint(out) if args.sparse and fmt == "torch" else ""))
     return 0
+
+
+def _file_line(files, args):
+    return (f"model file: {files['input_bytes'] / 1024:.1f} KiB in, {files['output_bytes'] / 1024:.1f} KiB written"
+            + (" (--sparse)" if files["sparse"] else " (dense; --sparse writes a file that shrinks with the pruning)"))
+
+
+def _restore_hint(out):
+    return f" (a sparse state dict: nettrim.adapters.torch.load_sparse({out!r}, model) restores it)"
+
+
+def _check_options(args):
+    """The pruning options, named as on the command line, before anything is read."""
+    from ._validate import check_real, check_threads, check_int
+    from .methods import NM_CAPABLE, check_nm
+    if args.eps is not None:
+        check_real("--eps", args.eps, low=0, what="a relative tolerance >= 0")
+    if args.sparsity is not None and not 0 < args.sparsity < 1:
+        raise CliError(f"--sparsity: expected a fraction in (0, 1) of the weights to remove, got {args.sparsity:g}")
+    check_threads("--threads", args.threads)
+    check_int("--max-samples", args.max_samples, low=1, what="a number of rows")
+    check_int("--seed", args.seed, low=0, what="a seed")
+    if args.nm is not None:
+        try:
+            check_nm(args.nm)
+        except ValueError as e:
+            raise CliError(f"--nm{str(e)[2:]}") from None
+        if args.method not in NM_CAPABLE:
+            raise CliError(f"--nm: method {args.method} has no N:M variant (those that do: "
+                           f"{', '.join(sorted(NM_CAPABLE))})")
+        if args.sparsity is not None:
+            raise CliError("--sparsity: not with --nm, which fixes the sparsity at 1 - N/M")
+    if args.method != "nettrim" and args.sparsity is None and args.nm is None:
+        raise CliError(f"--sparsity: --method {args.method} needs a target: --sparsity or --nm")
+    if args.structured and args.method != "nettrim":
+        raise CliError(f"--structured: a Net-Trim option, not for --method {args.method} (apoz is structured)")
+    if not args.refit and args.method != "nettrim":
+        raise CliError(f"--no-refit: a Net-Trim option, not for --method {args.method}")
+    if args.checkpoint is not None:
+        from ._validate import check_directory
+        check_directory("--checkpoint", args.checkpoint)
+
+
+def _check_outputs(args):
+    """OUTPUT and its report can be written, and overwrite none of the inputs (without --force)."""
+    from ._validate import check_output_path
+    out = args.output
+    for name, path in (("model", args.model), ("calibration file", args.calib)):
+        if _same_file(out, path) and not args.force:
+            raise CliError(f"-o: {out} is the {name} {path}; pass --force to overwrite it")
+    check_output_path("-o", out)
+    report = os.path.splitext(out)[0] + ".json"
+    for name, path in (("model", args.model), ("calibration file", args.calib)):
+        if _same_file(report, path):
+            raise CliError(f"-o: the report {report} would overwrite the {name}; choose another output name")
+    check_output_path("-o (its report)", report)
+
+
+def _same_file(a, b):
+    """Whether two paths name the same file: symbolic links and relative paths resolved."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _target(args):
@@ -248,21 +367,35 @@ def cmd_report(args):
         with open(args.report) as f:
             d = json.load(f)
         report = PruneReport.from_dict(d)
-    except (ValueError, KeyError, TypeError) as e:  # JSON and Unicode errors are ValueErrors
-        raise CliError(f"{args.report}: not a nettrim report ({e})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSON and Unicode errors are ValueErrors
+        raise CliError(f"{args.report}: not a nettrim report ({type(e).__name__}: {e})") from None
     print(f"{d.get('model', '')} -> {d.get('output', '')}: {report.scheme} scheme, "
           f"{report.calibration_samples} calibration samples")
     print(report_table(report))
     if "size" in d:
-        print(f"size: {d['size']['dense_bytes'] / 1024:.1f} KiB dense, "
+        print(f"weights: {d['size']['dense_bytes'] / 1024:.1f} KiB dense, "
               f"{d['size']['sparse_bytes'] / 1024:.1f} KiB as CSR")
+    if "files" in d:
+        print(_file_line(d["files"], args))
+    output, digest = d.get("output"), d.get("output_sha256")
+    if output and digest:
+        from .io import sha256_file
+        path = output if os.path.isabs(output) else os.path.join(os.path.dirname(os.path.abspath(args.report)), output)
+        if not os.path.exists(path) and os.path.exists(output):
+            path = output
+        if not os.path.exists(path):
+            print(f"nettrim: note: the model {output} is not there any more", file=sys.stderr)
+        elif sha256_file(path) != digest:
+            print(f"nettrim: note: {output} is not the model this report describes (its sha256 differs: "
+                  f"rewritten since, by another run?)", file=sys.stderr)
     return 0
 
 
 def cmd_inspect(args):
     from .models import load_model
-    loaded = load_model(args.model, input_shape=_shape(args.input_shape))
-    print(f"{args.model}: {loaded.format} model, input shape {loaded.net.input_shape}")
+    loaded = load_model(args.model, input_shape=_shape(args.input_shape), trust=args.trust_model)
+    print(f"{args.model}: {loaded.format} model, input shape {loaded.net.input_shape}, "
+          f"{os.path.getsize(args.model) / 1024:.1f} KiB")
     print(model_table(loaded.net))
     return 0
 
@@ -272,15 +405,22 @@ def cmd_sweep(args):
     from .progress import Progress
     from .schemes import prune_network
 
+    if args.sparsity:
+        settings = [{"sparsity": v} for v in _numbers("--sparsity", args.sparsity, 0, 1, "fractions in (0, 1)")]
+    else:
+        settings = [{"eps_rel": v} for v in _numbers("--eps", args.eps, 0, None, "relative tolerances >= 0")]
+    from ._validate import check_int, check_threads
+    check_threads("--threads", args.threads)
+    check_int("--max-samples", args.max_samples, low=1, what="a number of rows")
+    check_int("--seed", args.seed, low=0, what="a seed")
+    if args.plot:
+        from ._validate import check_output_path
+        check_output_path("--plot", args.plot)
     loaded, X = _load_model_and_data(args, args.model, args.calib)
     net = loaded.net
     Xe, ye = load_arrays(args.eval, "evaluation data")
     _check_matches(net, Xe, args.eval)
     reference = net.forward(Xe)
-    if args.sparsity:
-        settings = [{"sparsity": float(v)} for v in args.sparsity.split(",")]
-    else:
-        settings = [{"eps_rel": float(v)} for v in args.eps.split(",")]
     rows = [("setting", "kept %", "accuracy" if ye is not None else "", "output error", "time s")]
     points = []
     base = f"{np.mean(np.argmax(reference, 1) == ye):.4f}" if ye is not None else ""
@@ -333,13 +473,30 @@ def _sweep_plot(points, accuracy, base, path, args):
     return True
 
 
+def _numbers(flag, text, low, high, what):
+    """A comma-separated list of numbers, each in range, or an error naming the flag and the value."""
+    values = []
+    for item in text.split(","):
+        try:
+            v = float(item)
+        except ValueError:
+            raise CliError(f"{flag}: expected comma-separated {what}, got {item.strip()!r} in {text!r}") from None
+        if not np.isfinite(v) or v < low or (high is not None and not low < v < high) or (high is None and v < low):
+            raise CliError(f"{flag}: expected comma-separated {what}, got {item.strip()} in {text!r}")
+        values.append(v)
+    return values
+
+
 def _shape(text):
     if not text:
         return None
     try:
-        return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
     except ValueError:
-        raise CliError(f"--input-shape: expected integers such as 1,28,28, got {text!r}") from None
+        raise CliError(f"--input-shape: expected positive integers such as 1,28,28, got {text!r}") from None
+    if not shape or min(shape) < 1:
+        raise CliError(f"--input-shape: expected positive integers such as 1,28,28, got {text!r}")
+    return shape
 
 
 def _load_model_and_data(args, model_path, calib_path):
@@ -348,9 +505,10 @@ def _load_model_and_data(args, model_path, calib_path):
     model_format(model_path)                      # unsupported extension: say so before reading data
     if not os.path.exists(model_path):
         raise CliError(f"model file not found: {model_path}")
+    given = _shape(args.input_shape)
     X, _ = load_arrays(calib_path, "calibration inputs")
-    shape = _shape(args.input_shape) or (tuple(X.shape[1:]) if X.ndim > 2 else None)
-    loaded = load_model(model_path, input_shape=shape)
+    shape = given or (tuple(X.shape[1:]) if X.ndim > 2 else None)
+    loaded = load_model(model_path, input_shape=shape, trust=args.trust_model)
     _check_matches(loaded.net, X, calib_path)
     return loaded, X
 

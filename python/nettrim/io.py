@@ -1,29 +1,80 @@
 """Files written atomically: a temporary file in the same folder, then a rename."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+import threading
+
+_umask_lock = threading.Lock()
 
 
 def atomic_write(path, write):
-    """Call ``write(file_object)`` on a temporary file, then move it onto ``path``.
+    """Call ``write(file_object)`` on a temporary file, then move it onto ``path``; returns the
+    sha256 (hex) of the bytes written.
 
     An interrupted run never leaves a half-written ``path``: either the old file or the
-    complete new one is there."""
-    path = os.fspath(path)
+    complete new one is there.  The file gets the mode a plain ``open(path, "w")`` would give
+    it: an existing file's own mode, otherwise ``0o666`` less the umask (``mkstemp`` alone
+    would leave 0600).  Errors name ``path``, never the temporary file."""
+    from ._validate import check_path
+    path = check_path("path", path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".nettrim-", suffix=".part", dir=folder)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory; expected a file name")
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".nettrim-", suffix=".part", dir=folder)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: the directory {folder} does not exist") from None
+    except OSError as e:
+        raise type(e)(f"{path}: cannot write in {folder} ({e.strerror or e})") from None
+    try:
+        os.fchmod(fd, file_mode(path))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        digest = sha256_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and tmp in str(e):
+            raise type(e)(f"{path}: cannot write ({e.strerror or e})") from None
         raise
+    return digest
+
+
+def file_mode(path):
+    """The permission bits ``open(path, "w")`` gives: an existing file keeps its own, a new
+    one gets ``0o666 & ~umask``."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
+def current_umask():
+    try:                                   # Linux: read it without changing it
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _umask_lock:                      # elsewhere: set and restore (not thread-safe across processes' threads)
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def sha256_file(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_savez(path, arrays):
@@ -39,11 +90,11 @@ def atomic_savez(path, arrays):
                 with z.open(info, "w", force_zip64=True) as out:
                     np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
 
-    atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def atomic_json(path, obj):
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=_jsonable).encode()))
+    return atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=_jsonable).encode()))
 
 
 def _jsonable(x):

@@ -20,8 +20,44 @@ import numpy as np
 from . import conv
 
 
-def _pair(v):
-    return (int(v), int(v)) if np.isscalar(v) else tuple(int(x) for x in v)
+def _pair(name, v, low):
+    """An int or a pair of ints, each >= ``low``, as a pair (``stride=2`` is ``(2, 2)``)."""
+    import numbers
+    values = [v, v] if np.ndim(v) == 0 and not isinstance(v, (str, bytes)) else v
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != 2:
+        raise ValueError(f"{name}: expected an integer or a pair of integers, got {v!r}")
+    if any(isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral) for x in values):
+        raise TypeError(f"{name}: expected an integer or a pair of integers, got {v!r}")
+    if any(int(x) < low for x in values):
+        raise ValueError(f"{name}: expected values >= {low}, got {v!r}")
+    return tuple(int(x) for x in values)
+
+
+def _array(name, a, ndim, what):
+    """A finite float32 array of ``ndim`` dimensions (integers are converted; strings, objects and
+    complex numbers are errors)."""
+    if a is None:
+        raise TypeError(f"{name}: expected {what}, got None")
+    if hasattr(a, "detach"):    # a torch tensor
+        a = a.detach().cpu().numpy()
+    arr = np.asarray(a)
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"{name}: expected {what} of real numbers, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name}: expected {what}, got shape {arr.shape}")
+    arr = np.asarray(arr, np.float32)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: expected finite values, got NaN or Inf")
+    return arr
+
+
+def _check_flags(layer):
+    for field in ("relu",) + (("has_bias",) if layer.has_bias is not None else ()):
+        if not isinstance(getattr(layer, field), (bool, np.bool_)):
+            raise TypeError(f"{layer.name or type(layer).__name__}: {field}: expected True or False, "
+                            f"got {getattr(layer, field)!r}")
+    if not isinstance(layer.name, str):
+        raise TypeError(f"name: expected a string, got {layer.name!r}")
 
 
 class _Prunable:
@@ -51,14 +87,16 @@ class Dense(_Prunable):
     groups = 1
 
     def __post_init__(self):
-        self.W = np.asarray(self.W, np.float32)
+        _check_flags(self)
+        prefix = f"{self.name}: " if self.name else ""
+        self.W = _array(prefix + "W", self.W, 2, "a weight matrix (n_in, n_out)")
         if self.has_bias is None:
             self.has_bias = self.b is not None
         self.b = (np.zeros(self.W.shape[-1], np.float32) if self.b is None
-                  else np.asarray(self.b, np.float32).reshape(-1))
-        if self.W.ndim != 2 or self.b.shape != (self.W.shape[1],):
-            raise ValueError(f"{self.name or 'Dense'}: expected W (n_in, n_out) and b (n_out,), got "
-                             f"{self.W.shape} and {self.b.shape}")
+                  else _array(prefix + "b", self.b, None, "a bias vector").reshape(-1))
+        if self.b.shape != (self.W.shape[1],):
+            raise ValueError(f"{prefix}b: expected shape ({self.W.shape[1]},) to match W {self.W.shape}, "
+                             f"got {self.b.shape}")
 
     @property
     def shape(self):
@@ -112,19 +150,24 @@ class Conv2d(_Prunable):
     has_bias: Optional[bool] = None
 
     def __post_init__(self):
-        self.weight = np.asarray(self.weight, np.float32)
-        c_out = self.weight.shape[0] if self.weight.ndim == 4 else 0
+        from ._validate import check_int
+        _check_flags(self)
+        prefix = f"{self.name}: " if self.name else ""
+        self.weight = _array(prefix + "weight", self.weight, 4, "a kernel (C_out, C_in/groups, kh, kw)")
+        c_out = self.weight.shape[0]
         if self.has_bias is None:
             self.has_bias = self.b is not None
         self.b = (np.zeros(c_out, np.float32) if self.b is None
-                  else np.asarray(self.b, np.float32).reshape(-1))
-        self.stride, self.padding, self.dilation = map(_pair, (self.stride, self.padding, self.dilation))
-        self.groups = int(self.groups)
-        if self.weight.ndim != 4 or self.b.shape != (c_out,):
-            raise ValueError(f"{self.name or 'Conv2d'}: expected weight (C_out, C_in/groups, kh, kw) and bias "
-                             f"(C_out,), got {self.weight.shape} and {self.b.shape}")
-        if self.groups < 1 or c_out % self.groups:
-            raise ValueError(f"{self.name or 'Conv2d'}: groups={self.groups} must divide C_out={c_out}")
+                  else _array(prefix + "b (bias)", self.b, None, "a bias vector").reshape(-1))
+        if self.b.shape != (c_out,):
+            raise ValueError(f"{prefix}b (bias): expected shape ({c_out},) to match the weight {self.weight.shape}, "
+                             f"got {self.b.shape}")
+        self.stride = _pair(prefix + "stride", self.stride, 1)
+        self.padding = _pair(prefix + "padding", self.padding, 0)
+        self.dilation = _pair(prefix + "dilation", self.dilation, 1)
+        self.groups = check_int(prefix + "groups", self.groups, low=1)
+        if c_out % self.groups:
+            raise ValueError(f"{prefix}groups: expected a divisor of C_out={c_out}, got {self.groups}")
 
     @property
     def shape(self):
@@ -193,9 +236,9 @@ class MaxPool2d:
     padding: Tuple[int, int] = (0, 0)
 
     def __post_init__(self):
-        self.kernel = _pair(self.kernel)
-        self.stride = self.kernel if self.stride is None else _pair(self.stride)
-        self.padding = _pair(self.padding)
+        self.kernel = _pair("kernel", self.kernel, 1)
+        self.stride = self.kernel if self.stride is None else _pair("stride", self.stride, 1)
+        self.padding = _pair("padding", self.padding, 0)
 
     def output_shape(self, in_shape):
         if len(in_shape) != 3:
@@ -223,6 +266,20 @@ class BatchNorm:
     mean: np.ndarray
     var: np.ndarray
     eps: float = 1e-5
+
+    def __post_init__(self):
+        from ._validate import check_real
+        n = np.shape(self.mean)
+        for field in ("weight", "bias", "mean", "var"):
+            value = getattr(self, field)
+            if value is None and field in ("weight", "bias"):
+                continue
+            arr = _array(f"BatchNorm {field}", value, 1, "a vector (one value per feature)")
+            if arr.shape != n:
+                raise ValueError(f"BatchNorm {field}: expected shape {n} like mean, got {arr.shape}")
+        if (np.asarray(self.var) < 0).any():
+            raise ValueError("BatchNorm var: expected variances >= 0, got negative values")
+        self.eps = check_real("BatchNorm eps", self.eps, low=0)
 
     def affine(self):
         """``(s, shift)`` with ``bn(y) = s * y + shift``."""

@@ -2,6 +2,12 @@
 
 :func:`load_model` reads a file into a :class:`Network` and keeps what is needed to write the
 pruned weights back in the same format with :func:`save_model` (always atomically).
+
+PyTorch files are read with ``torch.load(..., weights_only=True)``, which runs no code from
+the file.  A pickled whole ``nn.Module`` (``torch.save(model, path)``) cannot be read that way:
+unpickling it imports and calls whatever the file names, so a crafted file runs arbitrary
+code.  Reading one needs ``trust=True`` (``--trust-model`` on the command line), for files
+from a source you trust.  TorchScript (``torch.jit.save``) and ONNX files need no such opt-in.
 """
 from __future__ import annotations
 
@@ -36,33 +42,55 @@ def model_format(path):
     return FORMATS[ext]
 
 
-def load_model(path, *, input_shape: Optional[tuple] = None, sample_inputs=None) -> LoadedModel:
-    """Read a model file.  ``input_shape`` (one sample's) is needed by convolutional PyTorch
-    models; ``sample_inputs`` (a few rows) check the numpy forward pass against the framework."""
-    path = str(path)
+def load_model(path, *, input_shape: Optional[tuple] = None, sample_inputs=None, trust=False) -> LoadedModel:
+    """Read a model file.
+
+    ``input_shape`` (one sample's) is needed by convolutional PyTorch models and ONNX models
+    that do not state it; for a model whose first layer is dense it must hold that layer's
+    number of inputs.  ``sample_inputs`` (a few rows) check the numpy forward pass against the
+    framework.  ``trust=True`` allows a pickled PyTorch module, whose loading runs code from
+    the file (see the module docstring)."""
+    from ._validate import check_bool, check_path, check_shape
+    path = check_path("path", path)
+    trust = check_bool("trust", trust)
+    if input_shape is not None:
+        input_shape = check_shape("input_shape", input_shape)
     fmt = model_format(path)
     if not os.path.exists(path):
         raise ModelFileError(f"model file not found: {path}")
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path}: is a directory, expected a model file")
     try:
         if fmt == "npz":
-            return LoadedModel(Network.load_npz(path), fmt)
+            net = Network.load_npz(path)
+            _check_given_shape(net, input_shape)
+            return LoadedModel(net, fmt)
         if fmt == "onnx":
-            import onnx
-            from .adapters.onnx import load_onnx
-            try:
-                model = onnx.load(path)
-            except Exception as e:       # protobuf's DecodeError and friends
-                raise ModelFileError(f"{path}: cannot read the model: {_first_line(e)}") from None
+            from .adapters.onnx import load_onnx, read_onnx
+            model = read_onnx(path)
             return LoadedModel(load_onnx(model, input_shape, check_inputs=sample_inputs), fmt, model)
-        module, scripted = _load_torch(path)
+        module, scripted = _load_torch(path, trust)
         from .adapters.torch import from_torch
         return LoadedModel(from_torch(module, input_shape, check_inputs=sample_inputs), fmt, module, scripted)
     except ImportError as e:
         raise ModelFileError(f"{path}: {e}") from None
     except ModelFileError:
         raise
-    except (ValueError, KeyError, OSError, RuntimeError, EOFError) as e:
+    except (ValueError, TypeError) as e:
+        text = _first_line(e)
+        if text.startswith(path) or text.startswith("input_shape:") or text.startswith("check_inputs:"):
+            raise type(e)(text) from None
+        raise ModelFileError(f"{path}: {text}") from None
+    except (KeyError, OSError, RuntimeError, EOFError) as e:
         raise ModelFileError(f"{path}: cannot read the model: {_first_line(e)}") from None
+
+
+def _check_given_shape(net, input_shape):
+    if input_shape is None:
+        return
+    if int(np.prod(input_shape)) != net.n_inputs or (len(net.input_shape) > 1 and input_shape != net.input_shape):
+        raise ValueError(f"input_shape: {input_shape} does not match the model's input "
+                         f"{'x'.join(map(str, net.input_shape))} ({net.n_inputs} values per sample)")
 
 
 def _first_line(e):
@@ -70,62 +98,104 @@ def _first_line(e):
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def _load_torch(path):
+def _load_torch(path, trust=False):
+    import pickle
+    import warnings
+
     import torch
+    from .adapters.torch import SPARSE_FORMAT
     try:
-        return torch.jit.load(path, map_location="cpu"), True
-    except Exception:      # not TorchScript: a pickled module
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)    # torch 2.13 deprecates TorchScript
+            return torch.jit.load(path, map_location="cpu"), True
+    except Exception:      # not TorchScript (torch.jit.load runs no pickled code)
         pass
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # More than tensors and plain containers: a pickled object, most often a whole nn.Module.
+        if not trust:
+            raise ModelFileError(
+                f"{path}: holds a pickled Python object (a whole nn.Module?), and unpickling it runs whatever "
+                "code the file names. Load it only if you trust its source: --trust-model on the command line, "
+                "trust=True in load_model(). Safer: save the model as TorchScript (torch.jit.save) or ONNX"
+            ) from None
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise ModelFileError(f"{path}: cannot read the model: {_first_line(e)}") from None
     except Exception as e:
-        raise ModelFileError(f"{path}: cannot read the model: {_first_line(e)}") from None
+        raise ModelFileError(f"{path}: cannot read the model, damaged or truncated? ({_first_line(e)})") from None
+    if isinstance(obj, dict) and obj.get("format") == SPARSE_FORMAT:
+        raise ModelFileError(f"{path}: a sparse state dict written by nettrim (prune --sparse); it holds weights, not "
+                             f"an architecture: restore it with nettrim.adapters.torch.load_sparse(path, model)")
     if isinstance(obj, dict):
-        raise ModelFileError(f"{path}: holds a state_dict, which has no architecture; save the module itself "
-                             "(torch.save(model, path)) or a TorchScript module")
+        raise ModelFileError(f"{path}: holds a state_dict, which has no architecture; save the module as "
+                             "TorchScript (torch.jit.save(torch.jit.script(model), path)) or the module itself "
+                             "(torch.save(model, path), read with --trust-model)")
     if not isinstance(obj, torch.nn.Module):
         raise ModelFileError(f"{path}: expected a torch.nn.Module, found {type(obj).__name__}")
     return obj.eval(), False
 
 
 def save_model(loaded: LoadedModel, pruned: Network, path, *, sparse=False):
-    """Write ``pruned`` in the format ``loaded`` came from, atomically."""
+    """Write ``pruned`` in the format ``loaded`` came from, atomically; returns the file's sha256.
+
+    ``sparse=True`` writes the weights so that the file shrinks with the pruning: ``.npz``
+    as CSR arrays, ONNX with compact initializers (runs in onnxruntime as it is), PyTorch as
+    a sparse state dict (restore with :func:`nettrim.adapters.torch.load_sparse`)."""
     from .io import atomic_write
     path = str(path)
     if model_format(path) != loaded.format:
         raise ModelFileError(f"{path}: the output must have the input model's format ({loaded.format})")
     if loaded.format == "npz":
-        pruned.save_npz(path, sparse=sparse)
-    elif loaded.format == "onnx":
-        from .adapters.onnx import save_onnx
-        save_onnx(pruned, loaded.source, path)
-    else:
-        import torch
-        from .adapters.torch import to_torch
-        module = to_torch(pruned, loaded.source)
-        atomic_write(path, (lambda f: torch.jit.save(module, f)) if loaded.scripted else
-                     (lambda f: torch.save(module, f)))
+        return pruned.save_npz(path, sparse=sparse)
+    if loaded.format == "onnx":
+        from .adapters.onnx import pruned_onnx
+        model = pruned_onnx(pruned, loaded.source, sparse=sparse)
+        return atomic_write(path, lambda f: f.write(model.SerializeToString()))
+    import torch
+    from .adapters.torch import save_sparse, to_torch
+    module = to_torch(pruned, loaded.source)
+    if sparse:
+        return save_sparse(module, path)
+    return atomic_write(path, (lambda f: torch.jit.save(module, f)) if loaded.scripted else
+                        (lambda f: torch.save(module, f)))
 
 
 def load_arrays(path, what="calibration inputs", *, need_labels=False):
-    """``(X, y)`` from ``.npy`` (X only) or ``.npz`` (arrays ``X`` and, optionally, ``y``)."""
+    """``(X, y)`` from ``.npy`` (X only) or ``.npz`` (arrays ``X`` and, optionally, ``y``).
+
+    Errors name the file: missing, unreadable, without ``X``, of the wrong shape or type, or
+    with NaN or infinite values."""
+    import zipfile
     path = str(path)
     if not os.path.exists(path):
         raise ModelFileError(f"{what} file not found: {path}")
     try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"{path}: cannot read {what} ({e})") from None
-    y = None
-    if hasattr(data, "files"):
-        if "X" not in data.files:
-            raise ModelFileError(f"{path}: expected an array named 'X' in the .npz, found {data.files}")
-        X = data["X"]
-        y = data["y"] if "y" in data.files else None
-    else:
-        X = data
+        with open(path, "rb") as fh:       # np.load leaves its own handle open when a zip is damaged
+            data = np.load(fh, allow_pickle=False)
+            y = None
+            if hasattr(data, "files"):
+                with data:
+                    if "X" not in data.files:
+                        raise ModelFileError(f"{path}: expected an array named 'X' in the .npz, found {data.files}")
+                    X = data["X"]
+                    y = data["y"] if "y" in data.files else None
+            else:
+                X = data
+    except ModelFileError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ModelFileError(f"{path}: cannot read {what} ({_first_line(e)})") from None
     if need_labels and y is None:
         raise ModelFileError(f"{path}: expected labels: an .npz with arrays 'X' and 'y'")
+    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+        raise ModelFileError(f"{path}: expected {what} of real numbers, got dtype {X.dtype}")
     if X.ndim < 2 or len(X) == 0:
         raise ModelFileError(f"{path}: expected {what} of shape (samples, features...), got {X.shape}")
+    if not np.isfinite(X).all():
+        raise ModelFileError(f"{path}: expected finite {what}, found NaN or infinite values")
+    if y is not None and len(y) != len(X):
+        raise ModelFileError(f"{path}: expected one label per sample in 'y' ({len(X)}), got {len(y)}")
     return X, y

@@ -41,3 +41,13 @@ def model_table(net):
                  f"{100 * (1 - net.nnz() / max(1, net.size())):.1f}", f"{sizes['dense_bytes'] / 1024:.1f}",
                  f"{sizes['sparse_bytes'] / 1024:.1f}"))
     return format_table(rows, rules=[len(rows) - 1])
+
+
+def report_summary(report):
+    """A :class:`~nettrim.schemes.PruneReport` as text: one line of totals, then the per-layer
+    table of ``nettrim prune`` (``PruneReport.summary()`` and ``str(report)``)."""
+    kept = 100 * report.nnz_after / max(1, report.nnz_before)
+    method = "Net-Trim" if report.method == "nettrim" else report.method
+    head = (f"{method}, {report.scheme} scheme, {report.calibration_samples} calibration samples: "
+            f"{report.nnz_after} of {report.nnz_before} weights kept ({kept:.1f}%) in {report.seconds:.2f} s")
+    return head + "\n" + report_table(report)

@@ -62,6 +62,13 @@ class PruneReport:
                 "seconds": self.seconds, "nnz_before": self.nnz_before, "nnz_after": self.nnz_after,
                 "layers": [asdict(r) for r in self.layers]}
 
+    def summary(self) -> str:
+        """A line of totals and the per-layer table (as the command line prints it)."""
+        from .reporting import report_summary
+        return report_summary(self)
+
+    __str__ = summary
+
     @classmethod
     def from_dict(cls, d):
         layers = [LayerReport(**{**r, "shape": tuple(r["shape"])}) for r in d["layers"]]
@@ -128,30 +135,15 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
     solver_options : further keyword arguments for :func:`nettrim.prune_layer`
         (``tol``, ``max_iter``, ``progress`` ...), or for the chosen method (``damp`` ...).
     """
-    if not isinstance(net, Network):
-        raise TypeError(f"net: expected a nettrim.Network (see nettrim.adapters for models), got {type(net).__name__}")
-    if scheme not in ("parallel", "cascade"):
-        raise ValueError(f"scheme: expected 'parallel' or 'cascade', got {scheme!r}")
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
-    if not (gamma >= 1):
-        raise ValueError(f"gamma: expected a value >= 1 (so the trained weights stay feasible), got {gamma!r}")
-    if sparsity_scope not in ("network", "layer"):
-        raise ValueError(f"sparsity_scope: expected 'network' or 'layer', got {sparsity_scope!r}")
-    if max_samples is not None and int(max_samples) < 1:
-        raise ValueError(f"max_samples: expected a positive number of rows or None, got {max_samples!r}")
-    sparsity = _check_sparsity(sparsity, len(net.layers))
-    if nm is not None:
-        nm = check_nm(nm)
-        if method not in NM_CAPABLE:
-            raise ValueError(f"nm: {method} has no N:M variant (those that do: {', '.join(sorted(NM_CAPABLE))})")
-        if sparsity is not None:
-            raise ValueError("sparsity: not with nm, which fixes the sparsity at 1 - N/M")
-    if method != "nettrim" and sparsity is None and nm is None:
-        raise ValueError(f"sparsity: method {method!r} needs a target sparsity (or nm)")
-    if structured and method != "nettrim":
-        raise ValueError(f"structured: a Net-Trim option, not for method {method!r} (APoZ is structured)")
-    refit = bool(refit) and method == "nettrim"
+    from ._validate import check_prune_network_arguments
+    args = check_prune_network_arguments(
+        net, calibration_inputs, scheme=scheme, eps_rel=eps_rel, gamma=gamma, sparsity=sparsity,
+        sparsity_scope=sparsity_scope, method=method, nm=nm, structured=structured, refit=refit,
+        max_samples=max_samples, seed=seed, threads=threads, workers=workers, dtype=dtype, checkpoint=checkpoint,
+        on_layer=on_layer, solver_options=solver_options)
+    eps_rel, gamma, sparsity, nm, structured = (args[k] for k in ("eps_rel", "gamma", "sparsity", "nm", "structured"))
+    max_samples, seed, threads, workers = (args[k] for k in ("max_samples", "seed", "threads", "workers"))
+    refit = args["refit"] and method == "nettrim"
     if structured:
         solver_options["penalty"] = "group"
     X = check_inputs(net, calibration_inputs, "calibration_inputs")

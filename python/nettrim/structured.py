@@ -83,6 +83,9 @@ def shrink(net):
 
     Returns ``(smaller_network, removed)`` with ``removed[k]`` the number of outputs of layer
     ``k`` taken out."""
+    from .network import Network
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected a nettrim.Network, got {type(net).__name__}")
     removed = [0] * len(net.layers)
     changed = True
     while changed:

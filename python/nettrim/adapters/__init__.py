@@ -15,7 +15,12 @@ def check_reproduces(net, inputs, framework_outputs, framework):
     ``framework_outputs(x)`` runs the original model on float32 inputs of the network's shape."""
     if inputs is None:
         inputs = np.random.default_rng(0).standard_normal((8,) + net.input_shape).astype(np.float32)
-    x = np.asarray(inputs, np.float32).reshape((-1,) + net.input_shape)[:64]
+    x = np.asarray(inputs)
+    if x.ndim < 2 or len(x) == 0 or x.shape[1:] not in (net.input_shape, (net.n_inputs,)) or \
+            not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise ValueError(f"check_inputs: expected samples of shape (n,) + {net.input_shape} (or flat rows of "
+                         f"{net.n_inputs}), got {x.dtype} of shape {x.shape}")
+    x = x.astype(np.float32).reshape((-1,) + net.input_shape)[:64]
     want = np.asarray(framework_outputs(x)).reshape(len(x), -1)
     got = net.forward(x).reshape(len(x), -1)
     if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=1e-3 * (1 + np.abs(want).max())):

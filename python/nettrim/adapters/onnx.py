@@ -5,10 +5,25 @@ Supported nodes: ``Gemm``, ``MatMul`` (+ ``Add`` of a bias), ``Conv``, ``Relu``,
 (folded into the layer before it), ``Dropout`` and ``Identity``; ``Shape``/``Gather``/... that
 only compute a reshape's target are followed.  The numpy forward pass is checked against
 onnxruntime's outputs (when onnxruntime is installed), so a misread model is an error.
+
+Compact weights (``save_onnx(..., sparse=True)``): each pruned weight is stored in whichever
+of three forms is smallest, all of them standard ONNX that onnxruntime runs:
+
+- dense (a plain initializer), when little was pruned;
+- a sparse initializer (``graph.sparse_initializer``, ``SparseTensorProto`` with int64
+  linear indices: 12 bytes per nonzero in float32), for very sparse weights;
+- a bit mask and the nonzero values (1 bit per weight + 4 bytes per nonzero), expanded by a
+  few constant nodes (``Cast``, ``Div``, ``Mod``, ``CumSum``, ``Gather``, ``Slice``, ``Reshape``;
+  opset 11 or later) that onnxruntime folds into a dense initializer when it loads the model,
+  so inference runs as fast as with the dense file.
+
+:func:`load_onnx` reads all three back (:func:`densify`).
 """
 from __future__ import annotations
 
 import copy
+import hashlib
+import os
 
 import numpy as np
 
@@ -26,11 +41,41 @@ def _onnx():
     return onnx, numpy_helper
 
 
+def read_onnx(path_or_model, name="model"):
+    """An ``onnx.ModelProto`` from a path or a ModelProto; errors name the file."""
+    onnx, _ = _onnx()
+    if isinstance(path_or_model, onnx.ModelProto):
+        return path_or_model
+    if isinstance(path_or_model, (str, bytes, os.PathLike)):
+        path = os.fsdecode(path_or_model) if isinstance(path_or_model, bytes) else os.fspath(path_or_model)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such file")
+        try:
+            return onnx.load(path)
+        except Exception as e:            # protobuf's DecodeError, external data errors, ...
+            text = str(e).strip().splitlines()
+            raise ValueError(f"{path}: not a readable ONNX model, truncated or not ONNX? "
+                             f"({text[0] if text else type(e).__name__})") from None
+    raise TypeError(f"{name}: expected a path to an .onnx file or an onnx.ModelProto, got {type(path_or_model).__name__}")
+
+
+def graph_signature(model):
+    """A digest of the graph's nodes (operations and connections), to recognise the model again."""
+    h = hashlib.sha256()
+    for node in model.graph.node:
+        h.update(repr((node.op_type, list(node.input), list(node.output))).encode())
+    return h.hexdigest()
+
+
 def load_onnx(path_or_model, input_shape=None, *, check_inputs=None) -> Network:
-    """The network of an ONNX model (a path or a ``ModelProto``), batch norms folded."""
+    """The network of an ONNX model (a path or a ``ModelProto``), batch norms folded.
+
+    ``input_shape`` (one sample's) is needed only when the model does not state it."""
     onnx, numpy_helper = _onnx()
-    model = onnx.load(path_or_model) if isinstance(path_or_model, (str, bytes)) or hasattr(path_or_model, "__fspath__") \
-        else path_or_model
+    from .._validate import check_shape
+    model = densify(read_onnx(path_or_model))
+    if input_shape is not None:
+        input_shape = check_shape("input_shape", input_shape)
     graph = model.graph
     init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in init]
@@ -71,8 +116,14 @@ def load_onnx(path_or_model, input_shape=None, *, check_inputs=None) -> Network:
         current = node.output[0]
     if current != graph.output[0].name:
         raise UnsupportedModelError("model: the output is not the end of the chain of layers")
+    if isinstance(steps[0], Dense) and len(input_shape) > 1:
+        if int(np.prod(input_shape)) != steps[0].W.shape[0]:
+            raise ValueError(f"input_shape: {input_shape} has {int(np.prod(input_shape))} values, but the model's first "
+                             f"layer takes {steps[0].W.shape[0]} inputs")
+        input_shape = (steps[0].W.shape[0],)       # a dense model takes flat rows
     net = Network(steps, input_shape)
     net.onnx_origins = origins
+    net.onnx_signature = graph_signature(model)
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -154,21 +205,38 @@ def _step(node, name, op, attrs, init, shape_tensors, steps):
                                 "Relu, MaxPool, AveragePool, Flatten, Reshape, BatchNormalization)")
 
 
-def save_onnx(net: Network, model, path):
-    """Write ``model`` with the (pruned) weights of ``net`` to ``path`` atomically.
+def save_onnx(net: Network, model, path, *, sparse=False):
+    """Write ``model`` with the (pruned) weights of ``net`` to ``path`` atomically; returns the
+    written ``ModelProto``.
 
     ``net`` must come from :func:`load_onnx` on the same model.  Batch norms that were folded
-    are set to the identity, the folded weights going into the layer before them."""
-    onnx, numpy_helper = _onnx()
+    are set to the identity, the folded weights going into the layer before them.  With
+    ``sparse=True`` the pruned weights are stored compactly (see the module's docstring), so
+    that the file shrinks with the pruning."""
+    from .._validate import check_bool, check_output_path
     from ..io import atomic_write
+    path = check_output_path("path", path)
+    out = pruned_onnx(net, model, sparse=check_bool("sparse", sparse))
+    atomic_write(path, lambda f: f.write(out.SerializeToString()))
+    return out
+
+
+def pruned_onnx(net: Network, model, *, sparse=False):
+    """The ``ModelProto`` that :func:`save_onnx` writes."""
+    onnx, numpy_helper = _onnx()
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected a nettrim.Network, got {type(net).__name__}")
     origins = getattr(net, "onnx_origins", None)
     if origins is None:
         raise ValueError("net: expected a network read by nettrim.adapters.onnx.load_onnx")
-    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        model = onnx.load(model)
+    model = densify(read_onnx(model))
+    signature = getattr(net, "onnx_signature", None)
+    if signature is not None and signature != graph_signature(model):
+        raise ValueError("model: not the model the network was read from (its graph differs)")
     out = copy.deepcopy(model)
     graph = out.graph
     inits = {t.name: t for t in graph.initializer}
+    _check_shapes(net, origins, graph, inits, numpy_helper)
 
     def put(name, array, like=None):
         array = np.asarray(array, dtype=np.float32 if like is None else numpy_helper.to_array(like).dtype)
@@ -214,8 +282,129 @@ def save_onnx(net: Network, model, path):
             n = layer.b.shape[0]
             for pos, value in zip(range(1, 5), (1.0, 0.0, 0.0, 1.0 - eps)):
                 put(bn.input[pos], np.full(n, value), inits[bn.input[pos]])
-    atomic_write(path, lambda f: f.write(out.SerializeToString()))
+    if sparse:
+        compact_weights(out, [graph.node[o["node"]].input[1] for o in origins])
     return out
+
+
+def _check_shapes(net, origins, graph, inits, numpy_helper):
+    for layer, origin in zip(net.layers, origins):
+        node = graph.node[origin["node"]]
+        name = node.input[1] if len(node.input) > 1 else ""
+        if name not in inits:
+            raise ValueError(f"model: node {node.name or node.op_type} has no weight initializer {name!r}")
+        have = tuple(inits[name].dims)
+        if origin["kind"] == "Gemm":
+            want = layer.W.T.shape if origin["transB"] else layer.W.shape
+        elif origin["kind"] == "MatMul":
+            want = layer.W.shape
+        else:
+            want = layer.weight.shape
+        if tuple(want) != have:
+            raise ValueError(f"net: layer {layer.name} has weights of shape {tuple(want)}, the model's {name!r} "
+                             f"{have} (a network with neurons removed cannot be written into the original graph)")
+
+
+# --- compact weights --------------------------------------------------------------------------------
+_PREFIX = "nettrim_unpack/"
+_NODE_BYTES = 600      # what the unpacking nodes and their small constants add, measured 520-560
+
+
+def compact_weights(model, names):
+    """Store the initializers ``names`` of ``model`` (in place) in their smallest form: dense,
+    a sparse initializer, or a bit mask with the nonzero values (see the module docstring)."""
+    _, numpy_helper = _onnx()
+    from onnx import helper
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    inits = {t.name: t for t in graph.initializer}
+    nodes, shared = [], False
+    for name in dict.fromkeys(names):
+        if name not in inits:
+            continue
+        array = numpy_helper.to_array(inits[name])
+        n, k, item = array.size, int(np.count_nonzero(array)), array.dtype.itemsize
+        sizes = {"dense": item * n, "sparse": (item + 8) * k + 64}
+        if opset >= 11 and array.ndim >= 1:
+            sizes["bits"] = (n + 7) // 8 + item * (k + 1) + _NODE_BYTES
+        form = min(sizes, key=sizes.get)
+        if form == "dense":
+            continue
+        graph.initializer.remove(inits[name])
+        for i in [i for i, v in enumerate(graph.input) if v.name == name][::-1]:
+            del graph.input[i]            # old IR: initializers listed as inputs too
+        flat = array.reshape(-1)
+        if form == "sparse":
+            where = np.flatnonzero(flat)
+            graph.sparse_initializer.append(helper.make_sparse_tensor(
+                numpy_helper.from_array(flat[where], name), numpy_helper.from_array(where.astype(np.int64), name + "_indices"),
+                list(array.shape)))
+            continue
+        if not shared:
+            graph.initializer.extend([
+                numpy_helper.from_array(np.array([128, 64, 32, 16, 8, 4, 2, 1], np.int32), "nettrim/pow2"),
+                numpy_helper.from_array(np.array(2, np.int32), "nettrim/two"),
+                numpy_helper.from_array(np.array(0, np.int32), "nettrim/axis0"),
+                numpy_helper.from_array(np.array([0], np.int64), "nettrim/zero")])
+            shared = True
+        bits = np.packbits(flat != 0)
+        graph.initializer.extend([
+            numpy_helper.from_array(bits.reshape(-1, 1), f"{name}/nettrim_bits"),
+            numpy_helper.from_array(np.concatenate([np.zeros(1, array.dtype), flat[flat != 0]]), f"{name}/nettrim_values"),
+            numpy_helper.from_array(np.array([bits.size * 8], np.int64), f"{name}/nettrim_nbits"),
+            numpy_helper.from_array(np.array([n], np.int64), f"{name}/nettrim_n"),
+            numpy_helper.from_array(np.array(array.shape, np.int64), f"{name}/nettrim_shape")])
+        t = f"{_PREFIX}{name}/"
+        nodes += [
+            helper.make_node("Cast", [f"{name}/nettrim_bits"], [t + "bytes"], to=6, name=t + "cast"),   # int32
+            helper.make_node("Div", [t + "bytes", "nettrim/pow2"], [t + "shifted"], name=t + "div"),
+            helper.make_node("Mod", [t + "shifted", "nettrim/two"], [t + "bits"], name=t + "mod"),
+            helper.make_node("Reshape", [t + "bits", f"{name}/nettrim_nbits"], [t + "mask"], name=t + "flat"),
+            helper.make_node("CumSum", [t + "mask", "nettrim/axis0"], [t + "count"], name=t + "cumsum"),
+            helper.make_node("Mul", [t + "count", t + "mask"], [t + "index"], name=t + "index"),
+            helper.make_node("Gather", [f"{name}/nettrim_values", t + "index"], [t + "values"], name=t + "gather"),
+            helper.make_node("Slice", [t + "values", "nettrim/zero", f"{name}/nettrim_n"], [t + "cut"],
+                             name=t + "slice"),
+            helper.make_node("Reshape", [t + "cut", f"{name}/nettrim_shape"], [name], name=t + "reshape")]
+    if nodes:
+        rest = list(graph.node)
+        del graph.node[:]
+        graph.node.extend(nodes + rest)
+    return model
+
+
+def densify(model):
+    """``model`` with sparse initializers and nettrim's bit-mask encodings turned back into dense
+    initializers (a copy; the model itself when there is nothing to undo)."""
+    _, numpy_helper = _onnx()
+    graph = model.graph
+    packed = [n for n in graph.node if n.name.startswith(_PREFIX)]
+    if not graph.sparse_initializer and not packed:
+        return model
+    model = copy.deepcopy(model)
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    for st in graph.sparse_initializer:
+        values, indices = numpy_helper.to_array(st.values), numpy_helper.to_array(st.indices).astype(np.int64)
+        dims = tuple(st.dims)
+        dense = np.zeros(int(np.prod(dims)), values.dtype)
+        dense[indices if indices.ndim == 1 else np.ravel_multi_index(indices.T, dims)] = values
+        graph.initializer.append(numpy_helper.from_array(dense.reshape(dims), st.values.name))
+    del graph.sparse_initializer[:]
+    targets = [n.output[0] for n in graph.node if n.name.startswith(_PREFIX) and n.name.endswith("/reshape")]
+    for name in targets:
+        get = lambda suffix: numpy_helper.to_array(inits[f"{name}/nettrim_{suffix}"])   # noqa: E731
+        bits, values, n, shape = get("bits"), get("values"), int(get("n")[0]), tuple(get("shape"))
+        mask = np.unpackbits(bits.reshape(-1))[:n].astype(bool)
+        dense = np.zeros(n, values.dtype)
+        dense[mask] = values[1:]
+        graph.initializer.append(numpy_helper.from_array(dense.reshape(shape), name))
+    keep = [n for n in graph.node if not n.name.startswith(_PREFIX)]
+    del graph.node[:]
+    graph.node.extend(keep)
+    for t in [t for t in graph.initializer if t.name.startswith("nettrim/") or "/nettrim_" in t.name]:
+        graph.initializer.remove(t)
+    return model
 
 
 def _run_batched(model, x):

@@ -10,6 +10,7 @@ output, so a misread model is an error, never a silently wrong pruning.
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 
@@ -33,14 +34,29 @@ def from_torch(module, input_shape=None, *, check_inputs=None) -> Network:
     is a convolution).  ``check_inputs`` (optional, a few samples) are used to check the
     numpy forward pass against the module's; random inputs are used otherwise."""
     torch = _torch()
+    from .._validate import check_shape
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(module).__name__}")
+    if input_shape is not None:
+        input_shape = check_shape("input_shape", input_shape)
+    dtypes = sorted({str(p.dtype).replace("torch.", "") for p in module.parameters()} |
+                    {str(b.dtype).replace("torch.", "") for b in module.buffers() if b.is_floating_point()})
+    odd = [d for d in dtypes if d not in ("float32", "float64", "int64")]
+    if odd:
+        raise TypeError(f"model: parameters of dtype {', '.join(odd)}; nettrim reads float32 or float64 models "
+                        f"(convert a copy with model.float())")
     try:
         steps, origins = _trace(module)
     except UnsupportedModelError:
         raise
     except Exception:                       # fx cannot trace it: read the submodules in order
         steps, origins = _children_in_order(module)
+    first = next((s for s in steps if isinstance(s, (Dense, Conv2d))), None)
+    if input_shape is not None and len(input_shape) > 1 and isinstance(first, Dense) and steps[0] is first:
+        if int(np.prod(input_shape)) != first.W.shape[0]:
+            raise ValueError(f"input_shape: {input_shape} has {int(np.prod(input_shape))} values, but the model's first "
+                             f"layer takes {first.W.shape[0]} inputs")
+        input_shape = None                  # a dense model takes flat rows
     net = Network(steps, input_shape)
     net.torch_origins = dict(origins)
     check_reproduces(net, check_inputs, lambda x: _run(module, x), "PyTorch")
@@ -50,9 +66,15 @@ def from_torch(module, input_shape=None, *, check_inputs=None) -> Network:
 def to_torch(net: Network, module):
     """A copy of ``module`` carrying the weights of ``net`` (read from it by :func:`from_torch`)."""
     torch = _torch()
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected a nettrim.Network, got {type(net).__name__}")
     origins = getattr(net, "torch_origins", None)
     if origins is None:
         raise ValueError("net: expected a network read by nettrim.adapters.torch.from_torch")
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module: expected the torch.nn.Module the network was read from, got {type(module).__name__}")
+    for layer in net.layers:
+        _check_target(layer, module)
     out = copy.deepcopy(module)
     with torch.no_grad():
         for layer in net.layers:
@@ -90,6 +112,25 @@ def _submodule(module, name):
     for part in name.split("."):
         module = getattr(module, part)
     return module
+
+
+def _check_target(layer, module):
+    """The submodule a layer goes back into exists, is of its kind and has its shape."""
+    try:
+        target = _submodule(module, layer.name)
+    except AttributeError:
+        raise ValueError(f"module: has no submodule {layer.name!r} (not the module the network was read from?)") \
+            from None
+    kind = getattr(target, "original_name", type(target).__name__)
+    want = "Linear" if isinstance(layer, Dense) else "Conv2d"
+    if kind != want or not hasattr(target, "weight"):
+        raise ValueError(f"module: {layer.name} is a {kind}, the network's layer a {want} (not the module the "
+                         f"network was read from?)")
+    shape = tuple(layer.W.T.shape if isinstance(layer, Dense) else layer.weight.shape)
+    if tuple(target.weight.shape) != shape:
+        raise ValueError(f"net: layer {layer.name} has weights of shape {shape}, the module's "
+                         f"{tuple(target.weight.shape)} (a network with neurons removed needs a module of its "
+                         f"new shapes)")
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -272,12 +313,99 @@ def _run(module, x):
     torch = _torch()
     was_training = module.training
     module.eval()
+    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
     try:
         with torch.no_grad():
-            return module(torch.as_tensor(x)).detach().cpu().numpy()
+            return module(torch.as_tensor(x).to(dtype)).detach().cpu().float().numpy()
     finally:
         module.train(was_training)
 
 
 def _np(t):
     return np.asarray(t.detach().cpu().numpy(), np.float32)
+
+
+# --- sparse state dicts ---------------------------------------------------------------------------
+SPARSE_FORMAT = "nettrim-sparse-state-dict"
+
+
+def sparse_state_dict(module):
+    """``{"format", "version", "state_dict", "shapes"}``: the module's state dict in which every
+    floating tensor of 2 or more dimensions that is smaller as CSR (int32 indices: 8 bytes per
+    nonzero and 4 per row) than dense is a ``torch.sparse_csr`` tensor of its (rows, -1) view;
+    ``shapes`` holds those tensors' own shapes.  Plain tensors, strings and ints only: it loads
+    with ``torch.load(..., weights_only=True)``.  :func:`load_sparse` restores it."""
+    import warnings
+    torch = _torch()
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
+    state, shapes = {}, {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)        # "sparse CSR support is in beta"
+        for name, t in module.state_dict().items():
+            t = t.detach().cpu()
+            if t.is_floating_point() and t.dim() >= 2:
+                flat = t.reshape(t.shape[0], -1)
+                nnz = int(torch.count_nonzero(flat))
+                if 8 * nnz + 4 * (flat.shape[0] + 1) < t.element_size() * t.numel():
+                    csr = flat.to_sparse_csr()
+                    state[name] = torch.sparse_csr_tensor(csr.crow_indices().to(torch.int32),
+                                                          csr.col_indices().to(torch.int32), csr.values(), flat.shape)
+                    shapes[name] = list(t.shape)
+                    continue
+            state[name] = t.clone()
+    return {"format": SPARSE_FORMAT, "version": 1, "state_dict": state, "shapes": shapes}
+
+
+def save_sparse(module, path):
+    """Write :func:`sparse_state_dict` of ``module`` to ``path`` (atomically); returns its sha256."""
+    from .._validate import check_output_path
+    from ..io import atomic_write
+    torch = _torch()
+    path = check_output_path("path", path)
+    payload = sparse_state_dict(module)
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_sparse(path, model=None):
+    """Read a file written by :func:`save_sparse` (``nettrim prune --sparse`` on a ``.pt``).
+
+    Returns the dense state dict, or, given ``model`` (the architecture, e.g. the module that
+    was pruned), a copy of it with those weights.  Loads with ``weights_only=True``: no code
+    from the file runs."""
+    import warnings
+    torch = _torch()
+    from .._validate import check_path
+    path = check_path("path", path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"{path}: not a sparse state dict written by nettrim ({_first_line(e)})") from None
+    if not isinstance(payload, dict) or payload.get("format") != SPARSE_FORMAT:
+        raise ValueError(f"{path}: not a sparse state dict written by nettrim (save_sparse / prune --sparse)")
+    state = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for name, t in payload["state_dict"].items():
+            if t.layout == torch.sparse_csr:
+                t = t.to_dense().reshape(payload["shapes"][name])
+            state[name] = t
+    if model is None:
+        return state
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: expected the torch.nn.Module to restore the weights into, got {type(model).__name__}")
+    out = copy.deepcopy(model)
+    try:
+        out.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"model: does not match the weights in {path} ({_first_line(e)})") from None
+    return out.eval()
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -39,6 +39,16 @@ def apoz(net, X, *, sparsity, scope="network"):
     layer loses its highest-APoZ neurons until its own weights are ``sparsity`` removed.
     The output layer keeps all its neurons, so the largest reachable sparsity is below 1.
     Returns a masked copy (same shapes); :func:`nettrim.structured.shrink` makes it smaller."""
+    from .._validate import check_real
+    from ..network import Network, check_inputs
+    if not isinstance(net, Network):
+        raise TypeError(f"net: expected a nettrim.Network, got {type(net).__name__}")
+    X = check_inputs(net, X, "X")
+    sparsity = check_real("sparsity", sparsity, low=0, strict_low=True, what="a fraction in (0, 1) of weights to remove")
+    if sparsity >= 1:
+        raise ValueError(f"sparsity: expected a fraction in (0, 1) of weights to remove, got {sparsity!r}")
+    if scope not in ("network", "layer"):
+        raise ValueError(f"scope: expected 'network' or 'layer', got {scope!r}")
     scores = apoz_scores(net, X)
     out = net.copy()
     layers = out.layers

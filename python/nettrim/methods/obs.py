@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from . import masks
+from ._args import check_damp, check_layer, check_positive_int
 
 
 def hessian(X, damp, bias=False):
@@ -43,6 +44,8 @@ def lobs(X, W, b, *, sparsity, damp=0.01, rounds=100):
     Pruned weights stay zero (a later update would otherwise revive them).  The bias, when
     the layer has one, is an unpruned coordinate of the Hessian, so the updates move it too.
     Returns ``(weights, bias)``."""
+    X, W, b, sparsity, _ = check_layer(X, W, b, sparsity=sparsity)
+    damp, rounds = check_damp(damp), check_positive_int("rounds", rounds)
     X = np.asarray(X, np.float32)
     W = np.asarray(W, np.float64)
     n, m = W.shape
@@ -82,6 +85,8 @@ def sparsegpt(X, W, b, *, sparsity=None, nm=None, damp=0.01, blocksize=128):
     ``blocksize`` inputs (the ``sparsity`` share of the block with the smallest
     ``w^2 / [chol(H^-1)]_qq^2``), or N of every M inputs when ``nm=(N, M)``.  The bias is
     kept, as in the paper.  Returns ``(weights, bias)``."""
+    X, W, b, sparsity, nm = check_layer(X, W, b, sparsity=sparsity, nm=nm)
+    damp, blocksize = check_damp(damp), check_positive_int("blocksize", blocksize)
     X = np.asarray(X, np.float32)
     Wt = np.array(np.asarray(W, np.float64).T)            # the paper's orientation: (outputs, inputs)
     m_out, n = Wt.shape
@@ -89,7 +94,6 @@ def sparsegpt(X, W, b, *, sparsity=None, nm=None, damp=0.01, blocksize=128):
     Wt[:, dead] = 0
     U = np.linalg.cholesky(np.linalg.inv(H)).T            # upper: H^-1 = U^T U
     if nm:
-        nm = masks.check_nm(nm)
         blocksize = max(nm[1], blocksize // nm[1] * nm[1])  # N:M groups never straddle two blocks
     for i1 in range(0, n, blocksize):
         i2 = min(i1 + blocksize, n)

@@ -23,10 +23,19 @@ def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None,
     X : (P, n_in) layer inputs.  Y : (P, M) the outputs to keep (ReLU outputs when ``relu``).
     V : (P, M) upper bound on inactive pre-activations (cascade); default 0.
     bias : the bias to keep when ``fit_bias`` is False (default zero)."""
-    X = np.asarray(X, np.float64)
-    Y = np.asarray(Y, np.float64)
+    from .._validate import as_float_matrix
+    X = np.asarray(as_float_matrix("X", X), np.float64)
+    Y = np.asarray(as_float_matrix("Y", Y, rows=X.shape[0]), np.float64)
     P, n = X.shape
     M = Y.shape[1]
+    mask = np.asarray(mask)
+    if mask.shape != (n, M):
+        raise ValueError(f"mask: expected shape ({n}, {M}) (inputs of X, outputs of Y), got {mask.shape}")
+    mask = mask.astype(bool)
+    if V is not None:
+        V = as_float_matrix("V", V, rows=P, cols=M)
+    if bias is not None and np.shape(bias) != (M,):
+        raise ValueError(f"bias: expected shape ({M},), got {np.shape(bias)}")
     Xs = np.hstack([X, np.ones((P, 1))]) if fit_bias else X
     fixed = np.zeros(M) if bias is None or fit_bias else np.asarray(bias, np.float64)
     bound = np.zeros((P, M)) if V is None else np.asarray(V, np.float64)

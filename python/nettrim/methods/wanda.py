@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import masks
+from ._args import check_layer
 
 
 def wanda_scores(X, W):
@@ -18,6 +19,7 @@ def wanda(X, W, b, *, sparsity=None, nm=None):
 
     No weight update, the bias is kept; the paper's comparison group is one output (a row of
     its ``W``, a column of ours).  Returns ``(weights, bias)``."""
+    X, W, b, sparsity, nm = check_layer(X, W, b, sparsity=sparsity, nm=nm)
     W = np.asarray(W, np.float32)
     scores = wanda_scores(np.asarray(X, np.float32), W)
     if nm:
