@@ -614,18 +614,7 @@ def check_cli(row, folder, timeout=60):
     return None
 
 
-ENGINE_SIDE = {"pl-threads-float", "pl-eps-rel-string", "pl-b-without-W", "pl-progress-int"}
-"""prune_layer's own checks (layer.py, being rewritten with the engine): expected to fail until then."""
-
-
-def _api_params():
-    for row in API:
-        marks = [pytest.mark.xfail(reason="prune_layer's checks come with the engine rewrite", strict=False)] \
-            if row[0] in ENGINE_SIDE else []
-        yield pytest.param(row, id=row[0], marks=marks)
-
-
-@pytest.mark.parametrize("row", list(_api_params()))
+@pytest.mark.parametrize("row", API, ids=[r[0] for r in API])
 def test_api_bad_input(row, ctx):
     problem = check_api(row, ctx)
     assert problem is None, problem
