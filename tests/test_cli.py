@@ -171,12 +171,12 @@ def test_killed_cascade_resumes_to_the_same_bytes(wide_mlp, tmp_path):
     cmd = [sys.executable, "-m", "nettrim.cli", *base, "-o", str(tmp_path / "resumed.npz"), "--checkpoint", str(ck)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not list(ck.glob("*-layer0.npz")) and time.time() < deadline and proc.poll() is None:
+    while not list(ck.glob("layer0-*.npz")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    assert list(ck.glob("*-layer0.npz")) and not list(ck.glob("*-layer2.npz"))
+    assert list(ck.glob("layer0-*.npz")) and not list(ck.glob("layer2-*.npz"))
     assert not (tmp_path / "resumed.npz").exists() and not list(tmp_path.glob("*.part"))
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
@@ -212,7 +212,7 @@ def test_progress_line_on_a_terminal_only():
     import io
 
     from nettrim.progress import Progress
-    from nettrim.schemes import LayerReport
+    from nettrim.report import LayerReport
     report = LayerReport("dense0", (4, 3), 12, 5, 0.1, 0.05, 0.05, 0.0, 0.0, 100, 1, "converged", 0.1)
     shown = io.StringIO()
     bar = Progress(3, enabled=True, stream=shown)

@@ -364,7 +364,7 @@ def test_damaged_checkpoint_layer_is_one_line(digits_mlp, tmp_path):
     np.save(tmp_path / "calib.npy", Xtr[:200])
     args = ["prune", "model.npz", "--calib", "calib.npy", "-o", "p.npz", "--checkpoint", "ck", "--quiet"]
     assert nettrim_cli(*args, cwd=tmp_path).returncode == 0
-    layer = next((tmp_path / "ck").glob("*-layer1.npz"))
+    layer = next((tmp_path / "ck").glob("layer1-*.npz"))
     layer.write_bytes(layer.read_bytes()[:100])
     out = nettrim_cli(*args, cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr

@@ -289,7 +289,7 @@ def test_method_argument_errors(digits_mlp):
              (dict(method="wanda", nm="2:4", sparsity=0.5), "fixes the sparsity"),
              (dict(method="wanda", nm="4:2"), "0 < N < M"),
              (dict(method="wanda", nm="two"), "nm: expected"),
-             (dict(method="magnitude", sparsity=[0.5, 0.5]), "one fraction in [0, 1) per layer"),
+             (dict(method="magnitude", sparsity=[0.5, 0.5]), "one fraction in [0, 1) per pruned layer"),
              (dict(method="wanda", structured=True, sparsity=0.5), "structured: a Net-Trim option"),
              (dict(method="apoz", sparsity=[0.1, 0.1, 0.1]), "APoZ takes one fraction")]
     for kw, message in cases:

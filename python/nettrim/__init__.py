@@ -4,7 +4,8 @@ from .layer import prune_layer
 from .layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .network import Network, from_arrays
 from .result import LayerResult, SolutionPath
-from .schemes import LayerReport, PruneReport, prune_network
+from .prune import prune_network
+from .report import LayerReport, PruneReport
 from .solver import LayerSolver, backends
 
 __version__ = "0.2.0"

@@ -189,7 +189,8 @@ _SET_PER_LAYER = ("X", "Y", "W", "b", "V", "eps", "fit_bias", "mode")
 
 def check_prune_network_arguments(net, calibration_inputs, *, scheme, eps_rel, gamma, sparsity, sparsity_scope,
                                   method, nm, structured, refit, max_samples, seed, threads, workers, dtype,
-                                  checkpoint, on_layer, solver_options):
+                                  checkpoint, on_layer, solver_options, layers=None, allocation="curves",
+                                  holdout=0.2, executor=None):
     """Every argument of :func:`nettrim.prune_network`, checked before any work is done.
 
     Returns the normalized values (a dict).  Raises TypeError / ValueError naming the argument,
@@ -206,10 +207,19 @@ def check_prune_network_arguments(net, calibration_inputs, *, scheme, eps_rel, g
         raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     if sparsity_scope not in ("network", "layer"):
         raise ValueError(f"sparsity_scope: expected 'network' or 'layer', got {sparsity_scope!r}")
+    from .allocation import ALLOCATIONS
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation: expected one of {', '.join(map(repr, ALLOCATIONS))}, got {allocation!r}")
+    if executor is not None and not callable(getattr(executor, "submit", None)):
+        raise TypeError(f"executor: expected a concurrent.futures-style executor (with submit), got "
+                        f"{type(executor).__name__}")
+    selected = check_layer_selection(net, layers)
     out = dict(
         eps_rel=check_real("eps_rel", eps_rel, low=0, what="a relative tolerance (a real number)"),
         gamma=check_real("gamma", gamma, low=1, what="a real number (>= 1 keeps the trained weights feasible)"),
-        sparsity=check_sparsity(sparsity, len(net.layers)),
+        sparsity=check_sparsity(sparsity, len(selected)),
+        layers=selected,
+        holdout=check_real("holdout", holdout, low=0, high=0.5, what="a fraction of the calibration samples"),
         structured=check_bool("structured", structured),
         refit=check_bool("refit", refit),
         max_samples=check_int("max_samples", max_samples, low=1, none=True, what="a positive number of rows"),
@@ -240,6 +250,32 @@ def check_prune_network_arguments(net, calibration_inputs, *, scheme, eps_rel, g
     return out
 
 
+def check_layer_selection(net, layers):
+    """Sorted indices of the prunable layers named (or indexed) in ``layers``; all when None."""
+    names = [layer.name for layer in net.layers]
+    if layers is None:
+        return list(range(len(names)))
+    if isinstance(layers, (str, bytes, numbers.Integral)):
+        layers = [layers]
+    try:
+        items = list(layers)
+    except TypeError:
+        raise TypeError(f"layers: expected a list of layer names or indices, got {layers!r}") from None
+    out = set()
+    for item in items:
+        if isinstance(item, str) and item in names:
+            out.add(names.index(item))
+        elif isinstance(item, numbers.Integral) and not isinstance(item, (bool, np.bool_)) and \
+                -len(names) <= int(item) < len(names):
+            out.add(int(item) % len(names))
+        else:
+            raise ValueError(f"layers: {item!r} is not one of the network's prunable layers "
+                             f"(names {names}, or indices 0 to {len(names) - 1})")
+    if not out:
+        raise ValueError("layers: expected at least one layer to prune, got an empty list")
+    return sorted(out)
+
+
 def check_sparsity(sparsity, n_layers):
     """None, a fraction in (0, 1), or a list with one fraction in [0, 1) per layer."""
     if sparsity is None:
@@ -252,7 +288,8 @@ def check_sparsity(sparsity, n_layers):
     values = list(np.ravel(np.asarray(sparsity, dtype=object)))
     if len(values) != n_layers or not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
                                           and 0 <= float(v) < 1 for v in values):
-        raise ValueError(f"sparsity: expected one fraction in [0, 1) per layer ({n_layers} of them), got {sparsity!r}")
+        raise ValueError(f"sparsity: expected one fraction in [0, 1) per pruned layer ({n_layers} of them), "
+                         f"got {sparsity!r}")
     return [float(v) for v in values]
 
 

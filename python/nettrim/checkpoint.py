@@ -41,11 +41,13 @@ class Checkpoint:
             atomic_json(meta, {"fingerprint": self.fingerprint})
 
     def _path(self, key, k):
-        return os.path.join(self.directory, f"{key}-layer{k}.npz")
+        # The key says what the layer was pruned to (method and target); hashed for a file name.
+        digest = hashlib.sha256(str(key).encode()).hexdigest()[:16]
+        return os.path.join(self.directory, f"layer{k}-{digest}.npz")
 
     def get(self, key, k):
         """``(matrices, biases, report)`` of a finished layer, or None."""
-        from .schemes import LayerReport
+        from .report import LayerReport
         path = self._path(key, k)
         if not os.path.exists(path):
             return None
@@ -56,7 +58,7 @@ class Checkpoint:
                 matrices = [z[f"W{g}"] for g in range(groups)]
                 biases = [z[f"b{g}"] for g in range(groups)]
                 d = json.loads(str(z["report"]))
-            return matrices, biases, LayerReport(**{**d, "shape": tuple(d["shape"])})
+            return matrices, biases, LayerReport.from_dict(d)
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
             text = str(e).strip().splitlines()
             raise ValueError(f"checkpoint: {path} cannot be read, damaged or truncated? "

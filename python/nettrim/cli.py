@@ -181,7 +181,7 @@ def cmd_demo(args):
     from sklearn.neural_network import MLPClassifier
 
     from .adapters.sklearn import from_sklearn
-    from .schemes import prune_network
+    from .prune import prune_network
 
     from ._validate import check_threads
     if not 0 < args.sparsity < 1:
@@ -196,7 +196,8 @@ def cmd_demo(args):
     idx = np.random.default_rng(0).permutation(len(X))
     tr, te = idx[:1347], idx[1347:]
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
+    from ._threads import blas_threads
+    with warnings.catch_warnings(), blas_threads():
         warnings.simplefilter("ignore")
         clf = MLPClassifier((128, 64), max_iter=300, random_state=0).fit(X[tr], d.target[tr])
     net = from_sklearn(clf)
@@ -248,7 +249,7 @@ def cmd_prune(args):
     from .io import atomic_json
     from .models import model_format, save_model
     from .progress import Progress
-    from .schemes import prune_network
+    from .prune import prune_network
 
     out = args.output
     fmt = model_format(args.model)
@@ -360,7 +361,7 @@ def _target(args):
 
 
 def cmd_report(args):
-    from .schemes import PruneReport
+    from .report import PruneReport
     if not os.path.exists(args.report):
         raise CliError(f"report file not found: {args.report}")
     try:
@@ -403,7 +404,7 @@ def cmd_inspect(args):
 def cmd_sweep(args):
     from .models import load_arrays
     from .progress import Progress
-    from .schemes import prune_network
+    from .prune import prune_network
 
     if args.sparsity:
         settings = [{"sparsity": v} for v in _numbers("--sparsity", args.sparsity, 0, 1, "fractions in (0, 1)")]

@@ -44,7 +44,7 @@ def model_table(net):
 
 
 def report_summary(report):
-    """A :class:`~nettrim.schemes.PruneReport` as text: one line of totals, then the per-layer
+    """A :class:`~nettrim.report.PruneReport` as text: one line of totals, then the per-layer
     table of ``nettrim prune`` (``PruneReport.summary()`` and ``str(report)``)."""
     kept = 100 * report.nnz_after / max(1, report.nnz_before)
     method = "Net-Trim" if report.method == "nettrim" else report.method

@@ -307,28 +307,32 @@ class LayerSolver:
                              f"overflows; expected a value that keeps eps finite")
         return e
 
-    def solve(self, *, eps_rel=None, eps=None, progress: Optional[Callable] = None) -> LayerResult:
+    def solve(self, *, eps_rel=None, eps=None, progress: Optional[Callable] = None, warn: bool = True,
+              keep_state: bool = True) -> LayerResult:
         """Solve at ``eps_rel`` (default 0.05 when neither is given) or absolute ``eps``.
 
         Raises :class:`nettrim.NumericalError` when the iterates became non-finite; warns
-        with :class:`nettrim.ConvergenceWarning` at the iteration or time limit."""
+        with :class:`nettrim.ConvergenceWarning` at the iteration or time limit (unless
+        ``warn=False``: the status says it either way).  ``keep_state`` attaches a copy of
+        the ADMM state to the result (for ``warm_start`` of another solver; a P x M copy)."""
         t0 = time.perf_counter()
         if eps_rel is None and eps is None:
             eps_rel = 0.05
         e = self.eps_for(eps_rel, eps)
-        self._warn_if_unresolvable(e)
+        if warn:
+            self._warn_if_unresolvable(e)
         progress = _check_progress(progress) or self.progress
         self._engine.update_eps([float(v) for v in e])
         res = self._engine.solve(progress)
         if res.info.status == "numerical_error" and self._promote_to_float64():
             self._engine.update_eps([float(v) for v in e])
             res = self._engine.solve(progress)
-        result = self._result(res, e, time.perf_counter() - t0, with_state=True)
-        _warn_or_raise(result, stacklevel=3)
+        result = self._result(res, e, time.perf_counter() - t0, with_state=keep_state)
+        _warn_or_raise(result, stacklevel=3, quiet_limits=not warn)
         return result
 
     def solve_path(self, eps_rel: Optional[Sequence[float]] = None, *, eps=None,
-                   progress: Optional[Callable] = None) -> SolutionPath:
+                   progress: Optional[Callable] = None, warn: bool = True) -> SolutionPath:
         """Solutions for a sequence of ``eps_rel`` (or absolute ``eps``) values, in order,
         each warm started from the one before with the factorisation reused.  Monotone
         sequences are where warm starts pay; see :class:`SolutionPath` for what is returned."""
@@ -356,7 +360,7 @@ class LayerSolver:
         if len(results) < len(targets):     # interrupted: the engine stopped the path
             raise KeyboardInterrupt
         limited = [i for i, r in enumerate(results) if r.status in ("max_iterations", "time_limit")]
-        if limited:
+        if limited and warn:
             warnings.warn(f"solve_path: {len(limited)} of {len(results)} points stopped at their iteration or "
                           f"time limit (points {limited}); raise max_iter or time_limit", ConvergenceWarning,
                           stacklevel=2)

@@ -1,0 +1,274 @@
+"""Sharing a whole-network sparsity target out among the layers (docs: "Whole-network targets").
+
+Net-Trim's default ("curves"):
+
+1. **Curves, computed once.** Every layer's solution path over a grid of eps_rel, on the
+   trained network's signals (one factorisation and warm-started solves per layer): for
+   each point its nonzeros and its weights (re-fitted as the final layer will be).
+2. **A cost for every point.** The pruned network's output discrepancy on held-out
+   calibration samples when that layer alone takes that point,
+   ``||f'(H) - f(H)||^2 / ||f(H)||^2`` (one forward pass of the layers after it).
+3. **The choice.** One point per layer minimising the summed cost under the budget of
+   nonzeros: an exact dynamic program over budget buckets (0.05% of the weights), then a
+   local refinement that moves pairs of layers one grid step in opposite directions while
+   the discrepancy of the whole pruned network, measured, goes down.
+4. **Exactly the budget.** The layer whose cost grows slowest toward denser points takes
+   the remaining budget, so that the total lands within 1% of the target.
+
+The cascade then solves each layer on the pruned network's signals to its allocated
+density (a warm-started eps search per layer, starting at the eps its curve chose); the
+parallel scheme uses the chosen path points themselves.  "shared" (one eps for every layer,
+today's behaviour before curves) and "uniform" (every layer the same density) remain.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+
+from .layers import PRUNABLE
+from .problem import layer_problems
+
+ALLOCATIONS = ("curves", "shared", "uniform")
+
+
+@dataclass
+class LayerCurve:
+    """One layer's choices: per point of its solution path the nonzeros, the cost, and the
+    solutions of every group (l1 solutions; finished when chosen)."""
+    index: int
+    name: str
+    size: int
+    eps_rel: np.ndarray                 # (G,) increasing
+    nnz: np.ndarray                     # (G,) nonzeros of the finished weights
+    cost: np.ndarray                    # (G,) output discrepancy with this layer alone at the point
+    results: List[list]                 # [point][group] -> LayerResult
+    quick: List[list]                   # [point][group] -> quickly re-fitted (weights, bias), for costs
+    status: List[str] = field(default_factory=list)   # per point, the worst of its groups' statuses
+    iterations: int = 0
+    solves: int = 0
+    seconds: float = 0.0
+    solvers: list = field(default_factory=list, repr=False)   # per group, kept for a final search
+
+
+@dataclass
+class Allocation:
+    """What the allocation chose: a density per layer (and the curve point behind it)."""
+    keep: List[float]                   # per selected layer, the fraction of its weights to keep
+    points: List[Optional[int]]         # per selected layer, the chosen point (None: dense)
+    curves: List[LayerCurve]
+    budget: float                       # nonzeros allowed in the selected layers together
+    discrepancy: float                  # measured on the held-out samples, all layers at their points
+    seconds: float
+    evaluations: int
+
+
+class HeldOut:
+    """Forward passes of the network on held-out samples with one or more layers replaced."""
+
+    def __init__(self, net, H):
+        self.net = net
+        self.positions = [i for i, s in enumerate(net.steps) if isinstance(s, PRUNABLE)]
+        self.inputs = {}              # prunable index -> the trained network's input to it, on H
+        h = np.asarray(H, np.float32)
+        k = 0
+        for i, step in enumerate(net.steps):
+            if isinstance(step, PRUNABLE):
+                self.inputs[k] = h
+                k += 1
+            h = step(h)
+        self.reference = h
+        self.norm2 = float(np.sum(np.asarray(h, np.float64) ** 2)) or 1.0
+        self.evaluations = 0
+
+    def discrepancy(self, replaced):
+        """``||f'(H) - f(H)||^2 / ||f(H)||^2`` with layers ``replaced`` ({index: layer object})."""
+        self.evaluations += 1
+        first = min(replaced)
+        h = self.inputs[first]
+        k = first
+        for step in self.net.steps[self.positions[first]:]:
+            if isinstance(step, PRUNABLE):
+                h = replaced.get(k, step)(h)
+                k += 1
+            else:
+                h = step(h)
+        d = np.asarray(h, np.float64) - self.reference
+        return float(np.sum(d * d)) / self.norm2
+
+
+def with_weights(layer, groups):
+    """A copy of ``layer`` carrying the per-group ``(weights, bias)``."""
+    out = copy.copy(layer)
+    out.set_groups([np.asarray(w, np.float32) for w, _ in groups],
+                   [np.zeros(w.shape[1], np.float32) if b is None else np.asarray(b, np.float32) for w, b in groups])
+    return out
+
+
+def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_solvers=False):
+    """Layer ``k``'s solution path (trained network's signals, see ``NetTrim.curve``) and the
+    cost of each point, measured with the quickly re-fitted weights."""
+    t0 = time.perf_counter()
+    problems = layer_problems(layer, X_original)
+    solvers = [method.solver(p) for p in problems]
+    # The groups of a grouped convolution share the first group's eps_rel values.
+    first = method.curve(problems[0], solvers[0], stop_density=stop_density)
+    grid = [rel for rel, _ in first]
+    per_group = [[r for _, r in first]]
+    for p, solver in zip(problems[1:], solvers[1:]):
+        per_group.append([solver.solve(eps=p.eps(rel), warn=False, keep_state=False) for rel in grid])
+    results = [[per_group[g][j] for g in range(len(problems))] for j in range(len(grid))]
+    finished = [[method.finish(p, r, quick=True) for p, r in zip(problems, point)] for point in results]
+    nnz = np.array([sum(int(np.count_nonzero(w)) for w, _ in point) for point in finished])
+    cost = np.array([held_out.discrepancy({k: with_weights(layer, point)}) for point in finished])
+    status = [next((r.status for r in point if r.status != "converged"), "converged") for point in results]
+    iterations = sum(r.iterations for point in results for r in point)
+    return LayerCurve(k, layer.name, layer.size, np.array(grid), nnz, cost, results, finished, status, iterations,
+                      len(grid) * len(problems), time.perf_counter() - t0, solvers if keep_solvers else [])
+
+
+def choose(curves, budget, buckets=2000):
+    """One option per layer (a point, or -1 for dense) minimising the summed cost with at most
+    ``budget`` nonzeros in total: a dynamic program over ``buckets`` units of weights, exact for
+    costs that add up (nonzeros rounded up, so the choice always fits).  None when nothing fits."""
+    total = sum(c.size for c in curves)
+    unit = max(1, math.ceil(total / buckets))
+    cap = int(budget // unit)
+    if cap < 0:
+        return None
+    best = np.full(cap + 1, math.inf)
+    best[0] = 0.0
+    picks = []
+    for c in curves:
+        options = [(-1, c.size, 0.0)] + [(j, int(c.nnz[j]), float(c.cost[j])) for j in range(len(c.nnz))]
+        new = np.full(cap + 1, math.inf)
+        pick = np.full(cap + 1, -2, dtype=int)
+        for j, nnz, cost in options:
+            u = math.ceil(nnz / unit)
+            if u > cap:
+                continue
+            cand = best[:cap + 1 - u] + cost
+            better = cand < new[u:]
+            new[u:][better] = cand[better]
+            pick[u:][better] = j
+        best = new
+        picks.append(pick)
+    if not np.isfinite(best).any():
+        return None
+    b = int(np.argmin(best))
+    chosen = []
+    for c, pick in zip(reversed(curves), reversed(picks)):
+        j = int(pick[b])
+        chosen.append(j)
+        b -= math.ceil((c.size if j == -1 else int(c.nnz[j])) / unit)
+    return list(reversed(chosen))
+
+
+def nnz_of(curves, chosen):
+    return sum(c.size if j == -1 else int(c.nnz[j]) for c, j in zip(curves, chosen))
+
+
+def measured(net, curves, chosen, held_out):
+    """The held-out discrepancy with every layer at its chosen point (quickly re-fitted)."""
+    replaced = {c.index: with_weights(net.layers[c.index], c.quick[j]) for c, j in zip(curves, chosen) if j != -1}
+    return held_out.discrepancy(replaced) if replaced else 0.0
+
+
+def refine(net, curves, chosen, budget, held_out, rounds=3):
+    """Moves of one point, a layer denser and another sparser, while the whole pruned
+    network's measured discrepancy goes down and the budget holds."""
+    current = measured(net, curves, chosen, held_out)
+    for _ in range(rounds):
+        best_move, best_value = None, current
+        for a in range(len(curves)):
+            for b in range(len(curves)):
+                if a == b or chosen[a] == -1 or chosen[b] + 1 >= len(curves[b].nnz):
+                    continue
+                trial = list(chosen)
+                trial[a] = chosen[a] - 1 if chosen[a] > 0 else -1
+                trial[b] = chosen[b] + 1
+                if nnz_of(curves, trial) > budget:
+                    continue
+                value = measured(net, curves, trial, held_out)
+                if value < best_value:
+                    best_move, best_value = trial, value
+        if best_move is None:
+            break
+        chosen, current = best_move, best_value
+    return chosen, current
+
+
+def keeps_for(curves, chosen, budget):
+    """Densities of the chosen points, the layer whose cost rises least per weight toward its
+    denser neighbour taking what is left of the budget (so the total lands on it)."""
+    keeps = [1.0 if j == -1 else c.nnz[j] / c.size for c, j in zip(curves, chosen)]
+    slack = budget - nnz_of(curves, chosen)
+    slopes = [((c.cost[j] - c.cost[j - 1]) / max(1, c.nnz[j - 1] - c.nnz[j]), i)
+              for i, (c, j) in enumerate(zip(curves, chosen)) if j > 0]
+    if slack > 0 and slopes:
+        _, i = max(slopes)      # the largest cost saved per weight given back
+        c, j = curves[i], chosen[i]
+        keeps[i] = min(c.nnz[j - 1], c.nnz[j] + slack) / c.size
+    return keeps
+
+
+def allocate(net, X_original, selected, keep, method, held_out, keep_solvers=False):
+    """Densities for the ``selected`` layers so that together they keep ``keep`` of their weights.
+
+    ``X_original``: {index: the layer's unfolded inputs on the trained network}."""
+    t0 = time.perf_counter()
+    curves = [layer_curve(k, net.layers[k], X_original[k], method, held_out, stop_density=keep / 5,
+                          keep_solvers=keep_solvers) for k in selected]
+    budget = keep * sum(c.size for c in curves)
+    chosen = choose(curves, budget)
+    if chosen is None:    # not even the sparsest points fit: take them
+        chosen = [len(c.nnz) - 1 for c in curves]
+    chosen, discrepancy = refine(net, curves, chosen, budget, held_out)
+    return Allocation(keeps_for(curves, chosen, budget), [None if j == -1 else j for j in chosen], curves,
+                      budget, discrepancy, time.perf_counter() - t0, held_out.evaluations)
+
+
+def replan(allocation, done_nnz, k):
+    """After the cascade pruned the layers before ``k`` (``done_nnz`` nonzeros in the selected
+    ones), the density of layer ``k``: the remaining layers' choice under the remaining budget."""
+    rest = [c for c in allocation.curves if c.index >= k]
+    budget = allocation.budget - done_nnz
+    if len(rest) == 1:
+        return min(1.0, max(0.0, budget / rest[0].size)), None
+    chosen = choose(rest, budget)
+    if chosen is None:
+        chosen = [len(c.nnz) - 1 for c in rest]
+    keeps = keeps_for(rest, chosen, budget)
+    return keeps[0], (None if chosen[0] == -1 else chosen[0])
+
+
+class FromCurves:
+    """The parallel scheme's method after an allocation: each layer's chosen path point,
+    finished (re-fitted), and for the layer that takes the remaining budget an eps search
+    between two points on the solver its curve left set up (warm, no refactorisation)."""
+    name = "nettrim"
+
+    def __init__(self, method, allocation: Allocation, problems):
+        self.method, self.allocation = method, allocation
+        self.where = {}
+        for c, j, keep in zip(allocation.curves, allocation.points, allocation.keep):
+            for g, p in enumerate(problems[c.index]):
+                self.where[p.name] = (c, j, keep, g)
+
+    def prune(self, problem, target):
+        from .methods.base import Outcome, Target
+        c, j, keep, g = self.where[problem.name]
+        if j is None:
+            return Outcome(problem.W, problem.b)
+        if abs(keep * c.size - c.nnz[j]) >= 0.5:      # between two points: search
+            solver = c.solvers[g] if c.solvers else None
+            return self.method.prune(problem, Target(keep=keep, eps_rel=float(c.eps_rel[j - 1])), solver=solver)
+        best = c.results[j][g]
+        t0 = time.perf_counter()
+        weights, bias = self.method.finish(problem, best)
+        return Outcome(weights, bias, eps=float(best.eps[0]), status=best.status,
+                       final_seconds=time.perf_counter() - t0)

@@ -1,0 +1,75 @@
+"""The protocol every pruning method follows: a layer problem and a target in, an outcome out.
+
+A method is an object with ``name`` and ``prune(problem, target) -> Outcome``
+(:class:`~nettrim.problem.LayerProblem`, :class:`Target`, :class:`Outcome`).  The schemes
+run any method the same way; what differs between methods is only how one layer is pruned.
+Statuses and notes travel in the outcome (never as warnings from worker threads).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one layer is pruned to: a tolerance (Net-Trim), a density, or an N:M pattern."""
+    eps_rel: Optional[float] = None       # Net-Trim's relative tolerance
+    keep: Optional[float] = None          # fraction of the weights to keep (1 - sparsity)
+    nm: Optional[Tuple[int, int]] = None  # N nonzeros in every M inputs
+
+
+@dataclass
+class Outcome:
+    """A pruned layer (one group) and how it went."""
+    weights: np.ndarray            # (n_in, M)
+    bias: Optional[np.ndarray]     # (M,) or None
+    eps: Optional[float] = None    # absolute eps solved with (Net-Trim); None: the error reached on Omega
+    status: str = "done"           # Net-Trim: the engine's status of the chosen solve
+    iterations: int = 0
+    solves: int = 0
+    search_seconds: float = 0.0
+    final_seconds: float = 0.0
+    notes: List[str] = field(default_factory=list)
+
+
+class Layerwise:
+    """A method that prunes a layer from its inputs and trained weights to a density or N:M
+    (magnitude, Wanda, L-OBS, SparseGPT): ``fn(X, W, b, sparsity=..., nm=..., **options)``."""
+
+    def __init__(self, name: str, fn: Callable, options=None):
+        self.name, self.fn, self.options = name, fn, dict(options or {})
+
+    def prune(self, problem, target: Target) -> Outcome:
+        t0 = time.perf_counter()
+        if target.nm is not None:
+            weights, bias = self.fn(problem.X, problem.W, problem.b, nm=target.nm, **self.options)
+        else:
+            if target.keep is None:
+                raise ValueError(f"sparsity: method {self.name!r} needs a target sparsity (or nm)")
+            weights, bias = self.fn(problem.X, problem.W, problem.b, sparsity=1.0 - target.keep, **self.options)
+        return Outcome(weights, bias, final_seconds=time.perf_counter() - t0)
+
+
+class KeepAll:
+    """Leaves a layer as it is (a target of no sparsity, or a layer not selected)."""
+    name = "dense"
+
+    def prune(self, problem, target: Target) -> Outcome:
+        return Outcome(problem.W, problem.b)
+
+
+class Given:
+    """Weights decided for the whole network beforehand (APoZ's neurons): one matrix per group,
+    in the order the groups are asked for."""
+    name = "given"
+
+    def __init__(self, matrices):
+        self.matrices = {name: wb for name, wb in matrices.items()}
+
+    def prune(self, problem, target: Target) -> Outcome:
+        weights, bias = self.matrices[problem.name]
+        return Outcome(weights, bias if problem.has_bias else None)

@@ -1,0 +1,138 @@
+"""Net-Trim as a method among the others: one layer problem and a target in, an outcome out.
+
+A target tolerance is one solve; a target density is an eps search on one
+:class:`~nettrim.LayerSolver` (one factorisation, warm-started solves); N:M keeps the N:M
+pattern of the solution's largest ``|u| ||x||`` and re-fits the kept weights; ``refit``
+re-fits the solution's own support by least squares and moves back inside the eps ball.
+For whole-network targets, :meth:`NetTrim.curve` gives a layer's solution path, and
+:meth:`NetTrim.finish` turns one of its points into the layer's weights.
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..search import search_eps
+from ..solver import LayerSolver
+from .base import Outcome, Target
+from .masks import n_of_m
+from .refit import refit_on_support, within_ball
+from .wanda import wanda_scores
+
+
+def _scaled(problem, best):
+    """The solution with each output column (weights and bias) scaled by its least-squares factor on Omega."""
+    A = (problem.X @ best.weights + (0 if best.bias is None else best.bias)).astype(np.float64)
+    omega = problem.omega
+    num = np.sum(np.where(omega, A * problem.Y, 0), axis=0)
+    den = np.sum(np.where(omega, A * A, 0), axis=0)
+    alpha = np.where(den > 0, num / np.where(den > 0, den, 1), 1.0)
+    alpha = np.where(alpha > 0, alpha, 1.0)
+    weights = (best.weights * alpha).astype(np.float32)
+    bias = None if best.bias is None else (best.bias * alpha).astype(np.float32)
+    return weights, bias
+
+
+class NetTrim:
+    name = "nettrim"
+
+    def __init__(self, *, refit: bool = True, dtype="float32", threads: int = 0, close: float = 0.02, options=None):
+        self.refit, self.dtype, self.threads, self.close = bool(refit), dtype, threads, close
+        options = dict(options or {})
+        self.warm_start = options.pop("warm_start", None)
+        self.progress = options.pop("progress", None)
+        self.options = options
+
+    def solver(self, problem) -> LayerSolver:
+        """A solver set up for ``problem`` (the factorisation is done here, once)."""
+        solver = LayerSolver(problem.X, problem.Y, W=problem.W, b=problem.b, fit_bias=problem.has_bias,
+                             mode="relu" if problem.relu else "linear", V=problem.V, dtype=self.dtype,
+                             threads=self.threads, progress=self.progress, **self.options)
+        if self.warm_start == "W":   # the first solve from the trained weights ("auto": from zero,
+            solver.warm_start("W")   # measured the same on real layers)
+        return solver
+
+    def prune(self, problem, target: Target, solver: Optional[LayerSolver] = None) -> Outcome:
+        """``target.keep``: an eps search (from ``target.eps_rel`` when given) for a solution
+        keeping between ``(1 - close) keep`` and ``keep`` of the weights; otherwise one solve
+        at ``target.eps_rel``.  ``solver``: one already set up for ``problem`` (warm)."""
+        t0 = time.perf_counter()
+        solver = solver or self.solver(problem)
+        tried = []
+
+        def run(rel):
+            res = solver.solve(eps=problem.eps(rel), warn=False, keep_state=False)
+            tried.append(res)
+            return res
+
+        notes = []
+        if target.keep is not None and target.nm is None:
+            best, note = search_eps(run, target.keep, problem.eps_floor / problem.scale,
+                                    start=target.eps_rel or 0.05, close=self.close)
+            if note:
+                notes.append(f"{problem.name}: {note}")
+        else:
+            best = run(0.05 if target.eps_rel is None else target.eps_rel)
+        t1 = time.perf_counter()
+        weights, bias = self.finish(problem, best, target.nm)
+        return Outcome(weights, bias, eps=float(best.eps[0]), status=best.status,
+                       iterations=sum(r.iterations for r in tried), solves=len(tried),
+                       search_seconds=t1 - t0, final_seconds=time.perf_counter() - t1, notes=notes)
+
+    def curve(self, problem, solver: Optional[LayerSolver] = None, *, start: float = 0.005,
+              stop_density: float = 0.0, max_drop: float = 0.7, factor: float = 1.6, max_points: int = 40):
+        """The layer's solution path from eps_rel ``start`` upward: ``[(eps_rel, LayerResult)]``
+        sorted by eps_rel, each solve warm started from the one before.
+
+        The steps adapt to the curve: a step that leaves less than ``max_drop`` of the
+        nonzeros is followed by its midpoint (warm started from the state before the step),
+        so that neighbouring points differ by at most that ratio where it matters; it stops
+        at ``stop_density``, at eps_rel 1 (U = 0) or after ``max_points`` solves."""
+        solver = solver or self.solver(problem)
+        points = {}
+
+        def solve(rel):
+            res = solver.solve(eps=problem.eps(rel), warn=False, keep_state=False)
+            points[rel] = res
+            return res
+
+        rel, res = start, solve(start)
+        while res.density > stop_density and rel < 1.0 and len(points) < max_points:
+            state = solver.state()
+            step = min(1.0, rel * factor)
+            nres = solve(step)
+            while nres.density < max_drop * res.density and step / rel > 1.03 and len(points) < max_points:
+                solver.warm_start(state)
+                step = float(np.sqrt(rel * step))
+                nres = solve(step)
+                factor = float(np.sqrt(factor))
+            if nres.density > 0.9 * res.density:
+                factor = min(2.5, factor * 1.5)
+            rel, res = step, nres
+        return sorted(points.items())
+
+    def finish(self, problem, best, nm=None, quick=False):
+        """The layer's weights from a solution: its N:M pattern re-fitted, or its support re-fitted
+        and kept inside the eps ball, or (``refit=False``) the l1 solution itself.
+
+        ``quick``: instead of the re-fit, each output's weights and bias scaled by the one
+        factor that fits it best on Omega (one pass over the responses, for ranking many
+        solutions; the inactive outputs stay inactive since the solution's are <= 0)."""
+        if not (nm or self.refit):
+            return best.weights, best.bias
+        if quick and not nm and problem.V is None:
+            return _scaled(problem, best)
+        X, Y, omega = problem.X, problem.Y, problem.omega
+        if nm:
+            # Net-Trim's nonzeros rank first (by |u| ||x||), the rest by the trained weights' Wanda score.
+            trained = wanda_scores(X, problem.W)
+            mask = n_of_m(np.where(best.weights != 0, wanda_scores(X, best.weights) + trained.max() + 1, trained), *nm)
+        else:
+            mask = best.weights != 0
+        weights, bias = refit_on_support(X, Y, mask, relu=problem.relu, V=problem.V, fit_bias=problem.has_bias,
+                                         bias=problem.b)
+        if not nm:   # keep Net-Trim's guarantee: no further than eps from the outputs on Omega
+            weights, bias = within_ball(X, Y, omega, (best.weights, best.bias), (weights, bias), float(best.eps[0]))
+        return weights, bias

@@ -1,0 +1,75 @@
+"""The pruning problem of one layer (one group of it), as every method sees it.
+
+A layer's problem is built from two signals (docs: "Whole networks"):
+
+- ``X_original``: the layer's inputs on the trained network, which give the target
+  ``Y = act(X_original W + b)`` and the active set ``Omega = {Y > 0}``;
+- ``X_pruned``: the inputs the pruned layer will see, the pruned network's (cascade) or
+  the same ``X_original`` (parallel, and the first layer of the cascade).
+
+In the cascade the trained weights must stay feasible on the pruned signals: inactive
+outputs are bounded by ``V = X_pruned W + b`` instead of 0, and the tolerance may not fall
+below ``eps_floor = gamma ||(X_pruned W + b - Y)_Omega||``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+
+@dataclass
+class LayerProblem:
+    name: str                 # the layer's name, with "/g" for a group of a grouped convolution
+    X: np.ndarray             # (P, n_in) inputs the pruned weights act on
+    Y: np.ndarray             # (P, M) target: the trained layer's response to its original inputs
+    W: np.ndarray             # (n_in, M) trained weights
+    b: Optional[np.ndarray]   # (M,) trained bias, or None for a layer without one
+    relu: bool
+    V: Optional[np.ndarray] = None   # (P, M) bound on inactive outputs (cascade); None: 0
+    eps_floor: float = 0.0    # smallest eps that keeps the trained weights feasible
+
+    @property
+    def omega(self):
+        return self.Y > 0 if self.relu else np.ones(self.Y.shape, bool)
+
+    @property
+    def has_bias(self):
+        return self.b is not None
+
+    @property
+    def scale(self):
+        """||Y_Omega||: what eps_rel is relative to (1 when the outputs are all zero)."""
+        return float(np.linalg.norm(np.where(self.omega, self.Y, 0))) or 1.0
+
+    @property
+    def size(self):
+        return self.W.size
+
+    def eps(self, eps_rel):
+        """The absolute tolerance for ``eps_rel``, never below the floor."""
+        return max(float(eps_rel) * self.scale, self.eps_floor)
+
+
+def layer_problems(layer, X_original, X_pruned=None, gamma=1.0) -> List[LayerProblem]:
+    """One problem per group of ``layer`` (Dense or Conv2d) from its unfolded inputs.
+
+    ``X_pruned`` None means the same as ``X_original`` (parallel scheme, first cascade layer)."""
+    problems = []
+    for g in range(layer.groups):
+        cols = layer.input_columns(g)
+        W, b = layer.group_matrix(g)
+        Xg = np.ascontiguousarray(X_original[:, cols])
+        Z = Xg @ W + b
+        Y = np.maximum(Z, 0) if layer.relu else Z
+        name = layer.name if layer.groups == 1 else f"{layer.name}/{g}"
+        problem = LayerProblem(name, Xg, Y, W, b if layer.has_bias else None, bool(layer.relu))
+        if X_pruned is not None:
+            Xs = np.ascontiguousarray(X_pruned[:, cols])
+            V = Xs @ W + b
+            problem.X = Xs
+            problem.eps_floor = gamma * float(np.linalg.norm(np.where(problem.omega, V - Y, 0)))
+            problem.V = V if layer.relu else None
+        problems.append(problem)
+    return problems

@@ -1,0 +1,303 @@
+"""Pruning a whole network: :func:`prune_network` (docs: "Whole networks").
+
+It checks every argument, builds the method (Net-Trim or another, all behind the same
+protocol, :mod:`nettrim.methods.base`), decides each selected layer's target (a tolerance,
+a density, N:M; for a whole-network sparsity, :mod:`nettrim.allocation` shares it out),
+and runs the scheme (:mod:`nettrim.schemes`).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import allocation as alloc
+from . import schemes
+from ._threads import blas_threads
+from .errors import ConvergenceWarning
+from .methods import LAYERWISE
+from .methods.base import Given, Layerwise, Target
+from .methods.nettrim import NetTrim
+from .network import Network, check_inputs
+from .report import LayerReport, PruneReport
+
+
+def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", eps_rel: float = 0.05,
+                  gamma: float = math.sqrt(1.1), sparsity=None, sparsity_scope: str = "network",
+                  allocation: str = "curves", layers=None, method: str = "nettrim", nm=None,
+                  structured: bool = False, refit: bool = True, max_samples: Optional[int] = 8000, seed: int = 0,
+                  holdout: float = 0.2, threads: int = 0, workers: int = 1, executor=None, dtype="float32",
+                  checkpoint: Optional[str] = None, on_layer: Optional[Callable[[int, LayerReport], None]] = None,
+                  **solver_options):
+    """Prune the layers of ``net`` (Net-Trim, or another method); returns ``(pruned_net, PruneReport)``.
+
+    Parameters
+    ----------
+    net : Network
+    calibration_inputs : array (P, ...) of the model's input shape (or flattened)
+        Inputs on which the layers' responses are kept.
+    scheme : {"parallel", "cascade"}
+        parallel: every layer on the original network's signals (independent solves, run by
+        ``executor`` or ``workers`` threads).  cascade: in order, each layer on the pruned
+        network's signals, with the upper bound ``V = W^T Xhat`` on inactive outputs and
+        ``eps = max(gamma * ||(W^T Xhat - X)_Omega||, eps_rel * ||X_Omega||)``, so that the
+        trained weights stay feasible and ``eps_rel`` still sets the error budget.
+    eps_rel : float
+        Relative tolerance per layer (ignored when ``sparsity`` is given).
+    sparsity : float in (0, 1), or one per selected layer, optional
+        Fraction of the (selected layers') weights to remove.
+    sparsity_scope : {"network", "layer"}
+        "network": the fraction is for the selected layers together, shared out by
+        ``allocation`` (Net-Trim), one global threshold (magnitude), one ranking of neurons
+        (APoZ), or the same fraction per layer (Wanda, L-OBS and SparseGPT, which have no
+        criterion comparable across layers, as their papers do).  "layer": every layer
+        keeps ``1 - sparsity`` of its own weights.
+    allocation : {"curves", "shared", "uniform"}
+        Net-Trim, whole-network sparsity: "curves" (default) computes each layer's solution
+        path once and chooses one point per layer for the least output discrepancy on
+        held-out calibration samples (see :mod:`nettrim.allocation`); "shared" searches one
+        eps_rel for every layer (re-running the scheme per trial); "uniform" prunes every
+        layer by the same fraction.
+    layers : list of names or indices, optional
+        The layers to prune (default: all); the others stay dense and are reported as such.
+        E.g. the fully connected layers of a CNN only.
+    method : {"nettrim", "magnitude", "wanda", "lobs", "sparsegpt", "apoz"}
+        The pruning method (see :mod:`nettrim.methods`); the others need ``sparsity`` or ``nm``.
+        Every method sees the scheme's signals: in cascade, the pruned network's.
+    nm : (N, M) or "N:M", optional
+        N nonzeros in every M consecutive inputs of each output (e.g. "2:4"); fixes the
+        sparsity at ``1 - N/M``.  Net-Trim solves at ``eps_rel``, keeps the N:M pattern
+        of its solution's largest ``|u| ||x||`` and re-fits the kept weights.
+    structured : bool
+        Net-Trim with the group penalty: whole input neurons (rows) go; see
+        :func:`nettrim.structured.shrink` for the smaller network.  APoZ is always structured.
+    refit : bool
+        Net-Trim: re-fit the nonzeros by least squares on their support, which undoes the
+        l1 shrinkage (:func:`nettrim.methods.refit_on_support`).
+    max_samples : int or None
+        Rows per convolution problem: a seeded random subset of (sample, output pixel)
+        positions when there are more.  Dense layers use every calibration sample.
+    seed : int
+        Seed of that subset and of the held-out samples.
+    holdout : float in [0, 0.5]
+        With allocation "curves": the fraction of the calibration samples (at most 1000) set
+        aside to measure output discrepancies; the layers are solved on the rest.
+    threads : int
+        Engine threads per solve (0: automatic, following the machine's load).
+    workers, executor
+        Parallel scheme: layers solved at a time by a thread pool of ``workers``, or by an
+        ``executor`` (``concurrent.futures``-style: ``submit`` returning futures).
+    dtype : {"float32", "float64"}
+    checkpoint : path, optional
+        A directory where every finished layer is saved; rerunning the same call resumes
+        after the last finished layer with the same result.
+    on_layer : callable(index, LayerReport), optional
+        Called as each layer finishes (progress), on the calling thread.
+    solver_options : further keyword arguments for :class:`nettrim.LayerSolver`
+        (``tol``, ``max_iter``, ``progress`` ...), or for the chosen method (``damp`` ...).
+    """
+    from ._validate import check_prune_network_arguments
+    args = check_prune_network_arguments(
+        net, calibration_inputs, scheme=scheme, eps_rel=eps_rel, gamma=gamma, sparsity=sparsity,
+        sparsity_scope=sparsity_scope, method=method, nm=nm, structured=structured, refit=refit,
+        max_samples=max_samples, seed=seed, threads=threads, workers=workers, dtype=dtype, checkpoint=checkpoint,
+        on_layer=on_layer, solver_options=solver_options, layers=layers, allocation=allocation, holdout=holdout,
+        executor=executor)
+    selected = args["layers"]
+    eps_rel, gamma, sparsity, nm = (args[k] for k in ("eps_rel", "gamma", "sparsity", "nm"))
+    max_samples, seed, threads, workers = (args[k] for k in ("max_samples", "seed", "threads", "workers"))
+    X = check_inputs(net, calibration_inputs, "calibration_inputs")
+    t0 = time.perf_counter()
+    if workers > 1 and threads == 0 and executor is None:   # the engine's threads shared among the workers
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    with blas_threads():
+        run = _Run(net, X, scheme, gamma, selected, max_samples, seed, executor, workers, on_layer)
+        if checkpoint is not None:
+            from .checkpoint import Checkpoint
+            run.store = Checkpoint(checkpoint, net, X, dict(
+                scheme=scheme, gamma=gamma, max_samples=max_samples, seed=seed, dtype=str(dtype), threads=threads,
+                method=method, nm=nm, refit=args["refit"], layers=selected, allocation=allocation, holdout=holdout,
+                options=sorted((k, repr(v)) for k, v in solver_options.items() if k != "progress")))
+        network_wide = isinstance(sparsity, float) and sparsity_scope == "network"
+        if method == "nettrim":
+            options = dict(solver_options, **({"penalty": "group"} if args["structured"] else {}))
+            nettrim = NetTrim(refit=args["refit"], dtype=dtype, threads=threads, options=options)
+            if network_wide and allocation == "curves":
+                pruned, reports = _by_curves(run, nettrim, 1.0 - sparsity, holdout)
+            elif network_wide and allocation == "shared":
+                pruned, reports = _shared_eps(run, nettrim, 1.0 - sparsity)
+            else:
+                pruned, reports = run.all(nettrim, _targets(selected, eps_rel, sparsity, nm))
+        else:
+            if method == "apoz":
+                from .methods import apoz
+                given = apoz(net, X, sparsity=sparsity, scope=sparsity_scope)
+                chosen = Given({p.name: (p.W, p.b) for k in selected for p in _problems_of(given.layers[k])})
+                pruned, reports = run.all(chosen, {k: Target() for k in selected})
+            else:
+                layerwise = Layerwise(method, LAYERWISE[method], _method_options(solver_options))
+                if network_wide and method == "magnitude":
+                    sparsity = _global_magnitude(net, selected, sparsity)
+                pruned, reports = run.all(layerwise, _targets(selected, eps_rel, sparsity, nm))
+    report = PruneReport(scheme, reports, run.samples, time.perf_counter() - t0, method,
+                         allocation if network_wide and method == "nettrim" else None, run.notes)
+    _warn(report)
+    return pruned, report
+
+
+class _Run:
+    """One network, its calibration data and the scheme's settings: runs the scheme for given
+    per-layer targets (``all``), as often as an allocation needs."""
+
+    def __init__(self, net, X, scheme, gamma, selected, max_samples, seed, executor, workers, on_layer):
+        self.net, self.X, self.scheme, self.gamma, self.selected = net, X, scheme, gamma, selected
+        self.max_samples, self.seed = max_samples, seed
+        self.executor, self.workers, self.on_layer = executor, workers, on_layer
+        self.store, self.notes = None, []
+        self.plan = net.sample_positions(len(X), max_samples, seed)
+        self.samples = len(X)
+
+    def hold_out(self, fraction):
+        """Set aside ``fraction`` of the samples (at most 1000, seeded) for measuring; returns them."""
+        n = min(1000, int(round(fraction * len(self.X))))
+        if n < 1 or len(self.X) - n < 1:
+            return self.X
+        order = np.random.default_rng([self.seed, 7]).permutation(len(self.X))
+        held, kept = np.sort(order[:n]), np.sort(order[n:])
+        H = self.X[held]
+        self.X = self.X[kept]
+        self.samples = len(self.X)
+        self.plan = self.net.sample_positions(len(self.X), self.max_samples, self.seed)
+        return H
+
+    def all(self, method, targets, *, notify=True, key=None):
+        """The scheme with ``targets``: {index: Target}, or (cascade) a function
+        ``(k, reports so far) -> Target or None`` for the selected layers."""
+        lazy = callable(targets)
+        chosen = {}
+
+        def job(k, reports=None):
+            target = (targets(k, reports) if k in self.selected else None) if lazy else targets.get(k)
+            chosen[k] = target
+            return None if target is None else schemes.LayerJob(k, self.net.layers[k], method, target, self.gamma)
+
+        jobs = job if lazy else [job(k) for k in range(len(self.net.layers))]
+        key = key or (lambda k: f"{method.name}-{chosen[k]!r}")
+        pruned, reports, notes = schemes.run(self.net, self.X, self.plan, self.scheme, jobs, executor=self.executor,
+                                             workers=self.workers, on_layer=self.on_layer if notify else None,
+                                             store=self.store, key=key)
+        self.notes.extend(notes)
+        return pruned, reports
+
+
+def _targets(selected, eps_rel, sparsity, nm):
+    if nm is not None:
+        return {k: Target(nm=nm) for k in selected}
+    if sparsity is None:
+        return {k: Target(eps_rel=eps_rel) for k in selected}
+    per = sparsity if isinstance(sparsity, list) else [sparsity] * len(selected)
+    return {k: Target(keep=1.0 - s) for k, s in zip(selected, per)}
+
+
+def _by_curves(run, nettrim, keep, holdout):
+    """Whole-network sparsity by per-layer curves (nettrim.allocation)."""
+    from .problem import layer_problems
+    H = run.hold_out(holdout)
+    held_out = alloc.HeldOut(run.net, H)
+    originals = run.net.layer_inputs(run.X, run.plan, run.selected)
+    parallel = run.scheme == "parallel"
+    choice = alloc.allocate(run.net, originals, run.selected, keep, nettrim, held_out, keep_solvers=parallel)
+    run.allocation = choice
+    nettrim.close = 0.01      # the searches below land within 1% of their layer's allocation
+    if parallel:   # the chosen path points themselves; the fill layer searches between two points
+        chosen = alloc.FromCurves(nettrim, choice, {k: layer_problems(run.net.layers[k], originals[k])
+                                                    for k in run.selected})
+        targets = {k: Target(keep=kp) for k, kp in zip(run.selected, choice.keep)}
+        pruned, reports = run.all(chosen, targets, key=lambda k: f"curves-{targets[k]!r}")
+    else:          # each layer on the pruned prefix, searched to its density: the allocation again
+        def target(k, reports):   # for the layers left, under the budget left (a layer may have come out
+            done = sum(reports[j].nnz_after for j in run.selected if j < k)   # sparser than its curve said)
+            keep_k, j = alloc.replan(choice, done, k)
+            if keep_k >= 1.0:
+                return None
+            c = next(c for c in choice.curves if c.index == k)
+            return Target(keep=keep_k, eps_rel=float(c.eps_rel[j]) if j is not None else None)
+
+        pruned, reports = run.all(nettrim, target)
+    for c, r in zip(choice.curves, (reports[k] for k in run.selected)):
+        r.iterations += c.iterations
+        r.solves += c.solves
+        r.search_seconds += c.seconds
+        r.seconds += c.seconds
+    return pruned, reports
+
+
+def _shared_eps(run, nettrim, keep):
+    """One eps_rel for every selected layer, searched by re-running the scheme per trial."""
+    from .search import search_eps
+    total = sum(run.net.layers[k].size for k in run.selected)
+    tried = {}
+
+    class Trial:
+        def __init__(self, rel):
+            self.rel = rel
+            pruned, reports = run.all(nettrim, {k: Target(eps_rel=rel) for k in run.selected}, notify=False)
+            tried[rel] = (pruned, reports)
+            self.density = sum(reports[k].nnz_after for k in run.selected) / total
+
+    best, note = search_eps(Trial, keep)
+    if note:
+        run.notes.append(note)
+    pruned, reports = tried[best.rel]
+    for i, r in enumerate(reports):
+        r.iterations = sum(rep[i].iterations for _, rep in tried.values())
+        r.solves = sum(rep[i].solves for _, rep in tried.values())
+        if run.on_layer:
+            run.on_layer(i, r)
+    return pruned, reports
+
+
+def _problems_of(layer):
+    from .problem import LayerProblem
+    out = []
+    for g in range(layer.groups):
+        W, b = layer.group_matrix(g)
+        name = layer.name if layer.groups == 1 else f"{layer.name}/{g}"
+        out.append(LayerProblem(name, None, None, W, b if layer.has_bias else None, layer.relu))
+    return out
+
+
+def _method_options(options):
+    """The options meant for another method: all but the engine's progress callback."""
+    return {k: v for k, v in options.items() if k != "progress"}
+
+
+def _global_magnitude(net, selected, sparsity):
+    """Per-layer sparsities that one global threshold on |w| gives (Han et al. 2015)."""
+    from .methods.masks import keep_count
+    magnitudes = np.concatenate([np.abs(net.layers[k].matrix).ravel() for k in selected])
+    keep = keep_count(magnitudes.size, sparsity)
+    order = np.argsort(-magnitudes, kind="stable")
+    kept = np.zeros(magnitudes.size, bool)
+    kept[order[:keep]] = True
+    out, start = [], 0
+    for k in selected:
+        size = net.layers[k].size
+        out.append(1.0 - kept[start:start + size].mean())
+        start += size
+    return out
+
+
+def _warn(report):
+    """What the user must know, warned once on the calling thread."""
+    for note in report.notes:
+        warnings.warn(f"sparsity: {note}", ConvergenceWarning, stacklevel=3)
+    limited = [r.name for r in report.layers if r.status in ("max_iterations", "time_limit")]
+    if limited:
+        warnings.warn(f"{', '.join(limited)}: the solve stopped at its iteration or time limit; raise max_iter "
+                      f"or time_limit (the reported violations are those of the returned weights)",
+                      ConvergenceWarning, stacklevel=3)

@@ -1,0 +1,80 @@
+"""What pruning a network reports: :class:`LayerReport` per layer and :class:`PruneReport`."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import List, Optional
+
+import numpy as np
+
+
+@dataclass
+class LayerReport:
+    """One layer of a pruned network (all its groups together)."""
+    name: str
+    shape: tuple
+    nnz_before: int
+    nnz_after: int
+    eps: float                 # absolute eps the layer was solved with (root sum of squares over groups)
+    eps_rel: float             # eps / ||target on Omega||
+    relative_error: float      # ||act(U^T Xin) - Y|| / ||Y|| on the calibration rows
+    omega_violation: float
+    complement_violation: float
+    iterations: int            # every ADMM iteration spent on this layer: search, curve and final solve
+    solves: int                # solves of this layer (a search or a curve solves it several times)
+    status: str
+    seconds: float             # all the time spent on this layer
+    samples: int = 0           # rows of the layer's problem (samples, or sampled patch positions)
+    search_seconds: float = 0.0   # of which: finding the eps (search or solution path)
+    final_seconds: float = 0.0    # of which: the solve at the chosen eps and the re-fit
+    pruned: bool = True        # False for a layer left dense (not among ``layers=``)
+
+    @property
+    def density(self):
+        return self.nnz_after / max(1, int(np.prod(self.shape)))
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in d.items() if k in known}, "shape": tuple(d["shape"])})
+
+
+@dataclass
+class PruneReport:
+    """How a network was pruned: per layer, and in total."""
+    scheme: str
+    layers: List[LayerReport]
+    calibration_samples: int
+    seconds: float
+    method: str = "nettrim"
+    allocation: Optional[str] = None      # how a whole-network target was shared out, when there was one
+    notes: List[str] = field(default_factory=list)   # what the run wants the user to know (unreached targets, ...)
+
+    @property
+    def nnz_before(self):
+        return sum(r.nnz_before for r in self.layers)
+
+    @property
+    def nnz_after(self):
+        return sum(r.nnz_after for r in self.layers)
+
+    @property
+    def density(self):
+        return self.nnz_after / max(1, self.nnz_before)
+
+    def to_dict(self):
+        return {"scheme": self.scheme, "method": self.method, "allocation": self.allocation,
+                "calibration_samples": self.calibration_samples, "seconds": self.seconds,
+                "nnz_before": self.nnz_before, "nnz_after": self.nnz_after, "notes": list(self.notes),
+                "layers": [asdict(r) for r in self.layers]}
+
+    def summary(self) -> str:
+        """A line of totals and the per-layer table (as the command line prints it)."""
+        from .reporting import report_summary
+        return report_summary(self)
+
+    __str__ = summary
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["scheme"], [LayerReport.from_dict(r) for r in d["layers"]], d["calibration_samples"],
+                   d["seconds"], d.get("method", "nettrim"), d.get("allocation"), list(d.get("notes", [])))
