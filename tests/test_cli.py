@@ -217,9 +217,11 @@ def test_progress_line_on_a_terminal_only():
     shown = io.StringIO()
     bar = Progress(3, enabled=True, stream=shown)
     bar.solver_callback(120, 3e-3, 1e-2, 0.5)
+    bar.trial("dense1", "search trial", 3, 0.052, 0.231)
     bar.layer_done(0, report)
     bar.close()
     assert "ADMM iteration   120" in shown.getvalue() and "1/3 layers" in shown.getvalue()
+    assert "dense1: search trial 3, eps_rel 0.052 keeps 23.1%" in shown.getvalue()
     silent = io.StringIO()
     bar = Progress(3, stream=silent)                 # StringIO is not a terminal
     bar.layer_done(0, report)

@@ -190,3 +190,28 @@ def test_checkpoint_resumes_to_the_same_result(digits_mlp, tmp_path):
     assert [r.iterations for r in report.layers] == [r.iterations for r in full_report.layers]
     with pytest.raises(ValueError, match="checkpoint: .* holds a run with another"):
         nettrim.prune_network(net, Xtr[:500], scheme="cascade", eps_rel=0.1, threads=1, checkpoint=tmp_path / "ck")
+
+
+def test_searches_report_their_trials_and_time(digits_mlp):
+    # What a progress display needs during a search (issue: the line stayed at "0/4 layers"):
+    # every solve is announced with its layer, kind, number, eps and density, and the report
+    # splits each layer's time into the search and the final solve.
+    clf, Xtr, *_ = digits_mlp
+    net = from_sklearn(clf)
+    trials = []
+    _, report = nettrim.prune_network(net, Xtr, scheme="parallel", sparsity=0.7, sparsity_scope="layer",
+                                      threads=1, on_trial=lambda *a: trials.append(a))
+    names = [layer.name for layer in net.layers]
+    for name in names:
+        mine = [t for t in trials if t[0] == name]
+        assert mine and all(kind == "search trial" for _, kind, *_ in mine)
+        assert [n for _, _, n, _, _ in mine] == list(range(1, len(mine) + 1))
+        assert all(0 < rel <= 1 and 0 <= density <= 1 for *_, rel, density in mine)
+    for r in report.layers:
+        assert r.solves == sum(1 for t in trials if t[0] == r.name)
+        assert r.search_seconds > 0 and r.final_seconds >= 0
+        assert r.search_seconds + r.final_seconds <= r.seconds + 1e-6
+    _, report = nettrim.prune_network(net, Xtr, scheme="cascade", sparsity=0.8, threads=1,
+                                      on_trial=lambda *a: trials.append(a))
+    assert any(kind == "curve point" for _, kind, *_ in trials)
+    assert all(r.search_seconds > 0 for r in report.layers)

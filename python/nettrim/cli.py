@@ -209,7 +209,8 @@ def cmd_demo(args):
     progress = Progress(len(net.layers), enabled=False if args.quiet else None)
     try:
         pruned, report = prune_network(net, X[tr], scheme=args.scheme, sparsity=args.sparsity, threads=args.threads,
-                                       on_layer=progress.layer_done, progress=progress.solver_callback)
+                                       on_layer=progress.layer_done, on_trial=progress.trial,
+                                       progress=progress.solver_callback)
     finally:
         progress.close()
     print()
@@ -264,7 +265,8 @@ def cmd_prune(args):
     try:
         pruned, report = prune_network(loaded.net, X, scheme=args.scheme, threads=args.threads,
                                        max_samples=args.max_samples, seed=args.seed, checkpoint=args.checkpoint,
-                                       on_layer=progress.layer_done, progress=progress.solver_callback, **kw)
+                                       on_layer=progress.layer_done, on_trial=progress.trial,
+                                       progress=progress.solver_callback, **kw)
     finally:
         progress.close()
     digest = save_model(loaded, pruned, out, sparse=args.sparse)
@@ -431,7 +433,8 @@ def cmd_sweep(args):
         try:
             pruned, report = prune_network(net, X, scheme=args.scheme, threads=args.threads,
                                            max_samples=args.max_samples, seed=args.seed,
-                                           on_layer=progress.layer_done, progress=progress.solver_callback,
+                                           on_layer=progress.layer_done, on_trial=progress.trial,
+                                           progress=progress.solver_callback,
                                            **setting)
         finally:
             progress.close()

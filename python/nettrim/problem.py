@@ -7,9 +7,12 @@ A layer's problem is built from two signals (docs: "Whole networks"):
 - ``X_pruned``: the inputs the pruned layer will see, the pruned network's (cascade) or
   the same ``X_original`` (parallel, and the first layer of the cascade).
 
-In the cascade the trained weights must stay feasible on the pruned signals: inactive
-outputs are bounded by ``V = X_pruned W + b`` instead of 0, and the tolerance may not fall
-below ``eps_floor = gamma ||(X_pruned W + b - Y)_Omega||``.
+In the cascade some weights must stay feasible on the pruned signals: inactive outputs are
+bounded by ``V = X_pruned W + b`` instead of 0, and the tolerance may not fall below
+``eps_floor = gamma ||(X_pruned U0 + b0 - Y)_Omega||`` for a feasible ``U0``: the trained
+weights (``floor="trained"``, the papers' choice), or the trained weights re-fitted by least
+squares to the pruned signals (``floor="refit"``), which meet the same bound and may err much
+less when the layers before were pruned hard, so that the layer may keep more weights.
 """
 from __future__ import annotations
 
@@ -52,7 +55,10 @@ class LayerProblem:
         return max(float(eps_rel) * self.scale, self.eps_floor)
 
 
-def layer_problems(layer, X_original, X_pruned=None, gamma=1.0) -> List[LayerProblem]:
+FLOORS = ("trained", "refit")
+
+
+def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained") -> List[LayerProblem]:
     """One problem per group of ``layer`` (Dense or Conv2d) from its unfolded inputs.
 
     ``X_pruned`` None means the same as ``X_original`` (parallel scheme, first cascade layer)."""
@@ -69,7 +75,14 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0) -> List[LayerPro
             Xs = np.ascontiguousarray(X_pruned[:, cols])
             V = Xs @ W + b
             problem.X = Xs
-            problem.eps_floor = gamma * float(np.linalg.norm(np.where(problem.omega, V - Y, 0)))
             problem.V = V if layer.relu else None
+            error = float(np.linalg.norm(np.where(problem.omega, V - Y, 0)))
+            if floor == "refit":
+                from .methods.refit import refit_on_support
+                w, bias = refit_on_support(Xs, Y, np.ones(W.shape, bool), relu=layer.relu, V=problem.V,
+                                           fit_bias=layer.has_bias, bias=b if layer.has_bias else None)
+                A = Xs @ w + (0 if bias is None else bias)
+                error = min(error, float(np.linalg.norm(np.where(problem.omega, A - Y, 0))))
+            problem.eps_floor = gamma * error
         problems.append(problem)
     return problems

@@ -34,11 +34,12 @@ class LayerJob:
     method: object
     target: Target
     gamma: float = 1.0
+    floor: str = "trained"
 
     def __call__(self, X_original, X_pruned=None):
         """``(matrices, biases, report, notes)`` of the pruned layer."""
         t0 = time.perf_counter()
-        problems = layer_problems(self.layer, X_original, X_pruned, self.gamma)
+        problems = layer_problems(self.layer, X_original, X_pruned, self.gamma, self.floor)
         outcomes = [self.method.prune(p, self.target) for p in problems]
         report = layer_report(self.layer, problems, outcomes, time.perf_counter() - t0, len(X_original))
         notes = [n for o in outcomes for n in o.notes]

@@ -75,6 +75,8 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02):
         # layers after it along): keep the nearer side, the denser one when the sparser is
         # empty, rather than hand back a network with no weights.
         nearer = res_lo if res_hi.density == 0 or keep / res_hi.density > res_lo.density / keep else res_hi
+        if abs(nearer.density / keep - 1) <= 2 * close:    # a small jump: nearly on target, nothing to say
+            return nearer, None
         return nearer, (f"{1 - keep:.3g} removed is not reachable; the weights kept jump from "
                         f"{res_lo.density:.3%} to {res_hi.density:.3%}; returning {nearer.density:.3%}")
     return res_hi, None

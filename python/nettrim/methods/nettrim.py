@@ -43,6 +43,8 @@ class NetTrim:
         options = dict(options or {})
         self.warm_start = options.pop("warm_start", None)
         self.progress = options.pop("progress", None)
+        # on_trial(layer, kind, number, eps_rel, density): each solve of a search or curve, as it ends.
+        self.on_trial = options.pop("on_trial", None)
         self.options = options
 
     def solver(self, problem) -> LayerSolver:
@@ -65,6 +67,9 @@ class NetTrim:
         def run(rel):
             res = solver.solve(eps=problem.eps(rel), warn=False, keep_state=False)
             tried.append(res)
+            if self.on_trial:
+                self.on_trial(problem.name, "search trial" if target.keep is not None else "solve", len(tried),
+                              rel, res.density)
             return res
 
         notes = []
@@ -96,6 +101,8 @@ class NetTrim:
         def solve(rel):
             res = solver.solve(eps=problem.eps(rel), warn=False, keep_state=False)
             points[rel] = res
+            if self.on_trial:
+                self.on_trial(problem.name, "curve point", len(points), rel, res.density)
             return res
 
         rel, res = start, solve(start)
