@@ -227,3 +227,19 @@ def test_progress_line_on_a_terminal_only():
     bar.layer_done(0, report)
     bar.close()
     assert silent.getvalue() == ""
+
+
+def test_a_bug_shows_its_traceback_not_a_user_error(tmp_path):
+    # Only nettrim's own errors (and memory, file, missing-package errors) are one-line user
+    # errors; a TypeError from a programming mistake must not pass for one.
+    script = ("import sys, nettrim.cli as cli\n"
+              "def broken(args):\n"
+              "    return len(None)\n"
+              "cli.cmd_report = broken\n"
+              "sys.exit(cli.main(['report', 'anything.json']))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 70
+    assert "Traceback" in out.stderr and "TypeError" in out.stderr
+    assert "please report" in out.stderr
+    user = nettrim_cli("report", str(tmp_path / "missing.json"))
+    assert user.returncode == 2 and "Traceback" not in user.stderr

@@ -135,6 +135,16 @@ void bind_solver(py::module_& m, const char* suffix) {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "Net-Trim layer ADMM engine (C++/Eigen)";
   py::register_exception<MemoryError>(m, "EngineMemoryError", PyExc_MemoryError);
+  // Bad data or settings: nettrim.InvalidArgument (a ValueError and a NettrimError), the same
+  // class the Python layer raises, so that callers and the CLI see one kind of error.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::invalid_argument& e) {
+      static PyObject* invalid = py::object(py::module_::import("nettrim.errors").attr("InvalidArgument")).release().ptr();
+      PyErr_SetString(invalid, e.what());
+    }
+  });
 
   py::enum_<Mode>(m, "Mode").value("relu", Mode::relu).value("linear", Mode::linear);
   py::enum_<Constraint>(m, "Constraint").value("joint", Constraint::joint).value("neuron", Constraint::neuron);

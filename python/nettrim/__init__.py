@@ -1,14 +1,16 @@
 """nettrim: convex layer-wise pruning of trained ReLU networks (Net-Trim)."""
-from .errors import ConvergenceWarning, NettrimError, NumericalError
+from .errors import (ConvergenceWarning, InvalidArgument, InvalidArgumentType, NettrimError, NumericalError,
+                     NumericalWarning)
 from .layer import prune_layer
 from .layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .network import Network, from_arrays
-from .result import LayerResult, SolutionPath
 from .prune import prune_network
 from .report import LayerReport, PruneReport
+from .result import LayerResult, SolutionPath
 from .solver import LayerSolver, backends
 
 __version__ = "0.2.0"
-__all__ = ["prune_layer", "LayerSolver", "LayerResult", "SolutionPath", "backends", "ConvergenceWarning",
-           "NettrimError", "NumericalError", "Network", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d",
-           "BatchNorm", "ReLU", "from_arrays", "prune_network", "PruneReport", "LayerReport", "__version__"]
+__all__ = ["prune_layer", "LayerSolver", "LayerResult", "SolutionPath", "backends", "prune_network", "PruneReport",
+           "LayerReport", "Network", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d", "BatchNorm", "ReLU",
+           "from_arrays", "NettrimError", "InvalidArgument", "InvalidArgumentType", "NumericalError",
+           "ConvergenceWarning", "NumericalWarning", "__version__"]

@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from .errors import InvalidArgument, InvalidArgumentType
+
 MAX_THREADS = 1024
 """The most engine threads (or parallel workers) accepted: more is a typo, and libgomp fails
 to create threads well before 2**31 (an uncaught "Thread creation failed", or a segfault)."""
@@ -15,9 +17,9 @@ def resolve_dtype(dtype):
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from None
+        raise InvalidArgumentType(f"dtype: expected 'float32' or 'float64', got {dtype!r}") from None
     if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype: expected 'float32' or 'float64', got {dt.name}")
+        raise InvalidArgumentType(f"dtype: expected 'float32' or 'float64', got {dt.name}")
     return dt.type
 
 
@@ -27,20 +29,20 @@ def as_float_matrix(name, a, *, rows=None, cols=None, finite=True):
         a = a.detach().cpu().numpy()
     arr = np.asarray(a)
     if arr.dtype == object:
-        raise TypeError(f"{name}: expected a numeric array, got dtype object")
+        raise InvalidArgumentType(f"{name}: expected a numeric array, got dtype object")
     if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name}: expected real floating values, got complex dtype {arr.dtype}")
+        raise InvalidArgumentType(f"{name}: expected real floating values, got complex dtype {arr.dtype}")
     if not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"{name}: expected a floating dtype (float32 or float64), got {arr.dtype}; "
+        raise InvalidArgumentType(f"{name}: expected a floating dtype (float32 or float64), got {arr.dtype}; "
                         f"convert with .astype(np.float32) if the values are meant as numbers")
     if arr.ndim != 2:
-        raise ValueError(f"{name}: expected a 2-D array, got {arr.ndim}-D with shape {arr.shape}")
+        raise InvalidArgument(f"{name}: expected a 2-D array, got {arr.ndim}-D with shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"{name}: expected a non-empty array, got shape {arr.shape}")
+        raise InvalidArgument(f"{name}: expected a non-empty array, got shape {arr.shape}")
     if rows is not None and arr.shape[0] != rows:
-        raise ValueError(f"{name}: expected {rows} rows, got shape {arr.shape}")
+        raise InvalidArgument(f"{name}: expected {rows} rows, got shape {arr.shape}")
     if cols is not None and arr.shape[1] != cols:
-        raise ValueError(f"{name}: expected {cols} columns, got shape {arr.shape}")
+        raise InvalidArgument(f"{name}: expected {cols} columns, got shape {arr.shape}")
     if finite:
         check_finite(name, arr)
     return arr
@@ -48,12 +50,12 @@ def as_float_matrix(name, a, *, rows=None, cols=None, finite=True):
 
 def check_finite(name, arr):
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name}: expected finite values, got NaN or Inf")
+        raise InvalidArgument(f"{name}: expected finite values, got NaN or Inf")
 
 
 def check_choice(name, value, choices):
     if value not in choices:
-        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise InvalidArgument(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
 
 
@@ -61,9 +63,9 @@ def check_nonnegative(name, value, *, strict=False):
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number, got {value!r}") from None
+        raise InvalidArgumentType(f"{name}: expected a number, got {value!r}") from None
     if not np.isfinite(v) or v < 0 or (strict and v == 0):
-        raise ValueError(f"{name}: expected a finite number {'>' if strict else '>='} 0, got {value!r}")
+        raise InvalidArgument(f"{name}: expected a finite number {'>' if strict else '>='} 0, got {value!r}")
     return v
 
 
@@ -78,7 +80,7 @@ def default_threads():
     except ValueError:
         value = -1
     if not 0 <= value <= MAX_THREADS:
-        raise ValueError(f"NETTRIM_THREADS: expected a number of threads in [0, {MAX_THREADS}], got {text!r}")
+        raise InvalidArgument(f"NETTRIM_THREADS: expected a number of threads in [0, {MAX_THREADS}], got {text!r}")
     return value
 
 
@@ -88,40 +90,40 @@ def check_int(name, value, *, low=None, high=None, none=False, what="an integer"
     if value is None and none:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected {what}{' or None' if none else ''}, got {value!r} "
+        raise InvalidArgumentType(f"{name}: expected {what}{' or None' if none else ''}, got {value!r} "
                         f"({type(value).__name__})")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = (f"in [{low}, {high}]" if low is not None and high is not None else
                   f">= {low}" if low is not None else f"<= {high}")
-        raise ValueError(f"{name}: expected {what} {bounds}, got {value}")
+        raise InvalidArgument(f"{name}: expected {what} {bounds}, got {value}")
     return value
 
 
 def check_real(name, value, *, low=None, high=None, strict_low=False, finite=True, what="a real number"):
     """A real number (int or float, Python or numpy; not a bool or a string), finite, in range."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected {what}, got {value!r} ({type(value).__name__})")
+        raise InvalidArgumentType(f"{name}: expected {what}, got {value!r} ({type(value).__name__})")
     value = float(value)
     if finite and not np.isfinite(value):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        raise InvalidArgument(f"{name}: expected a finite number, got {value!r}")
     if np.isnan(value) or (low is not None and (value < low or (strict_low and value == low))) or \
             (high is not None and value > high):
         lo = "" if low is None else f"{'>' if strict_low else '>='} {low}"
         hi = "" if high is None else f"<= {high}"
-        raise ValueError(f"{name}: expected {what} {' and '.join(b for b in (lo, hi) if b)}, got {value!r}")
+        raise InvalidArgument(f"{name}: expected {what} {' and '.join(b for b in (lo, hi) if b)}, got {value!r}")
     return value
 
 
 def check_bool(name, value):
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected True or False, got {value!r} ({type(value).__name__})")
+        raise InvalidArgumentType(f"{name}: expected True or False, got {value!r} ({type(value).__name__})")
     return bool(value)
 
 
 def check_callable(name, value, signature="a function"):
     if value is not None and not callable(value):
-        raise TypeError(f"{name}: expected {signature} or None, got {value!r} ({type(value).__name__})")
+        raise InvalidArgumentType(f"{name}: expected {signature} or None, got {value!r} ({type(value).__name__})")
     return value
 
 
@@ -134,19 +136,19 @@ def check_path(name, value):
     if isinstance(value, bytes):
         value = os.fsdecode(value)
     if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name}: expected a path (str or os.PathLike), got {value!r} ({type(value).__name__})")
+        raise InvalidArgumentType(f"{name}: expected a path (str or os.PathLike), got {value!r} ({type(value).__name__})")
     return os.fspath(value)
 
 
 def check_shape(name, value):
     """One sample's shape: a tuple of positive integers (a list or numpy array is fine; a string is not)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{name}: expected a tuple of positive integers such as (1, 28, 28), got {value!r}")
+        raise InvalidArgumentType(f"{name}: expected a tuple of positive integers such as (1, 28, 28), got {value!r}")
     dims = list(value)
     if not dims or any(isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Integral) for d in dims):
-        raise TypeError(f"{name}: expected a tuple of positive integers such as (1, 28, 28), got {value!r}")
+        raise InvalidArgumentType(f"{name}: expected a tuple of positive integers such as (1, 28, 28), got {value!r}")
     if any(int(d) < 1 for d in dims):
-        raise ValueError(f"{name}: expected positive sizes, got {tuple(int(d) for d in dims)}")
+        raise InvalidArgument(f"{name}: expected positive sizes, got {tuple(int(d) for d in dims)}")
     return tuple(int(d) for d in dims)
 
 
@@ -198,20 +200,20 @@ def check_prune_network_arguments(net, calibration_inputs, *, scheme, eps_rel, g
     from .methods import METHODS, NM_CAPABLE, check_nm
     from .network import Network
     if not isinstance(net, Network):
-        raise TypeError(f"net: expected a nettrim.Network (see nettrim.adapters for models), got {type(net).__name__}")
+        raise InvalidArgumentType(f"net: expected a nettrim.Network (see nettrim.adapters for models), got {type(net).__name__}")
     if calibration_inputs is None:
-        raise TypeError("calibration_inputs: expected an array (samples, ...) of the model's inputs, got None")
+        raise InvalidArgumentType("calibration_inputs: expected an array (samples, ...) of the model's inputs, got None")
     if scheme not in ("parallel", "cascade"):
-        raise ValueError(f"scheme: expected 'parallel' or 'cascade', got {scheme!r}")
+        raise InvalidArgument(f"scheme: expected 'parallel' or 'cascade', got {scheme!r}")
     if method not in METHODS:
-        raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
+        raise InvalidArgument(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
     if sparsity_scope not in ("network", "layer"):
-        raise ValueError(f"sparsity_scope: expected 'network' or 'layer', got {sparsity_scope!r}")
+        raise InvalidArgument(f"sparsity_scope: expected 'network' or 'layer', got {sparsity_scope!r}")
     from .allocation import ALLOCATIONS
     if allocation not in ALLOCATIONS:
-        raise ValueError(f"allocation: expected one of {', '.join(map(repr, ALLOCATIONS))}, got {allocation!r}")
+        raise InvalidArgument(f"allocation: expected one of {', '.join(map(repr, ALLOCATIONS))}, got {allocation!r}")
     if executor is not None and not callable(getattr(executor, "submit", None)):
-        raise TypeError(f"executor: expected a concurrent.futures-style executor (with submit), got "
+        raise InvalidArgumentType(f"executor: expected a concurrent.futures-style executor (with submit), got "
                         f"{type(executor).__name__}")
     selected = check_layer_selection(net, layers)
     out = dict(
@@ -231,15 +233,15 @@ def check_prune_network_arguments(net, calibration_inputs, *, scheme, eps_rel, g
     if nm is not None:
         out["nm"] = check_nm(nm)
         if method not in NM_CAPABLE:
-            raise ValueError(f"nm: {method} has no N:M variant (those that do: {', '.join(sorted(NM_CAPABLE))})")
+            raise InvalidArgument(f"nm: {method} has no N:M variant (those that do: {', '.join(sorted(NM_CAPABLE))})")
         if sparsity is not None:
-            raise ValueError("sparsity: not with nm, which fixes the sparsity at 1 - N/M")
+            raise InvalidArgument("sparsity: not with nm, which fixes the sparsity at 1 - N/M")
     if method != "nettrim" and sparsity is None and nm is None:
-        raise ValueError(f"sparsity: method {method!r} needs a target sparsity (or nm)")
+        raise InvalidArgument(f"sparsity: method {method!r} needs a target sparsity (or nm)")
     if method == "apoz" and not isinstance(out["sparsity"], (float, type(None))):
-        raise ValueError("sparsity: APoZ takes one fraction (neurons are ranked across layers or within each)")
+        raise InvalidArgument("sparsity: APoZ takes one fraction (neurons are ranked across layers or within each)")
     if out["structured"] and method != "nettrim":
-        raise ValueError(f"structured: a Net-Trim option, not for method {method!r} (APoZ is structured)")
+        raise InvalidArgument(f"structured: a Net-Trim option, not for method {method!r} (APoZ is structured)")
     check_callable("on_layer", on_layer, "a function (index, LayerReport)")
     check_callable("progress", solver_options.get("progress"), "a function (iteration, primal, dual, elapsed)")
     _check_solver_options(method, out["nm"], solver_options, dtype)
@@ -260,7 +262,7 @@ def check_layer_selection(net, layers):
     try:
         items = list(layers)
     except TypeError:
-        raise TypeError(f"layers: expected a list of layer names or indices, got {layers!r}") from None
+        raise InvalidArgumentType(f"layers: expected a list of layer names or indices, got {layers!r}") from None
     out = set()
     for item in items:
         if isinstance(item, str) and item in names:
@@ -269,10 +271,10 @@ def check_layer_selection(net, layers):
                 -len(names) <= int(item) < len(names):
             out.add(int(item) % len(names))
         else:
-            raise ValueError(f"layers: {item!r} is not one of the network's prunable layers "
+            raise InvalidArgument(f"layers: {item!r} is not one of the network's prunable layers "
                              f"(names {names}, or indices 0 to {len(names) - 1})")
     if not out:
-        raise ValueError("layers: expected at least one layer to prune, got an empty list")
+        raise InvalidArgument("layers: expected at least one layer to prune, got an empty list")
     return sorted(out)
 
 
@@ -283,12 +285,12 @@ def check_sparsity(sparsity, n_layers):
     if isinstance(sparsity, (str, bytes)) or np.ndim(sparsity) == 0:
         if isinstance(sparsity, (bool, np.bool_)) or not isinstance(sparsity, numbers.Real) or \
                 not 0 < float(sparsity) < 1:
-            raise ValueError(f"sparsity: expected a fraction in (0, 1) of weights to remove, got {sparsity!r}")
+            raise InvalidArgument(f"sparsity: expected a fraction in (0, 1) of weights to remove, got {sparsity!r}")
         return float(sparsity)
     values = list(np.ravel(np.asarray(sparsity, dtype=object)))
     if len(values) != n_layers or not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
                                           and 0 <= float(v) < 1 for v in values):
-        raise ValueError(f"sparsity: expected one fraction in [0, 1) per pruned layer ({n_layers} of them), "
+        raise InvalidArgument(f"sparsity: expected one fraction in [0, 1) per pruned layer ({n_layers} of them), "
                          f"got {sparsity!r}")
     return [float(v) for v in values]
 
@@ -297,12 +299,12 @@ def check_directory(name, path):
     """A directory that exists or can be made (no file in the way, a writable parent)."""
     path = check_path(name, path)
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{name}: {path} is a file; expected a directory (an existing one, or a new name)")
+        raise InvalidArgument(f"{name}: {path} is a file; expected a directory (an existing one, or a new name)")
     parent = os.path.abspath(path)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise ValueError(f"{name}: {path} is under {parent}, which is a file, not a directory")
+        raise InvalidArgument(f"{name}: {path} is under {parent}, which is a file, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"{name}: cannot write in {parent} (permission denied)")
     return path
@@ -313,10 +315,11 @@ def _check_solver_options(method, nm, options, dtype):
     bad option fails here rather than in the first layer, after a checkpoint was written."""
     import inspect
     import warnings
+
     from .methods import LAYERWISE
     for name in options:
         if name in _SET_PER_LAYER:
-            raise TypeError(f"{name}: set by prune_network for every layer, not an option")
+            raise InvalidArgumentType(f"{name}: set by prune_network for every layer, not an option")
     if method == "nettrim":
         from .layer import prune_layer
         target = prune_layer
@@ -327,7 +330,7 @@ def _check_solver_options(method, nm, options, dtype):
     unknown = sorted(set(options) - allowed)
     if unknown:
         known = ", ".join(sorted(allowed - set(_SET_PER_LAYER) - {"dtype", "threads", "eps_rel"}))
-        raise TypeError(f"{unknown[0]}: not an option of method {method!r} (those it takes: {known})")
+        raise InvalidArgumentType(f"{unknown[0]}: not an option of method {method!r} (those it takes: {known})")
     rest = {k: v for k, v in options.items() if k != "progress"}
     if target is None or not rest:
         return

@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from .errors import InvalidArgument
 from .io import atomic_json, atomic_savez
 
 
@@ -32,10 +33,10 @@ class Checkpoint:
                 with open(meta) as f:
                     found = json.load(f).get("fingerprint")
             except (ValueError, AttributeError, OSError) as e:
-                raise ValueError(f"checkpoint: {meta} cannot be read ({e}); use an empty directory or remove it") \
+                raise InvalidArgument(f"checkpoint: {meta} cannot be read ({e}); use an empty directory or remove it") \
                     from None
             if found != self.fingerprint:
-                raise ValueError(f"checkpoint: {self.directory} holds a run with another model, calibration "
+                raise InvalidArgument(f"checkpoint: {self.directory} holds a run with another model, calibration "
                                  f"data or options; use an empty directory or remove it")
         else:
             atomic_json(meta, {"fingerprint": self.fingerprint})
@@ -61,7 +62,7 @@ class Checkpoint:
             return matrices, biases, LayerReport.from_dict(d)
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
             text = str(e).strip().splitlines()
-            raise ValueError(f"checkpoint: {path} cannot be read, damaged or truncated? "
+            raise InvalidArgument(f"checkpoint: {path} cannot be read, damaged or truncated? "
                              f"({text[0] if text else type(e).__name__}); delete it to recompute that layer") from None
 
     def put(self, key, k, matrices, biases, report):

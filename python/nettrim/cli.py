@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from .errors import NettrimError
 from .methods import METHODS
 from .reporting import format_table, model_table, report_table
 
@@ -34,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"nettrim: error: {message}{hint}\n")
 
 
-class CliError(Exception):
+class CliError(NettrimError):
     """An error the user can act on: printed as one line, exit code 2."""
 
 
@@ -69,9 +70,18 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("nettrim: interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, TypeError, MemoryError, OSError, ImportError, EOFError) as e:
+    except (NettrimError, MemoryError, OSError, ImportError) as e:
+        # What the user can act on: nettrim's own errors (bad arguments, files, models, numerics)
+        # and the documented built-ins (memory, files, a missing optional package).
         print(f"nettrim: error: {_message(e, args)}", file=sys.stderr)
         return 2
+    except Exception:
+        # Anything else is a bug in nettrim: the traceback, and where to report it.
+        import traceback
+        traceback.print_exc()
+        print("nettrim: internal error (a bug): please report it with the command and the traceback above",
+              file=sys.stderr)
+        return 70
 
 
 TRUST_HELP = ("read a pickled PyTorch module (torch.save(model, path)). Unpickling runs whatever code the file "
@@ -180,10 +190,9 @@ def cmd_demo(args):
     from sklearn.datasets import load_digits
     from sklearn.neural_network import MLPClassifier
 
+    from ._validate import check_threads
     from .adapters.sklearn import from_sklearn
     from .prune import prune_network
-
-    from ._validate import check_threads
     if not 0 < args.sparsity < 1:
         raise CliError(f"--sparsity: expected a fraction in (0, 1) of the weights to remove, got {args.sparsity:g}")
     check_threads("--threads", args.threads)
@@ -296,7 +305,7 @@ def _restore_hint(out):
 
 def _check_options(args):
     """The pruning options, named as on the command line, before anything is read."""
-    from ._validate import check_real, check_threads, check_int
+    from ._validate import check_int, check_real, check_threads
     from .methods import NM_CAPABLE, check_nm
     if args.eps is not None:
         check_real("--eps", args.eps, low=0, what="a relative tolerance >= 0")

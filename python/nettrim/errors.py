@@ -11,6 +11,14 @@ class NettrimError(Exception):
     """Base of nettrim's own errors."""
 
 
+class InvalidArgument(NettrimError, ValueError):
+    """An argument (or file, or option) with a value nettrim cannot use; the message names it."""
+
+
+class InvalidArgumentType(NettrimError, TypeError):
+    """An argument of a type nettrim cannot use; the message names it."""
+
+
 class NumericalError(NettrimError, ArithmeticError):
     """A solve's iterates became non-finite: nothing it computed can be trusted.
 

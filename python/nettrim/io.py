@@ -7,6 +7,8 @@ import os
 import tempfile
 import threading
 
+from .errors import InvalidArgumentType
+
 _umask_lock = threading.Lock()
 
 
@@ -105,4 +107,4 @@ def _jsonable(x):
         return x.tolist()
     if isinstance(x, tuple):
         return list(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+    raise InvalidArgumentType(f"not JSON serialisable: {type(x).__name__}")

@@ -9,6 +9,7 @@ from .errors import ConvergenceWarning  # noqa: F401  (re-exported here for olde
 from .result import LayerResult
 from .solver import DEFAULTS, LayerSolver
 
+
 def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
                 mode: str = DEFAULTS.mode.name, constraint: str = DEFAULTS.constraint.name,
                 penalty: str = DEFAULTS.penalty.name, lam: Optional[float] = None, V=None,

@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from . import conv
+from .errors import InvalidArgument, InvalidArgumentType
 
 
 def _pair(name, v, low):
@@ -25,11 +26,11 @@ def _pair(name, v, low):
     import numbers
     values = [v, v] if np.ndim(v) == 0 and not isinstance(v, (str, bytes)) else v
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != 2:
-        raise ValueError(f"{name}: expected an integer or a pair of integers, got {v!r}")
+        raise InvalidArgument(f"{name}: expected an integer or a pair of integers, got {v!r}")
     if any(isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral) for x in values):
-        raise TypeError(f"{name}: expected an integer or a pair of integers, got {v!r}")
+        raise InvalidArgumentType(f"{name}: expected an integer or a pair of integers, got {v!r}")
     if any(int(x) < low for x in values):
-        raise ValueError(f"{name}: expected values >= {low}, got {v!r}")
+        raise InvalidArgument(f"{name}: expected values >= {low}, got {v!r}")
     return tuple(int(x) for x in values)
 
 
@@ -37,27 +38,27 @@ def _array(name, a, ndim, what):
     """A finite float32 array of ``ndim`` dimensions (integers are converted; strings, objects and
     complex numbers are errors)."""
     if a is None:
-        raise TypeError(f"{name}: expected {what}, got None")
+        raise InvalidArgumentType(f"{name}: expected {what}, got None")
     if hasattr(a, "detach"):    # a torch tensor
         a = a.detach().cpu().numpy()
     arr = np.asarray(a)
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"{name}: expected {what} of real numbers, got dtype {arr.dtype}")
+        raise InvalidArgumentType(f"{name}: expected {what} of real numbers, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name}: expected {what}, got shape {arr.shape}")
+        raise InvalidArgument(f"{name}: expected {what}, got shape {arr.shape}")
     arr = np.asarray(arr, np.float32)
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name}: expected finite values, got NaN or Inf")
+        raise InvalidArgument(f"{name}: expected finite values, got NaN or Inf")
     return arr
 
 
 def _check_flags(layer):
     for field in ("relu",) + (("has_bias",) if layer.has_bias is not None else ()):
         if not isinstance(getattr(layer, field), (bool, np.bool_)):
-            raise TypeError(f"{layer.name or type(layer).__name__}: {field}: expected True or False, "
+            raise InvalidArgumentType(f"{layer.name or type(layer).__name__}: {field}: expected True or False, "
                             f"got {getattr(layer, field)!r}")
     if not isinstance(layer.name, str):
-        raise TypeError(f"name: expected a string, got {layer.name!r}")
+        raise InvalidArgumentType(f"name: expected a string, got {layer.name!r}")
 
 
 class _Prunable:
@@ -95,7 +96,7 @@ class Dense(_Prunable):
         self.b = (np.zeros(self.W.shape[-1], np.float32) if self.b is None
                   else _array(prefix + "b", self.b, None, "a bias vector").reshape(-1))
         if self.b.shape != (self.W.shape[1],):
-            raise ValueError(f"{prefix}b: expected shape ({self.W.shape[1]},) to match W {self.W.shape}, "
+            raise InvalidArgument(f"{prefix}b: expected shape ({self.W.shape[1]},) to match W {self.W.shape}, "
                              f"got {self.b.shape}")
 
     @property
@@ -108,7 +109,7 @@ class Dense(_Prunable):
 
     def output_shape(self, in_shape):
         if tuple(in_shape) != (self.W.shape[0],):
-            raise ValueError(f"{self.name}: expects {self.W.shape[0]} input features, gets shape {tuple(in_shape)}"
+            raise InvalidArgument(f"{self.name}: expects {self.W.shape[0]} input features, gets shape {tuple(in_shape)}"
                              + (" (add a Flatten before it)" if len(in_shape) > 1 else ""))
         return (self.W.shape[1],)
 
@@ -160,14 +161,14 @@ class Conv2d(_Prunable):
         self.b = (np.zeros(c_out, np.float32) if self.b is None
                   else _array(prefix + "b (bias)", self.b, None, "a bias vector").reshape(-1))
         if self.b.shape != (c_out,):
-            raise ValueError(f"{prefix}b (bias): expected shape ({c_out},) to match the weight {self.weight.shape}, "
+            raise InvalidArgument(f"{prefix}b (bias): expected shape ({c_out},) to match the weight {self.weight.shape}, "
                              f"got {self.b.shape}")
         self.stride = _pair(prefix + "stride", self.stride, 1)
         self.padding = _pair(prefix + "padding", self.padding, 0)
         self.dilation = _pair(prefix + "dilation", self.dilation, 1)
         self.groups = check_int(prefix + "groups", self.groups, low=1)
         if c_out % self.groups:
-            raise ValueError(f"{prefix}groups: expected a divisor of C_out={c_out}, got {self.groups}")
+            raise InvalidArgument(f"{prefix}groups: expected a divisor of C_out={c_out}, got {self.groups}")
 
     @property
     def shape(self):
@@ -184,12 +185,12 @@ class Conv2d(_Prunable):
 
     def output_shape(self, in_shape):
         if len(in_shape) != 3 or in_shape[0] != self.weight.shape[1] * self.groups:
-            raise ValueError(f"{self.name}: expects inputs (C={self.weight.shape[1] * self.groups}, H, W), "
+            raise InvalidArgument(f"{self.name}: expects inputs (C={self.weight.shape[1] * self.groups}, H, W), "
                              f"gets shape {tuple(in_shape)}")
         h, w = (conv.output_size(n, k, s, p, d) for n, k, s, p, d in
                 zip(in_shape[1:], self.kernel, self.stride, self.padding, self.dilation))
         if h < 1 or w < 1:
-            raise ValueError(f"{self.name}: the kernel does not fit the input of shape {tuple(in_shape)}")
+            raise InvalidArgument(f"{self.name}: the kernel does not fit the input of shape {tuple(in_shape)}")
         return (self.weight.shape[0], h, w)
 
     def preactivation(self, x):
@@ -242,7 +243,7 @@ class MaxPool2d:
 
     def output_shape(self, in_shape):
         if len(in_shape) != 3:
-            raise ValueError(f"{type(self).__name__}: expects inputs (C, H, W), gets shape {tuple(in_shape)}")
+            raise InvalidArgument(f"{type(self).__name__}: expects inputs (C, H, W), gets shape {tuple(in_shape)}")
         return (in_shape[0],) + tuple(conv.output_size(n, k, s, p) for n, k, s, p in
                                       zip(in_shape[1:], self.kernel, self.stride, self.padding))
 
@@ -276,9 +277,9 @@ class BatchNorm:
                 continue
             arr = _array(f"BatchNorm {field}", value, 1, "a vector (one value per feature)")
             if arr.shape != n:
-                raise ValueError(f"BatchNorm {field}: expected shape {n} like mean, got {arr.shape}")
+                raise InvalidArgument(f"BatchNorm {field}: expected shape {n} like mean, got {arr.shape}")
         if (np.asarray(self.var) < 0).any():
-            raise ValueError("BatchNorm var: expected variances >= 0, got negative values")
+            raise InvalidArgument("BatchNorm var: expected variances >= 0, got negative values")
         self.eps = check_real("BatchNorm eps", self.eps, low=0)
 
     def affine(self):

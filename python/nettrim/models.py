@@ -17,12 +17,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+from .errors import InvalidArgument
 from .network import Network
 
 FORMATS = {".npz": "npz", ".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".ts": "torch"}
 
 
-class ModelFileError(ValueError):
+class ModelFileError(InvalidArgument):
     """A model file that is missing, unreadable or of an unsupported kind."""
 
 
@@ -89,7 +90,7 @@ def _check_given_shape(net, input_shape):
     if input_shape is None:
         return
     if int(np.prod(input_shape)) != net.n_inputs or (len(net.input_shape) > 1 and input_shape != net.input_shape):
-        raise ValueError(f"input_shape: {input_shape} does not match the model's input "
+        raise InvalidArgument(f"input_shape: {input_shape} does not match the model's input "
                          f"{'x'.join(map(str, net.input_shape))} ({net.n_inputs} values per sample)")
 
 
@@ -103,6 +104,7 @@ def _load_torch(path, trust=False):
     import warnings
 
     import torch
+
     from .adapters.torch import SPARSE_FORMAT
     try:
         with warnings.catch_warnings():
@@ -155,6 +157,7 @@ def save_model(loaded: LoadedModel, pruned: Network, path, *, sparse=False):
         model = pruned_onnx(pruned, loaded.source, sparse=sparse)
         return atomic_write(path, lambda f: f.write(model.SerializeToString()))
     import torch
+
     from .adapters.torch import save_sparse, to_torch
     module = to_torch(pruned, loaded.source)
     if sparse:

@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from .errors import InvalidArgument, InvalidArgumentType
 from .layers import PRUNABLE, AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 
 __all__ = ["Network", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d", "BatchNorm", "ReLU",
@@ -35,19 +36,19 @@ class Network:
     def __init__(self, steps: Sequence, input_shape: Optional[Sequence[int]] = None):
         from ._validate import check_shape
         if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__"):
-            raise TypeError(f"steps: expected a list of layers (Dense, Conv2d, Flatten, ...), got {type(steps).__name__}")
+            raise InvalidArgumentType(f"steps: expected a list of layers (Dense, Conv2d, Flatten, ...), got {type(steps).__name__}")
         self.steps = _normalize(list(steps))
         if not any(isinstance(s, PRUNABLE) for s in self.steps):
-            raise ValueError("layers: expected at least one Dense or Conv2d layer, got none")
+            raise InvalidArgument("layers: expected at least one Dense or Conv2d layer, got none")
         if not any(layer.relu for layer in self.layers):
-            raise ValueError("layers: expected at least one ReLU layer (Net-Trim prunes ReLU networks), got none")
+            raise InvalidArgument("layers: expected at least one ReLU layer (Net-Trim prunes ReLU networks), got none")
         for k, layer in enumerate(self.layers):
             if not layer.name:
                 layer.name = f"{'dense' if isinstance(layer, Dense) else 'conv'}{k}"
         if input_shape is None:
             first = self.steps[0]
             if not isinstance(first, Dense):
-                raise ValueError("input_shape: required when the network does not start with a Dense layer, "
+                raise InvalidArgument("input_shape: required when the network does not start with a Dense layer, "
                                  "e.g. (1, 28, 28) for one-channel 28x28 images")
             input_shape = (first.W.shape[0],)
         self.input_shape = check_shape("input_shape", input_shape)
@@ -57,7 +58,7 @@ class Network:
                 self.shapes.append(tuple(step.output_shape(self.shapes[-1])))
             except ValueError as e:
                 where = "the network's input" if i == 0 else f"the output of steps[{i - 1}]"
-                raise ValueError(f"{e} ({where}; input_shape {self.input_shape})") from None
+                raise InvalidArgument(f"{e} ({where}; input_shape {self.input_shape})") from None
 
     @property
     def layers(self) -> List:
@@ -231,10 +232,10 @@ class Network:
         if layout is None:
             layout = "plain" if source and not sparse and all(isinstance(s, Dense) for s in self.steps) else "nettrim"
         if layout not in ("plain", "nettrim"):
-            raise ValueError(f"layout: expected 'plain' or 'nettrim', got {layout!r}")
+            raise InvalidArgument(f"layout: expected 'plain' or 'nettrim', got {layout!r}")
         if layout == "plain":
             if sparse or not all(isinstance(s, Dense) for s in self.steps):
-                raise ValueError("layout: 'plain' (W0, b0, ...) holds dense weights of Dense layers only")
+                raise InvalidArgument("layout: 'plain' (W0, b0, ...) holds dense weights of Dense layers only")
             return atomic_savez(path, _plain_arrays(self, source or {}))
         arrays, spec = {}, []
         for i, step in enumerate(self.steps):
@@ -279,22 +280,22 @@ class Network:
             try:
                 z = np.load(fh, allow_pickle=False)
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-                raise ValueError(f"{path}: not a readable .npz file ({_first_line(e)})") from None
+                raise InvalidArgument(f"{path}: not a readable .npz file ({_first_line(e)})") from None
             if not hasattr(z, "files"):
-                raise ValueError(f"{path}: holds a single array; expected an .npz of weights (W0, b0, W1, b1, ...)")
+                raise InvalidArgument(f"{path}: holds a single array; expected an .npz of weights (W0, b0, W1, b1, ...)")
             try:
                 with z:
                     if "__nettrim__" in z.files:
                         try:
                             spec = json.loads(str(z["__nettrim__"]))
                         except ValueError as e:
-                            raise ValueError(f"__nettrim__: not the JSON description nettrim writes ({e})") from None
+                            raise InvalidArgument(f"__nettrim__: not the JSON description nettrim writes ({e})") from None
                         return _from_spec(spec, z)
                     return _from_plain(cls, z)
             except (ValueError, TypeError, KeyError) as e:
-                raise ValueError(f"{path}: {_first_line(e)}") from None
+                raise InvalidArgument(f"{path}: {_first_line(e)}") from None
             except (OSError, EOFError, zipfile.BadZipFile, RuntimeError) as e:   # a damaged member (zlib, CRC)
-                raise ValueError(f"{path}: cannot read the file, damaged or truncated? ({_first_line(e)})") from None
+                raise InvalidArgument(f"{path}: cannot read the file, damaged or truncated? ({_first_line(e)})") from None
 
 
 def _first_line(e):
@@ -310,30 +311,30 @@ def _from_plain(cls, z):
     while f"W{count}" in keys or f"b{count}" in keys:
         count += 1
     if not count:
-        raise ValueError(f"expected a network saved by nettrim or arrays W0, b0, W1, b1, ..., found {sorted(keys)}")
+        raise InvalidArgument(f"expected a network saved by nettrim or arrays W0, b0, W1, b1, ..., found {sorted(keys)}")
     extra = sorted(k for k in keys if k[:1] in "Wb" and k[1:].isdigit() and int(k[1:]) >= count)
     if extra:
-        raise ValueError(f"W{count}: missing, but {', '.join(extra)} follow it")
+        raise InvalidArgument(f"W{count}: missing, but {', '.join(extra)} follow it")
     layers, relus, dtypes = [], [], {}
     for i in range(count):
         if f"W{i}" not in keys:
-            raise ValueError(f"W{i}: missing (b{i} has no weights)")
+            raise InvalidArgument(f"W{i}: missing (b{i} has no weights)")
         if f"b{i}" not in keys:
-            raise ValueError(f"b{i}: missing (W{i} has no bias; store zeros for a layer without one)")
+            raise InvalidArgument(f"b{i}: missing (W{i} has no bias; store zeros for a layer without one)")
         raw_W, raw_b = z[f"W{i}"], z[f"b{i}"]
         W = _array(f"W{i}", raw_W, 2, "a weight matrix (inputs x outputs)")
         b = _array(f"b{i}", raw_b, 1, "a bias vector")
         if b.shape != (W.shape[1],):
-            raise ValueError(f"b{i}: expected shape ({W.shape[1]},) to match W{i} {W.shape} (inputs x outputs), "
+            raise InvalidArgument(f"b{i}: expected shape ({W.shape[1]},) to match W{i} {W.shape} (inputs x outputs), "
                              f"got {b.shape}")
         if layers and W.shape[0] != layers[-1].W.shape[1]:
-            raise ValueError(f"W{i}: expected {layers[-1].W.shape[1]} rows (the outputs of W{i - 1}; W is stored "
+            raise InvalidArgument(f"W{i}: expected {layers[-1].W.shape[1]} rows (the outputs of W{i - 1}; W is stored "
                              f"inputs x outputs), got shape {W.shape}")
         relu = None
         if f"relu{i}" in keys:
             flag = z[f"relu{i}"]
             if flag.shape != () or flag.dtype.kind not in "bi":
-                raise ValueError(f"relu{i}: expected one boolean, got {flag.dtype} of shape {flag.shape}")
+                raise InvalidArgument(f"relu{i}: expected one boolean, got {flag.dtype} of shape {flag.shape}")
             relu = bool(flag)
         dtypes[f"W{i}"], dtypes[f"b{i}"] = raw_W.dtype.str, raw_b.dtype.str
         relus.append(relu)
@@ -364,13 +365,13 @@ def _unfolded_columns(layer):
 
 def _from_spec(spec, z):
     if not isinstance(spec, dict) or not isinstance(spec.get("steps"), list) or "input_shape" not in spec:
-        raise ValueError("__nettrim__: expected the description nettrim writes (input_shape, steps)")
+        raise InvalidArgument("__nettrim__: expected the description nettrim writes (input_shape, steps)")
     steps = []
     for i, e in enumerate(spec["steps"]):
         try:
             steps.append(_step_from_spec(i, e, z))
         except KeyError as missing:
-            raise ValueError(f"steps[{i}] ({e.get('type', '?')}): {missing} is missing") from None
+            raise InvalidArgument(f"steps[{i}] ({e.get('type', '?')}): {missing} is missing") from None
     return Network(steps, spec["input_shape"])
 
 
@@ -391,14 +392,14 @@ def _step_from_spec(i, e, z):
             return Conv2d(np.reshape(weight, e["shape"]), z[f"{i}.bias"], e["stride"], e["padding"],
                           e["dilation"], e["groups"], e["relu"], e["name"], e["has_bias"])
         except (ValueError, TypeError) as err:
-            raise ValueError(f"{name}: {err}") from None
+            raise InvalidArgument(f"{name}: {err}") from None
     if kind == "Flatten":
         return Flatten()
     if kind == "MaxPool2d":
         return MaxPool2d(e["kernel"], e["stride"], e["padding"])
     if kind == "AvgPool2d":
         return AvgPool2d(e["kernel"], e["stride"], e["padding"], e["count_include_pad"])
-    raise ValueError(f"steps[{i}]: unknown step type {kind!r} (nettrim writes Dense, Conv2d, Flatten, MaxPool2d, "
+    raise InvalidArgument(f"steps[{i}]: unknown step type {kind!r} (nettrim writes Dense, Conv2d, Flatten, MaxPool2d, "
                      f"AvgPool2d)")
 
 
@@ -409,12 +410,12 @@ def _normalize(steps):
         if isinstance(step, BatchNorm):
             prev = out[-1] if out else None
             if not isinstance(prev, PRUNABLE) or prev.relu:
-                raise ValueError(f"steps[{i}]: a BatchNorm must directly follow a Dense or Conv2d layer "
+                raise InvalidArgument(f"steps[{i}]: a BatchNorm must directly follow a Dense or Conv2d layer "
                                  f"(it is folded into it), got it after {type(prev).__name__}")
             outputs = prev.b.shape[0]
             if any(np.shape(v) not in ((outputs,), ()) for v in (step.weight, step.bias, step.mean, step.var)
                    if v is not None):
-                raise ValueError(f"steps[{i}]: a BatchNorm over {np.shape(step.mean)} features follows a layer "
+                raise InvalidArgument(f"steps[{i}]: a BatchNorm over {np.shape(step.mean)} features follows a layer "
                                  f"with {outputs} outputs")
             prev.scale_outputs(*step.affine())
         elif isinstance(step, ReLU):
@@ -422,13 +423,13 @@ def _normalize(steps):
             while j >= 0 and type(out[j]) is MaxPool2d:   # max pooling commutes with ReLU
                 j -= 1
             if j < 0 or not isinstance(out[j], PRUNABLE):
-                raise ValueError(f"steps[{i}]: a ReLU must follow a Dense or Conv2d layer (possibly through "
+                raise InvalidArgument(f"steps[{i}]: a ReLU must follow a Dense or Conv2d layer (possibly through "
                                  f"max pooling), got it after {type(out[-1]).__name__ if out else 'nothing'}")
             out[j].relu = True
         elif isinstance(step, PRUNABLE + (Flatten, MaxPool2d)):
             out.append(copy.copy(step) if isinstance(step, PRUNABLE) else step)
         else:
-            raise ValueError(f"steps[{i}]: unsupported step {type(step).__name__}")
+            raise InvalidArgument(f"steps[{i}]: unsupported step {type(step).__name__}")
     return out
 
 
@@ -440,27 +441,27 @@ def from_arrays(weights, biases=None, *, last_linear=True) -> Network:
     from ._validate import as_float_matrix, check_bool
     last_linear = check_bool("last_linear", last_linear)
     if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
-        raise TypeError(f"weights: expected a list of weight matrices (n_in, n_out), got {type(weights).__name__}")
+        raise InvalidArgumentType(f"weights: expected a list of weight matrices (n_in, n_out), got {type(weights).__name__}")
     if biases is None:
         biases = [None] * len(weights)
     if isinstance(biases, np.ndarray) or not isinstance(biases, (list, tuple)):
-        raise TypeError(f"biases: expected a list of bias vectors (or None), got {type(biases).__name__}")
+        raise InvalidArgumentType(f"biases: expected a list of bias vectors (or None), got {type(biases).__name__}")
     if len(weights) != len(biases) or not weights:
-        raise ValueError(f"weights, biases: expected two non-empty lists of equal length, got "
+        raise InvalidArgument(f"weights, biases: expected two non-empty lists of equal length, got "
                          f"{len(weights)} and {len(biases)}")
     layers = []
     for i, (W, b) in enumerate(zip(weights, biases)):
         if W is None:
-            raise TypeError(f"weights[{i}]: expected a weight matrix (n_in, n_out), got None"
+            raise InvalidArgumentType(f"weights[{i}]: expected a weight matrix (n_in, n_out), got None"
                             + (" (a bias without its weights)" if b is not None else ""))
         W = as_float_matrix(f"weights[{i}]", _numeric(W))
         if i and W.shape[0] != layers[-1].W.shape[1]:
-            raise ValueError(f"weights[{i}]: expected {layers[-1].W.shape[1]} rows (the outputs of weights[{i - 1}]), "
+            raise InvalidArgument(f"weights[{i}]: expected {layers[-1].W.shape[1]} rows (the outputs of weights[{i - 1}]), "
                              f"got shape {W.shape}")
         if b is not None:
             b = np.asarray(_numeric(b))
             if b.shape != (W.shape[1],):
-                raise ValueError(f"biases[{i}]: expected shape ({W.shape[1]},) to match weights[{i}] {W.shape}, "
+                raise InvalidArgument(f"biases[{i}]: expected shape ({W.shape[1]},) to match weights[{i}] {W.shape}, "
                                  f"got {b.shape}")
             b = as_float_matrix(f"biases[{i}]", b[None])[0]
         layers.append(Dense(W, b, relu=not (last_linear and i == len(weights) - 1)))
@@ -476,20 +477,20 @@ def _numeric(a):
 def check_inputs(net: Network, X, name="X") -> np.ndarray:
     """``X`` as float32 of shape (samples,) + input_shape; flat rows are reshaped."""
     if X is None:
-        raise TypeError(f"{name}: expected an array (samples, ...) of the model's inputs, got None")
+        raise InvalidArgumentType(f"{name}: expected an array (samples, ...) of the model's inputs, got None")
     arr = np.asarray(X)
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"{name}: expected real numbers, got dtype {arr.dtype}")
+        raise InvalidArgumentType(f"{name}: expected real numbers, got dtype {arr.dtype}")
     n = net.n_inputs
     if arr.ndim < 2 or int(np.prod(arr.shape[1:])) != n or (arr.ndim > 2 and arr.shape[1:] != net.input_shape):
-        raise ValueError(f"{name}: expected shape (samples, {n})"
+        raise InvalidArgument(f"{name}: expected shape (samples, {n})"
                          + (f" or (samples, {', '.join(map(str, net.input_shape))})" if len(net.input_shape) > 1 else "")
                          + f" to match the model's input, got {np.shape(X)}")
     if len(arr) == 0:
-        raise ValueError(f"{name}: expected at least one sample, got an empty array")
+        raise InvalidArgument(f"{name}: expected at least one sample, got an empty array")
     arr = arr.astype(np.float32, copy=False).reshape((len(arr),) + net.input_shape)
     step = max(1, (1 << 24) // max(1, n))       # a bounded temporary, even for a huge (broadcast) input
     for start in range(0, len(arr), step):
         if not np.isfinite(arr[start:start + step]).all():
-            raise ValueError(f"{name}: expected finite values, got NaN or Inf")
+            raise InvalidArgument(f"{name}: expected finite values, got NaN or Inf")
     return arr

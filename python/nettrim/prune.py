@@ -18,7 +18,7 @@ import numpy as np
 from . import allocation as alloc
 from . import schemes
 from ._threads import blas_threads
-from .errors import ConvergenceWarning
+from .errors import ConvergenceWarning, InvalidArgument
 from .methods import LAYERWISE
 from .methods.base import Given, Layerwise, Target
 from .methods.nettrim import NetTrim
@@ -121,7 +121,7 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
     check_callable("on_trial", on_trial, "a function (layer, kind, number, eps_rel, density)")
     from .problem import FLOORS
     if floor not in FLOORS:
-        raise ValueError(f"floor: expected one of {', '.join(map(repr, FLOORS))}, got {floor!r}")
+        raise InvalidArgument(f"floor: expected one of {', '.join(map(repr, FLOORS))}, got {floor!r}")
     selected = args["layers"]
     eps_rel, gamma, sparsity, nm = (args[k] for k in ("eps_rel", "gamma", "sparsity", "nm"))
     max_samples, seed, threads, workers = (args[k] for k in ("max_samples", "seed", "threads", "workers"))

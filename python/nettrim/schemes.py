@@ -18,6 +18,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from .errors import InvalidArgument
 from .methods.base import Outcome, Target
 from .metrics import constraint_violations, relative_error
 from .problem import layer_problems
@@ -65,7 +66,7 @@ def run(net, X, plan, scheme, jobs, *, executor=None, workers=1, on_layer: Optio
     key_of = key if callable(key) else (lambda k: key)
     lazy = callable(jobs)
     if lazy and scheme != "cascade":
-        raise ValueError("jobs: a function of the layers done needs the cascade scheme")
+        raise InvalidArgument("jobs: a function of the layers done needs the cascade scheme")
 
     def finish(k, result):
         matrices, biases, report, layer_notes = result

@@ -19,9 +19,16 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _core
-from ._validate import (as_float_matrix, available_memory, check_choice, check_finite, check_nonnegative,
-                        default_threads, resolve_dtype)
-from .errors import ConvergenceWarning, NumericalError, NumericalWarning
+from ._validate import (
+    as_float_matrix,
+    available_memory,
+    check_choice,
+    check_finite,
+    check_nonnegative,
+    default_threads,
+    resolve_dtype,
+)
+from .errors import ConvergenceWarning, InvalidArgument, InvalidArgumentType, NumericalError, NumericalWarning
 from .result import LayerResult, SolutionPath
 
 DEFAULTS = _core.Settings()
@@ -58,17 +65,17 @@ def make_settings(base=None, **options):
             setattr(s, name, _check_int(name, value, lo, hi))
         elif name in _BOOLS:
             if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{name}: expected True or False, got {value!r}")
+                raise InvalidArgumentType(f"{name}: expected True or False, got {value!r}")
             setattr(s, name, bool(value))
         elif name in _REALS:
             setattr(s, name, _check_real(name, value))
         elif name in _OPTIONAL_REALS:
             number = 0.0 if value is None else _check_real(name, value)
             if value is not None and not (np.isfinite(number) and number > 0):
-                raise ValueError(f"{name}: expected a finite number > 0 (or None), got {value!r}")
+                raise InvalidArgument(f"{name}: expected a finite number > 0 (or None), got {value!r}")
             setattr(s, name, number)
         else:
-            raise TypeError(f"unexpected keyword argument {name!r} (settings are: {', '.join(SETTINGS)})")
+            raise InvalidArgumentType(f"unexpected keyword argument {name!r} (settings are: {', '.join(SETTINGS)})")
     if s.threads == 0:
         s.threads = default_threads()
     s.validate()     # ranges; the engine's messages name the field
@@ -77,16 +84,16 @@ def make_settings(base=None, **options):
 
 def _check_int(name, value, lo, hi):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an integer, got {value!r}")
+        raise InvalidArgumentType(f"{name}: expected an integer, got {value!r}")
     value = int(value)
     if not lo <= value <= hi:
-        raise ValueError(f"{name}: expected an integer in [{lo}, {hi}], got {value}")
+        raise InvalidArgument(f"{name}: expected an integer in [{lo}, {hi}], got {value}")
     return value
 
 
 def _check_real(name, value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a number, got {value!r}")
+        raise InvalidArgumentType(f"{name}: expected a number, got {value!r}")
     return float(value)
 
 
@@ -129,7 +136,7 @@ class LayerSolver:
         self.dtype = np.dtype(resolve_dtype(dtype))
         self.progress = _check_progress(progress)
         if not isinstance(fit_bias, (bool, np.bool_)):
-            raise TypeError(f"fit_bias: expected True or False, got {fit_bias!r}")
+            raise InvalidArgumentType(f"fit_bias: expected True or False, got {fit_bias!r}")
         self.fit_bias = bool(fit_bias)
         self._settings = make_settings(**settings)
         Xa = as_float_matrix("X", X, finite=False)   # values are checked after the memory estimate
@@ -140,12 +147,12 @@ class LayerSolver:
         elif Wa is not None:
             M = Wa.shape[1]
         else:
-            raise ValueError("Y: expected the target outputs, or W (and b) to compute them; got neither")
+            raise InvalidArgument("Y: expected the target outputs, or W (and b) to compute them; got neither")
         self.n_in, self.N = n_in, n_in + (1 if self.fit_bias else 0)
         self._settings.bias_row = n_in if self.fit_bias else -1
         make = _core.SolverFloat32 if self.dtype == np.float32 else _core.SolverFloat64
         if not isinstance(backend, str):
-            raise TypeError(f"backend: expected a name such as 'cpu', got {backend!r}")
+            raise InvalidArgumentType(f"backend: expected a name such as 'cpu', got {backend!r}")
         self._engine = make(backend)
         self._check_memory(P, M, V is not None)
         check_finite("X", Xa)
@@ -185,7 +192,7 @@ class LayerSolver:
         """Change settings (tolerances, penalties, mode, ...) without refactorising."""
         new = make_settings(self._settings, **settings)
         if "progress" in settings:
-            raise TypeError("progress: pass it to solve() or the constructor")
+            raise InvalidArgumentType("progress: pass it to solve() or the constructor")
         self._engine.update_settings(new)
         self._settings = new
         if "mode" in settings:
@@ -196,7 +203,7 @@ class LayerSolver:
         P = self.Xs.shape[0]
         if Y is None:
             if W is None:
-                raise ValueError("Y: expected the target outputs, or W (and b) to compute them; got neither")
+                raise InvalidArgument("Y: expected the target outputs, or W (and b) to compute them; got neither")
             Wa, ba = _weights(W, b, self.n_in)
             Ya = self.Xs[:, :self.n_in] @ Wa.astype(self.dtype, copy=False) + (0 if ba is None else ba)
             if self.mode == "relu":
@@ -204,12 +211,12 @@ class LayerSolver:
         else:
             Ya = as_float_matrix("Y", Y, rows=P, finite=False)
             if W is not None and np.shape(W)[-1] != Ya.shape[1]:
-                raise ValueError(f"Y: expected {np.shape(W)[-1]} columns (W has {np.shape(W)[-1]} outputs), "
+                raise InvalidArgument(f"Y: expected {np.shape(W)[-1]} columns (W has {np.shape(W)[-1]} outputs), "
                                  f"got {Ya.shape[1]}")
         check_finite("Y", Ya)
         self._check_range("Y", Ya)
         if self.mode == "relu" and (Ya < 0).any():
-            raise ValueError("Y: expected ReLU outputs (>= 0) in mode='relu', got negative values; "
+            raise InvalidArgument("Y: expected ReLU outputs (>= 0) in mode='relu', got negative values; "
                              "use mode='linear' for a layer without ReLU")
         self.Ys = np.ascontiguousarray(Ya, dtype=self.dtype)
         self.M = self.Ys.shape[1]
@@ -225,7 +232,7 @@ class LayerSolver:
             self.V = None
             return
         if self.mode != "relu":
-            raise ValueError("V: an upper bound on inactive outputs needs mode='relu'")
+            raise InvalidArgument("V: an upper bound on inactive outputs needs mode='relu'")
         Va = as_float_matrix("V", V, rows=self.Xs.shape[0], cols=self.M)
         self._check_range("V", Va)
         self.V = np.ascontiguousarray(Va, dtype=self.dtype)
@@ -249,7 +256,7 @@ class LayerSolver:
         if isinstance(start, (LayerResult, _core.StateFloat32, _core.StateFloat64)):
             st = start.state if isinstance(start, LayerResult) else start
             if st is None or np.shape(st.U) != (self.N, self.M):
-                raise ValueError(f"warm_start: expected a LayerResult of a layer with U of shape {(self.N, self.M)}"
+                raise InvalidArgument(f"warm_start: expected a LayerResult of a layer with U of shape {(self.N, self.M)}"
                                  f" and its ADMM state")
             state = (_core.StateFloat32 if self.dtype == np.float32 else _core.StateFloat64)()
             state.U, state.L1, state.L2 = (np.asarray(a, self.dtype) for a in (st.U, st.L1, st.L2))
@@ -262,13 +269,13 @@ class LayerSolver:
                 self._engine.cold_start()
                 return
             if self.W is None:
-                raise ValueError("warm_start: 'W' needs the trained weights W")
+                raise InvalidArgument("warm_start: 'W' needs the trained weights W")
             start = self.W if self.b is None or not self.fit_bias else np.vstack([self.W, self.b[None, :]])
         U = as_float_matrix("warm_start", start)
         if U.shape == (self.n_in, self.M) and self.fit_bias:
             U = np.vstack([U, np.zeros((1, self.M), U.dtype)])
         if U.shape != (self.N, self.M):
-            raise ValueError(f"warm_start: expected a matrix of shape {(self.N, self.M)} or {(self.n_in, self.M)}, "
+            raise InvalidArgument(f"warm_start: expected a matrix of shape {(self.N, self.M)} or {(self.n_in, self.M)}, "
                              f"got {U.shape}")
         self._engine.warm_start_primal(np.asfortranarray(U, dtype=self.dtype))
 
@@ -286,24 +293,24 @@ class LayerSolver:
             e = _as_real_array("eps", eps)
             if joint:
                 if e.size != 1:
-                    raise ValueError(f"eps: expected a scalar for constraint='joint', got shape {e.shape}")
+                    raise InvalidArgument(f"eps: expected a scalar for constraint='joint', got shape {e.shape}")
                 e = e.reshape(1)
             elif e.size in (1, self.M):
                 e = np.broadcast_to(e, (self.M,)).copy()
             else:
-                raise ValueError(f"eps: expected a scalar or shape ({self.M},) for constraint='neuron', "
+                raise InvalidArgument(f"eps: expected a scalar or shape ({self.M},) for constraint='neuron', "
                                  f"got shape {e.shape}")
             if not np.all(np.isfinite(e)) or np.any(e < 0):
-                raise ValueError(f"eps: expected finite values >= 0, got {eps!r}")
+                raise InvalidArgument(f"eps: expected finite values >= 0, got {eps!r}")
             return e
         if eps_rel is None:
-            raise ValueError("eps_rel: expected a relative tolerance (or eps, an absolute one), got neither")
+            raise InvalidArgument("eps_rel: expected a relative tolerance (or eps, an absolute one), got neither")
         if isinstance(eps_rel, (bool, np.bool_)) or not isinstance(eps_rel, numbers.Real):
-            raise TypeError(f"eps_rel: expected a number, got {eps_rel!r}")
+            raise InvalidArgumentType(f"eps_rel: expected a number, got {eps_rel!r}")
         rel = check_nonnegative("eps_rel", eps_rel)
         e = rel * (np.array([self._omega_norm_total]) if joint else self._omega_norm)
         if not np.all(np.isfinite(e)):
-            raise ValueError(f"eps_rel: {eps_rel!r} times the outputs' norm ({self._omega_norm_total:.3g}) "
+            raise InvalidArgument(f"eps_rel: {eps_rel!r} times the outputs' norm ({self._omega_norm_total:.3g}) "
                              f"overflows; expected a value that keeps eps finite")
         return e
 
@@ -337,10 +344,10 @@ class LayerSolver:
         each warm started from the one before with the factorisation reused.  Monotone
         sequences are where warm starts pay; see :class:`SolutionPath` for what is returned."""
         if (eps_rel is None) == (eps is None):
-            raise ValueError("eps_rel: expected a sequence of relative tolerances, or eps (absolute), not both")
+            raise InvalidArgument("eps_rel: expected a sequence of relative tolerances, or eps (absolute), not both")
         values = list(np.atleast_1d(np.asarray(eps_rel if eps is None else eps, dtype=object)))
         if not values:
-            raise ValueError(f"{'eps_rel' if eps is None else 'eps'}: expected at least one value, got none")
+            raise InvalidArgument(f"{'eps_rel' if eps is None else 'eps'}: expected at least one value, got none")
         if eps is None:
             targets = [self.eps_for(v, None) for v in values]
         else:
@@ -462,7 +469,7 @@ class LayerSolver:
         if self.dtype == np.float32 and a.dtype != np.float32:
             big = float(np.max(np.abs(a), initial=0.0))
             if big > np.finfo(np.float32).max:
-                raise ValueError(f"{name}: values up to {big:.3g} exceed the float32 range; use dtype='float64' "
+                raise InvalidArgument(f"{name}: values up to {big:.3g} exceed the float32 range; use dtype='float64' "
                                  f"or rescale the data")
 
 
@@ -471,10 +478,10 @@ def _weights(W, b, n_in):
     if b is None:
         return Wa, None
     if Wa is None:
-        raise ValueError("b: a bias needs the weights W it belongs to; got b without W")
+        raise InvalidArgument("b: a bias needs the weights W it belongs to; got b without W")
     ba = np.asarray(b)
     if ba.ndim != 1 or ba.shape[0] != Wa.shape[1]:
-        raise ValueError(f"b: expected shape ({Wa.shape[1]},), got {ba.shape}")
+        raise InvalidArgument(f"b: expected shape ({Wa.shape[1]},), got {ba.shape}")
     return Wa, as_float_matrix("b", ba[None, :])[0]
 
 
@@ -484,7 +491,7 @@ def _as_real_array(name, value):
     except (TypeError, ValueError):
         arr = np.asarray([object()])
     if arr.dtype == object or arr.dtype.kind not in "fiu" or arr.dtype == bool:
-        raise TypeError(f"{name}: expected a number or an array of numbers, got {value!r}")
+        raise InvalidArgumentType(f"{name}: expected a number or an array of numbers, got {value!r}")
     return arr.astype(np.float64)
 
 
@@ -497,7 +504,7 @@ def _column_norms(A):
 
 def _check_progress(progress):
     if progress is not None and not callable(progress):
-        raise TypeError(f"progress: expected a callable(iteration, primal_residual, dual_residual, elapsed), "
+        raise InvalidArgumentType(f"progress: expected a callable(iteration, primal_residual, dual_residual, elapsed), "
                         f"got {progress!r}")
     return progress
 

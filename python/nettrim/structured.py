@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InvalidArgumentType
 from .layers import PRUNABLE, Conv2d, Dense
 
 
@@ -85,7 +86,7 @@ def shrink(net):
     ``k`` taken out."""
     from .network import Network
     if not isinstance(net, Network):
-        raise TypeError(f"net: expected a nettrim.Network, got {type(net).__name__}")
+        raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
     removed = [0] * len(net.layers)
     changed = True
     while changed:

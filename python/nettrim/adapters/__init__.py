@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgument
 
-class UnsupportedModelError(ValueError):
+
+class UnsupportedModelError(InvalidArgument):
     """The model holds a layer or connection Net-Trim cannot prune."""
 
 
@@ -18,7 +20,7 @@ def check_reproduces(net, inputs, framework_outputs, framework):
     x = np.asarray(inputs)
     if x.ndim < 2 or len(x) == 0 or x.shape[1:] not in (net.input_shape, (net.n_inputs,)) or \
             not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise ValueError(f"check_inputs: expected samples of shape (n,) + {net.input_shape} (or flat rows of "
+        raise InvalidArgument(f"check_inputs: expected samples of shape (n,) + {net.input_shape} (or flat rows of "
                          f"{net.n_inputs}), got {x.dtype} of shape {x.shape}")
     x = x.astype(np.float32).reshape((-1,) + net.input_shape)[:64]
     want = np.asarray(framework_outputs(x)).reshape(len(x), -1)

@@ -27,6 +27,7 @@ import os
 
 import numpy as np
 
+from ..errors import InvalidArgument, InvalidArgumentType
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
 from . import UnsupportedModelError, check_reproduces
@@ -54,9 +55,9 @@ def read_onnx(path_or_model, name="model"):
             return onnx.load(path)
         except Exception as e:            # protobuf's DecodeError, external data errors, ...
             text = str(e).strip().splitlines()
-            raise ValueError(f"{path}: not a readable ONNX model, truncated or not ONNX? "
+            raise InvalidArgument(f"{path}: not a readable ONNX model, truncated or not ONNX? "
                              f"({text[0] if text else type(e).__name__})") from None
-    raise TypeError(f"{name}: expected a path to an .onnx file or an onnx.ModelProto, got {type(path_or_model).__name__}")
+    raise InvalidArgumentType(f"{name}: expected a path to an .onnx file or an onnx.ModelProto, got {type(path_or_model).__name__}")
 
 
 def graph_signature(model):
@@ -84,7 +85,7 @@ def load_onnx(path_or_model, input_shape=None, *, check_inputs=None) -> Network:
     if input_shape is None:
         dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim][1:]
         if not dims or not all(dims):
-            raise ValueError("input_shape: the model does not state its input shape; pass it, e.g. (1, 28, 28)")
+            raise InvalidArgument("input_shape: the model does not state its input shape; pass it, e.g. (1, 28, 28)")
         input_shape = tuple(dims)
     steps, origins, current, shape_tensors = [], [], inputs[0].name, set()
     for index, node in enumerate(graph.node):
@@ -118,14 +119,14 @@ def load_onnx(path_or_model, input_shape=None, *, check_inputs=None) -> Network:
         raise UnsupportedModelError("model: the output is not the end of the chain of layers")
     if isinstance(steps[0], Dense) and len(input_shape) > 1:
         if int(np.prod(input_shape)) != steps[0].W.shape[0]:
-            raise ValueError(f"input_shape: {input_shape} has {int(np.prod(input_shape))} values, but the model's first "
+            raise InvalidArgument(f"input_shape: {input_shape} has {int(np.prod(input_shape))} values, but the model's first "
                              f"layer takes {steps[0].W.shape[0]} inputs")
         input_shape = (steps[0].W.shape[0],)       # a dense model takes flat rows
     net = Network(steps, input_shape)
     net.onnx_origins = origins
     net.onnx_signature = graph_signature(model)
     try:
-        import onnxruntime  # noqa: F401
+        import onnxruntime  # noqa: F401  (only whether it is there)
     except ImportError:
         return net
     check_reproduces(net, check_inputs, lambda x: _run_batched(model, x), "onnxruntime")
@@ -225,14 +226,14 @@ def pruned_onnx(net: Network, model, *, sparse=False):
     """The ``ModelProto`` that :func:`save_onnx` writes."""
     onnx, numpy_helper = _onnx()
     if not isinstance(net, Network):
-        raise TypeError(f"net: expected a nettrim.Network, got {type(net).__name__}")
+        raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
     origins = getattr(net, "onnx_origins", None)
     if origins is None:
-        raise ValueError("net: expected a network read by nettrim.adapters.onnx.load_onnx")
+        raise InvalidArgument("net: expected a network read by nettrim.adapters.onnx.load_onnx")
     model = densify(read_onnx(model))
     signature = getattr(net, "onnx_signature", None)
     if signature is not None and signature != graph_signature(model):
-        raise ValueError("model: not the model the network was read from (its graph differs)")
+        raise InvalidArgument("model: not the model the network was read from (its graph differs)")
     out = copy.deepcopy(model)
     graph = out.graph
     inits = {t.name: t for t in graph.initializer}
@@ -272,7 +273,7 @@ def pruned_onnx(net: Network, model, *, sparse=False):
             if nxt is not None and nxt.op_type == "Add" and nxt.input[0] == node.output[0]:
                 put(nxt.input[1], layer.b, inits[nxt.input[1]])
             elif np.any(layer.b):
-                raise ValueError(f"{layer.name}: the pruned layer has a bias but the MatMul has none")
+                raise InvalidArgument(f"{layer.name}: the pruned layer has a bias but the MatMul has none")
         else:
             put(node.input[1], layer.weight, inits[node.input[1]])
             set_bias(node, 2, layer, layer.b)
@@ -292,7 +293,7 @@ def _check_shapes(net, origins, graph, inits, numpy_helper):
         node = graph.node[origin["node"]]
         name = node.input[1] if len(node.input) > 1 else ""
         if name not in inits:
-            raise ValueError(f"model: node {node.name or node.op_type} has no weight initializer {name!r}")
+            raise InvalidArgument(f"model: node {node.name or node.op_type} has no weight initializer {name!r}")
         have = tuple(inits[name].dims)
         if origin["kind"] == "Gemm":
             want = layer.W.T.shape if origin["transB"] else layer.W.shape
@@ -301,7 +302,7 @@ def _check_shapes(net, origins, graph, inits, numpy_helper):
         else:
             want = layer.weight.shape
         if tuple(want) != have:
-            raise ValueError(f"net: layer {layer.name} has weights of shape {tuple(want)}, the model's {name!r} "
+            raise InvalidArgument(f"net: layer {layer.name} has weights of shape {tuple(want)}, the model's {name!r} "
                              f"{have} (a network with neurons removed cannot be written into the original graph)")
 
 

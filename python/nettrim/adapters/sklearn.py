@@ -5,6 +5,7 @@ import copy
 
 import numpy as np
 
+from ..errors import InvalidArgument, InvalidArgumentType
 from ..network import Network, from_arrays
 
 
@@ -16,12 +17,12 @@ def _mlp_types():
 def from_sklearn(model) -> Network:
     """The network of a fitted ``MLPClassifier`` / ``MLPRegressor`` with ``activation='relu'``."""
     if not isinstance(model, _mlp_types()):
-        raise TypeError(f"model: expected a fitted scikit-learn MLPClassifier or MLPRegressor, got "
+        raise InvalidArgumentType(f"model: expected a fitted scikit-learn MLPClassifier or MLPRegressor, got "
                         f"{type(model).__name__}")
     if not hasattr(model, "coefs_"):
-        raise ValueError(f"model: this {type(model).__name__} is not fitted yet (call fit first)")
+        raise InvalidArgument(f"model: this {type(model).__name__} is not fitted yet (call fit first)")
     if model.activation != "relu":
-        raise ValueError(f"model: expected activation='relu' (Net-Trim prunes ReLU networks), got "
+        raise InvalidArgument(f"model: expected activation='relu' (Net-Trim prunes ReLU networks), got "
                          f"activation={model.activation!r}")
     return from_arrays(list(model.coefs_), list(model.intercepts_), last_linear=True)
 
@@ -31,16 +32,16 @@ def to_sklearn(net: Network, model):
 
     ``net`` must have the model's layers and shapes (as :func:`from_sklearn` gives them)."""
     if not isinstance(net, Network):
-        raise TypeError(f"net: expected a nettrim.Network, got {type(net).__name__}")
+        raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
     if not isinstance(model, _mlp_types()) or not hasattr(model, "coefs_"):
-        raise TypeError(f"model: expected the fitted MLPClassifier or MLPRegressor the network was read from, got "
+        raise InvalidArgumentType(f"model: expected the fitted MLPClassifier or MLPRegressor the network was read from, got "
                         f"{type(model).__name__}")
     if len(net.layers) != len(model.coefs_) or len(net.steps) != len(net.layers):
-        raise ValueError(f"net: has {len(net.layers)} layers ({len(net.steps)} steps), the model "
+        raise InvalidArgument(f"net: has {len(net.layers)} layers ({len(net.steps)} steps), the model "
                          f"{len(model.coefs_)} dense layers")
     for i, layer in enumerate(net.layers):
         if np.shape(layer.W) != np.shape(model.coefs_[i]):
-            raise ValueError(f"net: layer {layer.name} has weights of shape {layer.W.shape}, the model's "
+            raise InvalidArgument(f"net: layer {layer.name} has weights of shape {layer.W.shape}, the model's "
                              f"coefs_[{i}] {np.shape(model.coefs_[i])}")
     out = copy.deepcopy(model)
     out.coefs_ = [layer.W.astype(model.coefs_[i].dtype) for i, layer in enumerate(net.layers)]

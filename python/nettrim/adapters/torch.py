@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from ..errors import InvalidArgument, InvalidArgumentType
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
 from . import UnsupportedModelError, check_reproduces
@@ -36,14 +37,14 @@ def from_torch(module, input_shape=None, *, check_inputs=None) -> Network:
     torch = _torch()
     from .._validate import check_shape
     if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(module).__name__}")
+        raise InvalidArgumentType(f"model: expected a torch.nn.Module, got {type(module).__name__}")
     if input_shape is not None:
         input_shape = check_shape("input_shape", input_shape)
     dtypes = sorted({str(p.dtype).replace("torch.", "") for p in module.parameters()} |
                     {str(b.dtype).replace("torch.", "") for b in module.buffers() if b.is_floating_point()})
     odd = [d for d in dtypes if d not in ("float32", "float64", "int64")]
     if odd:
-        raise TypeError(f"model: parameters of dtype {', '.join(odd)}; nettrim reads float32 or float64 models "
+        raise InvalidArgumentType(f"model: parameters of dtype {', '.join(odd)}; nettrim reads float32 or float64 models "
                         f"(convert a copy with model.float())")
     try:
         steps, origins = _trace(module)
@@ -54,7 +55,7 @@ def from_torch(module, input_shape=None, *, check_inputs=None) -> Network:
     first = next((s for s in steps if isinstance(s, (Dense, Conv2d))), None)
     if input_shape is not None and len(input_shape) > 1 and isinstance(first, Dense) and steps[0] is first:
         if int(np.prod(input_shape)) != first.W.shape[0]:
-            raise ValueError(f"input_shape: {input_shape} has {int(np.prod(input_shape))} values, but the model's first "
+            raise InvalidArgument(f"input_shape: {input_shape} has {int(np.prod(input_shape))} values, but the model's first "
                              f"layer takes {first.W.shape[0]} inputs")
         input_shape = None                  # a dense model takes flat rows
     net = Network(steps, input_shape)
@@ -67,12 +68,12 @@ def to_torch(net: Network, module):
     """A copy of ``module`` carrying the weights of ``net`` (read from it by :func:`from_torch`)."""
     torch = _torch()
     if not isinstance(net, Network):
-        raise TypeError(f"net: expected a nettrim.Network, got {type(net).__name__}")
+        raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
     origins = getattr(net, "torch_origins", None)
     if origins is None:
-        raise ValueError("net: expected a network read by nettrim.adapters.torch.from_torch")
+        raise InvalidArgument("net: expected a network read by nettrim.adapters.torch.from_torch")
     if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"module: expected the torch.nn.Module the network was read from, got {type(module).__name__}")
+        raise InvalidArgumentType(f"module: expected the torch.nn.Module the network was read from, got {type(module).__name__}")
     for layer in net.layers:
         _check_target(layer, module)
     out = copy.deepcopy(module)
@@ -92,7 +93,7 @@ def to_torch(net: Network, module):
                 if target.bias is None:
                     # No bias to carry the shift: move it into the batch norm's own bias.
                     if bn.bias is None:
-                        raise ValueError(f"{layer.name}: cannot write a bias back (no bias, batch norm without affine)")
+                        raise InvalidArgument(f"{layer.name}: cannot write a bias back (no bias, batch norm without affine)")
                     bn.bias.copy_(torch.as_tensor(bias - shift + np.asarray(bn.bias.detach().cpu(), np.float64)))
                     bias = None
                 else:
@@ -101,7 +102,7 @@ def to_torch(net: Network, module):
             if bias is not None:
                 if target.bias is None:
                     if np.any(bias):
-                        raise ValueError(f"{layer.name}: the pruned layer has a bias but the module has none")
+                        raise InvalidArgument(f"{layer.name}: the pruned layer has a bias but the module has none")
                 else:
                     target.bias.copy_(torch.as_tensor(np.asarray(bias, np.float32)))
     return out
@@ -119,16 +120,16 @@ def _check_target(layer, module):
     try:
         target = _submodule(module, layer.name)
     except AttributeError:
-        raise ValueError(f"module: has no submodule {layer.name!r} (not the module the network was read from?)") \
+        raise InvalidArgument(f"module: has no submodule {layer.name!r} (not the module the network was read from?)") \
             from None
     kind = getattr(target, "original_name", type(target).__name__)
     want = "Linear" if isinstance(layer, Dense) else "Conv2d"
     if kind != want or not hasattr(target, "weight"):
-        raise ValueError(f"module: {layer.name} is a {kind}, the network's layer a {want} (not the module the "
+        raise InvalidArgument(f"module: {layer.name} is a {kind}, the network's layer a {want} (not the module the "
                          f"network was read from?)")
     shape = tuple(layer.W.T.shape if isinstance(layer, Dense) else layer.weight.shape)
     if tuple(target.weight.shape) != shape:
-        raise ValueError(f"net: layer {layer.name} has weights of shape {shape}, the module's "
+        raise InvalidArgument(f"net: layer {layer.name} has weights of shape {shape}, the module's "
                          f"{tuple(target.weight.shape)} (a network with neurons removed needs a module of its "
                          f"new shapes)")
 
@@ -338,7 +339,7 @@ def sparse_state_dict(module):
     import warnings
     torch = _torch()
     if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
+        raise InvalidArgumentType(f"module: expected a torch.nn.Module, got {type(module).__name__}")
     state, shapes = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)        # "sparse CSR support is in beta"
@@ -384,9 +385,9 @@ def load_sparse(path, model=None):
             warnings.simplefilter("ignore", UserWarning)
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ValueError(f"{path}: not a sparse state dict written by nettrim ({_first_line(e)})") from None
+        raise InvalidArgument(f"{path}: not a sparse state dict written by nettrim ({_first_line(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != SPARSE_FORMAT:
-        raise ValueError(f"{path}: not a sparse state dict written by nettrim (save_sparse / prune --sparse)")
+        raise InvalidArgument(f"{path}: not a sparse state dict written by nettrim (save_sparse / prune --sparse)")
     state = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -397,12 +398,12 @@ def load_sparse(path, model=None):
     if model is None:
         return state
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model: expected the torch.nn.Module to restore the weights into, got {type(model).__name__}")
+        raise InvalidArgumentType(f"model: expected the torch.nn.Module to restore the weights into, got {type(model).__name__}")
     out = copy.deepcopy(model)
     try:
         out.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"model: does not match the weights in {path} ({_first_line(e)})") from None
+        raise InvalidArgument(f"model: does not match the weights in {path} ({_first_line(e)})") from None
     return out.eval()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validate import as_float_matrix, check_int, check_real
+from ..errors import InvalidArgument
 from .masks import check_nm
 
 
@@ -17,19 +18,19 @@ def check_layer(X, W, b, *, sparsity=None, nm=None, target=True, x_optional=Fals
     if b is not None:
         arr = np.asarray(_float(b))
         if arr.shape != (W.shape[1],):
-            raise ValueError(f"b: expected shape ({W.shape[1]},) to match W {W.shape}, got {arr.shape}")
+            raise InvalidArgument(f"b: expected shape ({W.shape[1]},) to match W {W.shape}, got {arr.shape}")
         as_float_matrix("b", arr[None])
     if target:
         if nm is not None and sparsity is not None:
-            raise ValueError(f"nm, sparsity: expected one of them, got both ({nm!r} and {sparsity!r})")
+            raise InvalidArgument(f"nm, sparsity: expected one of them, got both ({nm!r} and {sparsity!r})")
         if nm is not None:
             nm = check_nm(nm)
         elif sparsity is None:
-            raise ValueError("sparsity: expected the fraction of weights to remove (or nm), got None")
+            raise InvalidArgument("sparsity: expected the fraction of weights to remove (or nm), got None")
         else:
             sparsity = check_real("sparsity", sparsity, low=0, what="a fraction in [0, 1) of weights to remove")
             if sparsity >= 1:
-                raise ValueError(f"sparsity: expected a fraction in [0, 1) of weights to remove, got {sparsity!r}")
+                raise InvalidArgument(f"sparsity: expected a fraction in [0, 1) of weights to remove, got {sparsity!r}")
     return X, W, b, sparsity, nm
 
 

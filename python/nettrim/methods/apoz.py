@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgument, InvalidArgumentType
 from ..layers import PRUNABLE, Conv2d
 from ..structured import feeds
 
@@ -42,13 +43,13 @@ def apoz(net, X, *, sparsity, scope="network"):
     from .._validate import check_real
     from ..network import Network, check_inputs
     if not isinstance(net, Network):
-        raise TypeError(f"net: expected a nettrim.Network, got {type(net).__name__}")
+        raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
     X = check_inputs(net, X, "X")
     sparsity = check_real("sparsity", sparsity, low=0, strict_low=True, what="a fraction in (0, 1) of weights to remove")
     if sparsity >= 1:
-        raise ValueError(f"sparsity: expected a fraction in (0, 1) of weights to remove, got {sparsity!r}")
+        raise InvalidArgument(f"sparsity: expected a fraction in (0, 1) of weights to remove, got {sparsity!r}")
     if scope not in ("network", "layer"):
-        raise ValueError(f"scope: expected 'network' or 'layer', got {scope!r}")
+        raise InvalidArgument(f"scope: expected 'network' or 'layer', got {scope!r}")
     scores = apoz_scores(net, X)
     out = net.copy()
     layers = out.layers

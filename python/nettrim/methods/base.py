@@ -13,6 +13,8 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
+from ..errors import InvalidArgument
+
 
 @dataclass(frozen=True)
 class Target:
@@ -49,7 +51,7 @@ class Layerwise:
             weights, bias = self.fn(problem.X, problem.W, problem.b, nm=target.nm, **self.options)
         else:
             if target.keep is None:
-                raise ValueError(f"sparsity: method {self.name!r} needs a target sparsity (or nm)")
+                raise InvalidArgument(f"sparsity: method {self.name!r} needs a target sparsity (or nm)")
             weights, bias = self.fn(problem.X, problem.W, problem.b, sparsity=1.0 - target.keep, **self.options)
         return Outcome(weights, bias, final_seconds=time.perf_counter() - t0)
 

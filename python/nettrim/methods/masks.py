@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgument
+
 
 def keep_count(size, sparsity):
     """How many of ``size`` weights a ``sparsity`` (fraction removed) keeps."""
@@ -51,7 +53,7 @@ def check_nm(nm):
     try:
         n, m = (int(v) for v in (nm.split(":") if isinstance(nm, str) else nm))
     except (TypeError, ValueError):
-        raise ValueError(f"nm: expected (N, M) or 'N:M' such as '2:4', got {nm!r}") from None
+        raise InvalidArgument(f"nm: expected (N, M) or 'N:M' such as '2:4', got {nm!r}") from None
     if not 0 < n < m:
-        raise ValueError(f"nm: expected 0 < N < M, got {n}:{m}")
+        raise InvalidArgument(f"nm: expected 0 < N < M, got {n}:{m}")
     return n, m

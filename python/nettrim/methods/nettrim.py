@@ -10,7 +10,7 @@ For whole-network targets, :meth:`NetTrim.curve` gives a layer's solution path, 
 from __future__ import annotations
 
 import time
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgument
+
 
 def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None, ridge=1e-9, rounds=6):
     """Least-squares weights on the support ``mask`` (n_in, M); returns ``(weights, bias)``.
@@ -39,12 +41,12 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds):
     M = Y.shape[1]
     mask = np.asarray(mask)
     if mask.shape != (n, M):
-        raise ValueError(f"mask: expected shape ({n}, {M}) (inputs of X, outputs of Y), got {mask.shape}")
+        raise InvalidArgument(f"mask: expected shape ({n}, {M}) (inputs of X, outputs of Y), got {mask.shape}")
     mask = mask.astype(bool)
     if V is not None:
         V = as_float_matrix("V", V, rows=P, cols=M)
     if bias is not None and np.shape(bias) != (M,):
-        raise ValueError(f"bias: expected shape ({M},), got {np.shape(bias)}")
+        raise InvalidArgument(f"bias: expected shape ({M},), got {np.shape(bias)}")
     Xs = np.hstack([X, np.ones((P, 1))]) if fit_bias else X
     fixed = np.zeros(M) if bias is None or fit_bias else np.asarray(bias, np.float64)
     bound = np.zeros((P, M)) if V is None else np.asarray(V, np.float64)
