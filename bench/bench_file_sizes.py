@@ -112,9 +112,9 @@ def _with_origins(pruned, like):
     out = like.copy()
     for a, b in zip(out.layers, pruned.layers):
         if hasattr(a, "W"):
-            a.W, a.b = b.W.copy(), b.b.copy()
+            a.weight, a.bias = b.weight.copy(), b.bias.copy()
         else:
-            a.weight, a.b = b.weight.copy(), b.b.copy()
+            a.weight, a.bias = b.weight.copy(), b.bias.copy()
     return out
 
 

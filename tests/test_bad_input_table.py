@@ -163,8 +163,8 @@ def reshaped(net):
     """A copy of ``net`` whose first layer has one output less (a shape its model does not have)."""
     net = net.copy()
     first, second = net.layers[0], net.layers[1]
-    n = first.W.shape[1] - 1
-    first.W, first.b, second.W = first.W[:, :n].copy(), first.b[:n].copy(), second.W[:n].copy()
+    n = first.weight.shape[1] - 1
+    first.weight, first.bias, second.weight = first.weight[:, :n].copy(), first.bias[:n].copy(), second.weight[:n].copy()
     return net
 
 
@@ -275,13 +275,13 @@ API = [
     ("pl-b-without-W", V_, ("b", "W"), lambda c: pl(b=b0)),
     ("pl-progress-int", T, ("progress",), lambda c: pl(progress=5)),
     # --- layers and networks ---------------------------------------------------------------------
-    ("Dense-W-1d", V_, ("W",), lambda c: Dense(W0[0], None)),
-    ("Dense-W-none", T, ("W",), lambda c: Dense(None)),
-    ("Dense-W-strings", T, ("W",), lambda c: Dense(W0.astype(str))),
-    ("Dense-W-complex", T, ("W",), lambda c: Dense(W0.astype(complex))),
-    ("Dense-W-nan", V_, ("W",), lambda c: Dense(np.where(W0 > 1, np.nan, W0))),
-    ("Dense-b-length", V_, ("b",), lambda c: Dense(W0, b0[:2])),
-    ("Dense-b-nan", V_, ("b",), lambda c: Dense(W0, np.full(5, np.inf))),
+    ("Dense-weight-1d", V_, ("weight",), lambda c: Dense(W0[0], None)),
+    ("Dense-weight-none", T, ("weight",), lambda c: Dense(None)),
+    ("Dense-weight-strings", T, ("weight",), lambda c: Dense(W0.astype(str))),
+    ("Dense-weight-complex", T, ("weight",), lambda c: Dense(W0.astype(complex))),
+    ("Dense-weight-nan", V_, ("weight",), lambda c: Dense(np.where(W0 > 1, np.nan, W0))),
+    ("Dense-bias-length", V_, ("bias",), lambda c: Dense(W0, b0[:2])),
+    ("Dense-bias-nan", V_, ("bias",), lambda c: Dense(W0, np.full(5, np.inf))),
     ("Dense-relu-string", T, ("relu",), lambda c: Dense(W0, b0, relu="yes")),
     ("Conv2d-weight-3d", V_, ("weight",), lambda c: Conv2d(K[0])),
     ("Conv2d-groups-divide", V_, ("groups",), lambda c: Conv2d(K, groups=3)),
@@ -323,7 +323,7 @@ API = [
     ("from_arrays-array", T, ("weights",), lambda c: from_arrays(W0, b0)),
     ("from_arrays-none-weight", T, ("weights[1]",), lambda c: from_arrays([W0, None], [b0, b1])),
     ("from_arrays-bias-without-weight", T, ("weights[0]",), lambda c: from_arrays([None], [b0])),
-    ("Dense-b-without-W", T, ("W",), lambda c: Dense(None, b0)),
+    ("Dense-bias-without-weight", T, ("weight",), lambda c: Dense(None, b0)),
     ("from_arrays-chain", V_, ("weights[1]",), lambda c: from_arrays([W0, W0], [b0, b0])),
     ("from_arrays-bias-length", V_, ("biases[1]",), lambda c: from_arrays([W0, W1], [b0, b0])),
     ("from_arrays-last-linear-string", T, ("last_linear",), lambda c: from_arrays([W0, W1], [b0, b1], last_linear="no")),
@@ -542,8 +542,8 @@ def prepare(folder, digits_mlp):
     (folder / "garbage.onnx").write_bytes(b"not an onnx file at all")
     data = (folder / "model.npz").read_bytes()
     (folder / "trunc.npz").write_bytes(data[:len(data) // 2])
-    ws = [layer.W for layer in net.layers]
-    arrays = {f"W{i}": w for i, w in enumerate(ws)} | {f"b{i}": layer.b for i, layer in enumerate(net.layers)}
+    ws = [layer.weight for layer in net.layers]
+    arrays = {f"W{i}": w for i, w in enumerate(ws)} | {f"b{i}": layer.bias for i, layer in enumerate(net.layers)}
     arrays["W1"] = np.where(arrays["W1"] > 0.1, np.nan, arrays["W1"])
     np.savez(folder / "nan.npz", **arrays)
     np.savez(folder / "eval.npz", X=Xte, y=yte)

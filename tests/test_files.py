@@ -92,10 +92,10 @@ def test_nettrim_layout_names_its_orientation_and_reads_old_files(tmp_path):
     net.save_npz(tmp_path / "n.npz")
     with np.load(tmp_path / "n.npz") as z:
         assert "0.W" in z.files and "0.weight" not in z.files                 # Dense: inputs x outputs
-        np.testing.assert_array_equal(z["0.W"], net.layers[0].W)
+        np.testing.assert_array_equal(z["0.W"], net.layers[0].weight)
         old = {k.replace(".W", ".weight"): z[k] for k in z.files}            # what version 1 wrote
     np.savez(tmp_path / "old.npz", **old)
-    np.testing.assert_array_equal(Network.load_npz(tmp_path / "old.npz").layers[0].W, net.layers[0].W)
+    np.testing.assert_array_equal(Network.load_npz(tmp_path / "old.npz").layers[0].weight, net.layers[0].weight)
 
 
 # --- compact models ----------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def test_compact_onnx_picks_the_smallest_form_and_runs(tmp_path):
     np.testing.assert_allclose(run_onnx(str(tmp_path / "c.onnx"), X), run_onnx(dense, X), rtol=1e-6, atol=1e-6)
     back = load_onnx(str(tmp_path / "c.onnx"))                    # nettrim reads its own compact files
     for a, b in zip(back.layers, net.layers):
-        np.testing.assert_array_equal(a.W, b.W)
+        np.testing.assert_array_equal(a.weight, b.weight)
     save_onnx(back, str(tmp_path / "c.onnx"), tmp_path / "again.onnx", sparse=True)   # and writes them again
 
 

@@ -168,9 +168,9 @@ def _planted_mlp(seed=0, dead=(1, 4, 6)):
 def test_apoz_removes_the_planted_dead_neurons_first():
     net, X = _planted_mlp()
     pruned = apoz(net, X, sparsity=0.25)
-    gone = np.flatnonzero(~np.any(pruned.layers[0].W, axis=0))
+    gone = np.flatnonzero(~np.any(pruned.layers[0].weight, axis=0))
     assert set(gone) == {1, 4, 6}
-    assert np.all(pruned.layers[1].W[[1, 4, 6]] == 0)
+    assert np.all(pruned.layers[1].weight[[1, 4, 6]] == 0)
     np.testing.assert_allclose(pruned.forward(X), net.forward(X), atol=1e-5)   # dead neurons: same function
 
 
@@ -180,7 +180,7 @@ def test_shrink_gives_a_smaller_network_with_the_same_outputs(digits_mlp):
     masked, _ = nettrim.prune_network(net, Xtr, method="apoz", sparsity=0.3)
     small, removed = shrink(masked)
     assert removed[0] > 0 and removed[1] > 0
-    assert small.layers[0].W.shape[1] == 128 - removed[0] and small.layers[1].W.shape == (128 - removed[0],
+    assert small.layers[0].weight.shape[1] == 128 - removed[0] and small.layers[1].weight.shape == (128 - removed[0],
                                                                                            64 - removed[1])
     np.testing.assert_allclose(small.forward(Xte), masked.forward(Xte), rtol=1e-5, atol=1e-5)
 
@@ -191,7 +191,7 @@ def test_structured_nettrim_removes_whole_neurons(digits_mlp):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
         masked, _ = nettrim.prune_network(net, Xtr, scheme="parallel", eps_rel=0.1, structured=True)
-    zero_rows = [int((~np.any(layer.W, axis=1)).sum()) for layer in masked.layers]
+    zero_rows = [int((~np.any(layer.weight, axis=1)).sum()) for layer in masked.layers]
     assert zero_rows[1] >= 10 and zero_rows[2] >= 5      # measured 41 and 22
     small, removed = shrink(masked)
     assert removed[0] >= zero_rows[1] and removed[1] >= zero_rows[2]
@@ -203,12 +203,12 @@ def test_structured_shrink_through_conv_pool_flatten():
     rng = np.random.default_rng(0)
     conv = nettrim.Conv2d(rng.standard_normal((6, 1, 3, 3)), rng.standard_normal(6), relu=True)
     conv.weight[[2, 5]] = 0
-    conv.b[[2, 5]] = -1.0                  # channels 2 and 5 are always zero
+    conv.bias[[2, 5]] = -1.0                  # channels 2 and 5 are always zero
     dense = nettrim.Dense(rng.standard_normal((6 * 2 * 2, 4)), rng.standard_normal(4), relu=False)
     net = nettrim.Network([conv, nettrim.MaxPool2d(2), nettrim.Flatten(), dense], input_shape=(1, 6, 6))
     X = rng.standard_normal((20, 1, 6, 6)).astype(np.float32)
     small, removed = shrink(net)
-    assert removed == [2, 0] and small.layers[0].weight.shape[0] == 4 and small.layers[1].W.shape == (16, 4)
+    assert removed == [2, 0] and small.layers[0].weight.shape[0] == 4 and small.layers[1].weight.shape == (16, 4)
     np.testing.assert_allclose(small.forward(X), net.forward(X), rtol=1e-5, atol=1e-5)
 
 
@@ -219,7 +219,7 @@ def test_methods_under_prune_network_match_nonzeros(digits_mlp, method, scheme):
     net = from_sklearn(clf)
     pruned, report = nettrim.prune_network(net, Xtr, scheme=scheme, method=method, sparsity=0.7,
                                            sparsity_scope="layer")
-    shapes = [layer.W.shape for layer in net.layers]
+    shapes = [layer.weight.shape for layer in net.layers]
     if method == "wanda":      # Wanda's comparison group is one output neuron
         expected = [m * (n - round(0.7 * n)) for n, m in shapes]
     else:
@@ -237,8 +237,8 @@ def test_global_magnitude_and_per_layer_lists(digits_mlp):
     net = from_sklearn(clf)
     pruned, _ = nettrim.prune_network(net, Xtr, method="magnitude", sparsity=0.8)
     assert pruned.nnz() == net.size() - round(0.8 * net.size())
-    threshold = min(np.abs(layer.W[layer.W != 0]).min() for layer in pruned.layers)
-    assert all(np.all(np.abs(orig.W[lay.W == 0]) <= threshold) for orig, lay in zip(net.layers, pruned.layers))
+    threshold = min(np.abs(layer.weight[layer.weight != 0]).min() for layer in pruned.layers)
+    assert all(np.all(np.abs(orig.weight[lay.weight == 0]) <= threshold) for orig, lay in zip(net.layers, pruned.layers))
     pruned, _ = nettrim.prune_network(net, Xtr, method="wanda", sparsity=[0.5, 0.9, 0.0])
     assert [layer.nnz() for layer in pruned.layers] == [128 * 32, 64 * 13, 640]
 
@@ -249,7 +249,7 @@ def test_nettrim_n_of_m_and_refit(digits_mlp):
     base = np.mean(net.predict(Xte) == yte)
     pruned, report = nettrim.prune_network(net, Xtr, scheme="cascade", nm="2:4")
     for layer in pruned.layers:
-        counts = (layer.W.reshape(-1, 4, layer.W.shape[1]) != 0).sum(axis=1)
+        counts = (layer.weight.reshape(-1, 4, layer.weight.shape[1]) != 0).sum(axis=1)
         assert counts.max() <= 2
     # measured 0.930 (trained 0.933); Wanda 2:4 gets 0.886, magnitude 0.844
     assert np.mean(pruned.predict(Xte) == yte) >= base - 0.02

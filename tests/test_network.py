@@ -185,8 +185,8 @@ def test_checkpoint_resumes_to_the_same_result(digits_mlp, tmp_path):
     resumed, report = nettrim.prune_network(net, Xtr, scheme="cascade", eps_rel=0.1, threads=1,
                                             checkpoint=tmp_path / "ck", on_layer=lambda i, r: solved.append(i))
     for a, b in zip(full.layers, resumed.layers):
-        np.testing.assert_array_equal(a.W, b.W)
-        np.testing.assert_array_equal(a.b, b.b)
+        np.testing.assert_array_equal(a.weight, b.weight)
+        np.testing.assert_array_equal(a.bias, b.bias)
     assert [r.iterations for r in report.layers] == [r.iterations for r in full_report.layers]
     with pytest.raises(ValueError, match="checkpoint: .* holds a run with another"):
         nettrim.prune_network(net, Xtr[:500], scheme="cascade", eps_rel=0.1, threads=1, checkpoint=tmp_path / "ck")

@@ -118,10 +118,10 @@ def test_unsupported_modules_are_named():
     class Residual(nn.Module):
         def __init__(self):
             super().__init__()
-            self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 2)
+            self.a, self.bias = nn.Linear(4, 4), nn.Linear(4, 2)
 
         def forward(self, x):
-            return self.b(torch.relu(self.a(x)) + x)
+            return self.bias(torch.relu(self.a(x)) + x)
 
     with pytest.raises(UnsupportedModelError, match="residual|branch"):
         from_torch(Residual())

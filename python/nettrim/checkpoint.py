@@ -22,7 +22,7 @@ class Checkpoint:
         h = hashlib.sha256()
         for layer in net.layers:
             h.update(np.ascontiguousarray(layer.matrix).tobytes())
-            h.update(layer.b.tobytes())
+            h.update(layer.bias.tobytes())
         h.update(np.ascontiguousarray(X).tobytes())
         h.update(json.dumps(options, sort_keys=True, default=str).encode())
         self.fingerprint = h.hexdigest()

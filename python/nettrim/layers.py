@@ -78,9 +78,11 @@ class _Prunable:
 
 @dataclass(eq=False)
 class Dense(_Prunable):
-    """``y = act(x @ W + b)`` with W of shape (n_in, n_out) (scikit-learn's orientation)."""
-    W: np.ndarray
-    b: Optional[np.ndarray] = None
+    """``y = act(x @ weight + bias)``, ``weight`` of shape (n_in, n_out): inputs by outputs, as
+    ``X @ W`` everywhere in nettrim (scikit-learn's ``coefs_``; the transpose of PyTorch's
+    ``Linear.weight``)."""
+    weight: np.ndarray
+    bias: Optional[np.ndarray] = None
     relu: bool = True
     name: str = ""
     has_bias: Optional[bool] = None   # default: whether b was given; without one, none is fitted
@@ -90,31 +92,31 @@ class Dense(_Prunable):
     def __post_init__(self):
         _check_flags(self)
         prefix = f"{self.name}: " if self.name else ""
-        self.W = _array(prefix + "W", self.W, 2, "a weight matrix (n_in, n_out)")
+        self.weight = _array(prefix + "weight", self.weight, 2, "a weight matrix (n_in, n_out)")
         if self.has_bias is None:
-            self.has_bias = self.b is not None
-        self.b = (np.zeros(self.W.shape[-1], np.float32) if self.b is None
-                  else _array(prefix + "b", self.b, None, "a bias vector").reshape(-1))
-        if self.b.shape != (self.W.shape[1],):
-            raise InvalidArgument(f"{prefix}b: expected shape ({self.W.shape[1]},) to match W {self.W.shape}, "
-                             f"got {self.b.shape}")
+            self.has_bias = self.bias is not None
+        self.bias = (np.zeros(self.weight.shape[-1], np.float32) if self.bias is None
+                  else _array(prefix + "bias", self.bias, None, "a bias vector").reshape(-1))
+        if self.bias.shape != (self.weight.shape[1],):
+            raise InvalidArgument(f"{prefix}bias: expected shape ({self.weight.shape[1]},) to match the weight {self.weight.shape}, "
+                             f"got {self.bias.shape}")
 
     @property
     def shape(self):
-        return self.W.shape
+        return self.weight.shape
 
     @property
     def matrix(self):
-        return self.W
+        return self.weight
 
     def output_shape(self, in_shape):
-        if tuple(in_shape) != (self.W.shape[0],):
-            raise InvalidArgument(f"{self.name}: expects {self.W.shape[0]} input features, gets shape {tuple(in_shape)}"
+        if tuple(in_shape) != (self.weight.shape[0],):
+            raise InvalidArgument(f"{self.name}: expects {self.weight.shape[0]} input features, gets shape {tuple(in_shape)}"
                              + (" (add a Flatten before it)" if len(in_shape) > 1 else ""))
-        return (self.W.shape[1],)
+        return (self.weight.shape[1],)
 
     def preactivation(self, x):
-        return x @ self.W + self.b
+        return x @ self.weight + self.bias
 
     # --- the Net-Trim view -------------------------------------------------------------
     def unfold(self, x, images, rows, cols):
@@ -124,16 +126,16 @@ class Dense(_Prunable):
         return slice(None)
 
     def group_matrix(self, g):
-        return self.W, self.b
+        return self.weight, self.bias
 
     def set_groups(self, matrices, biases):
-        self.W = np.asarray(matrices[0], np.float32)
-        self.b = np.asarray(biases[0], np.float32)
+        self.weight = np.asarray(matrices[0], np.float32)
+        self.bias = np.asarray(biases[0], np.float32)
 
     def scale_outputs(self, s, shift):
         """Fold a per-output affine map ``y -> s * y + shift`` into the layer (batch norm)."""
-        self.W = (self.W * s).astype(np.float32)
-        self.b = (self.b * s + shift).astype(np.float32)
+        self.weight = (self.weight * s).astype(np.float32)
+        self.bias = (self.bias * s + shift).astype(np.float32)
         self.has_bias = True
 
 
@@ -141,7 +143,7 @@ class Dense(_Prunable):
 class Conv2d(_Prunable):
     """2-D convolution as ``torch.nn.Conv2d``: weight (C_out, C_in / groups, kh, kw), NCHW data."""
     weight: np.ndarray
-    b: Optional[np.ndarray] = None
+    bias: Optional[np.ndarray] = None
     stride: Tuple[int, int] = (1, 1)
     padding: Tuple[int, int] = (0, 0)
     dilation: Tuple[int, int] = (1, 1)
@@ -157,12 +159,12 @@ class Conv2d(_Prunable):
         self.weight = _array(prefix + "weight", self.weight, 4, "a kernel (C_out, C_in/groups, kh, kw)")
         c_out = self.weight.shape[0]
         if self.has_bias is None:
-            self.has_bias = self.b is not None
-        self.b = (np.zeros(c_out, np.float32) if self.b is None
-                  else _array(prefix + "b (bias)", self.b, None, "a bias vector").reshape(-1))
-        if self.b.shape != (c_out,):
-            raise InvalidArgument(f"{prefix}b (bias): expected shape ({c_out},) to match the weight {self.weight.shape}, "
-                             f"got {self.b.shape}")
+            self.has_bias = self.bias is not None
+        self.bias = (np.zeros(c_out, np.float32) if self.bias is None
+                  else _array(prefix + "bias", self.bias, None, "a bias vector").reshape(-1))
+        if self.bias.shape != (c_out,):
+            raise InvalidArgument(f"{prefix}bias: expected shape ({c_out},) to match the weight {self.weight.shape}, "
+                             f"got {self.bias.shape}")
         self.stride = _pair(prefix + "stride", self.stride, 1)
         self.padding = _pair(prefix + "padding", self.padding, 0)
         self.dilation = _pair(prefix + "dilation", self.dilation, 1)
@@ -194,7 +196,7 @@ class Conv2d(_Prunable):
         return (self.weight.shape[0], h, w)
 
     def preactivation(self, x):
-        return conv.conv2d(x, self.weight, self.b, self.stride, self.padding, self.dilation, self.groups)
+        return conv.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     # --- the Net-Trim view -------------------------------------------------------------
     def unfold(self, x, images, rows, cols):
@@ -207,15 +209,15 @@ class Conv2d(_Prunable):
     def group_matrix(self, g):
         cout_g = self.weight.shape[0] // self.groups
         block = self.weight[g * cout_g:(g + 1) * cout_g]
-        return block.reshape(cout_g, -1).T, self.b[g * cout_g:(g + 1) * cout_g]
+        return block.reshape(cout_g, -1).T, self.bias[g * cout_g:(g + 1) * cout_g]
 
     def set_groups(self, matrices, biases):
         self.weight = conv.fold_weight(matrices, self.kernel).astype(np.float32)
-        self.b = np.concatenate(biases).astype(np.float32)
+        self.bias = np.concatenate(biases).astype(np.float32)
 
     def scale_outputs(self, s, shift):
         self.weight = (self.weight * s[:, None, None, None]).astype(np.float32)
-        self.b = (self.b * s + shift).astype(np.float32)
+        self.bias = (self.bias * s + shift).astype(np.float32)
         self.has_bias = True
 
 

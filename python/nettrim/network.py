@@ -50,7 +50,7 @@ class Network:
             if not isinstance(first, Dense):
                 raise InvalidArgument("input_shape: required when the network does not start with a Dense layer, "
                                  "e.g. (1, 28, 28) for one-channel 28x28 images")
-            input_shape = (first.W.shape[0],)
+            input_shape = (first.weight.shape[0],)
         self.input_shape = check_shape("input_shape", input_shape)
         self.shapes = [self.input_shape]                 # shapes[i]: input of steps[i]; last: output
         for i, step in enumerate(self.steps):
@@ -134,7 +134,7 @@ class Network:
             if not isinstance(step, PRUNABLE):
                 continue
             if isinstance(step, Dense):
-                P, cols, fan_in, M, kind = n_samples, step.W.shape[0], step.W.shape[0], step.W.shape[1], "dense"
+                P, cols, fan_in, M, kind = n_samples, step.weight.shape[0], step.weight.shape[0], step.weight.shape[1], "dense"
             else:
                 _, h, w = step.output_shape(in_shape)
                 total = n_samples * h * w
@@ -199,9 +199,9 @@ class Network:
         """Bytes of the weights and biases stored dense (float32) and as CSR (float32 values, int32 indices)."""
         rows = []
         for layer in self.layers:
-            matrix = layer.W if isinstance(layer, Dense) else layer.weight.reshape(layer.weight.shape[0], -1)
-            dense = 4 * (matrix.size + layer.b.size)
-            csr = 4 * (2 * int(np.count_nonzero(matrix)) + matrix.shape[0] + 1 + layer.b.size)
+            matrix = layer.weight if isinstance(layer, Dense) else layer.weight.reshape(layer.weight.shape[0], -1)
+            dense = 4 * (matrix.size + layer.bias.size)
+            csr = 4 * (2 * int(np.count_nonzero(matrix)) + matrix.shape[0] + 1 + layer.bias.size)
             rows.append({"layer": layer.name, "dense_bytes": dense, "sparse_bytes": csr})
         return {"layers": rows, "dense_bytes": sum(r["dense_bytes"] for r in rows),
                 "sparse_bytes": sum(r["sparse_bytes"] for r in rows)}
@@ -242,7 +242,7 @@ class Network:
             entry = {"type": type(step).__name__}
             if isinstance(step, PRUNABLE):
                 entry.update(name=step.name, relu=bool(step.relu), has_bias=bool(step.has_bias))
-                weight = step.W if isinstance(step, Dense) else step.weight
+                weight = step.weight if isinstance(step, Dense) else step.weight
                 if isinstance(step, Conv2d):
                     entry.update(stride=step.stride, padding=step.padding, dilation=step.dilation,
                                  groups=step.groups, shape=list(weight.shape))
@@ -253,7 +253,7 @@ class Network:
                                    f"{i}.indptr": S.indptr.astype(np.int64), f"{i}.rows": np.array(S.shape)})
                 else:
                     arrays[f"{i}.W" if isinstance(step, Dense) else f"{i}.weight"] = weight
-                arrays[f"{i}.bias"] = step.b
+                arrays[f"{i}.bias"] = step.bias
             elif isinstance(step, MaxPool2d):
                 entry.update(kernel=step.kernel, stride=step.stride, padding=step.padding)
                 if isinstance(step, AvgPool2d):
@@ -327,8 +327,8 @@ def _from_plain(cls, z):
         if b.shape != (W.shape[1],):
             raise InvalidArgument(f"b{i}: expected shape ({W.shape[1]},) to match W{i} {W.shape} (inputs x outputs), "
                              f"got {b.shape}")
-        if layers and W.shape[0] != layers[-1].W.shape[1]:
-            raise InvalidArgument(f"W{i}: expected {layers[-1].W.shape[1]} rows (the outputs of W{i - 1}; W is stored "
+        if layers and W.shape[0] != layers[-1].weight.shape[1]:
+            raise InvalidArgument(f"W{i}: expected {layers[-1].weight.shape[1]} rows (the outputs of W{i - 1}; W is stored "
                              f"inputs x outputs), got shape {W.shape}")
         relu = None
         if f"relu{i}" in keys:
@@ -351,15 +351,15 @@ def _plain_arrays(net, source):
     """W0, b0, ... for :meth:`Network.save_npz` in the plain layout, in the source file's dtypes."""
     arrays, dtypes = {}, source.get("dtypes", {})
     for i, layer in enumerate(net.layers):
-        arrays[f"W{i}"] = layer.W.astype(dtypes.get(f"W{i}", np.float32))
-        arrays[f"b{i}"] = layer.b.astype(dtypes.get(f"b{i}", np.float32))
+        arrays[f"W{i}"] = layer.weight.astype(dtypes.get(f"W{i}", np.float32))
+        arrays[f"b{i}"] = layer.bias.astype(dtypes.get(f"b{i}", np.float32))
         if source.get("relu_keys"):
             arrays[f"relu{i}"] = np.array(bool(layer.relu))
     return arrays
 
 
 def _unfolded_columns(layer):
-    return layer.W.shape[0] if isinstance(layer, Dense) else layer.weight.shape[1] * layer.groups * \
+    return layer.weight.shape[0] if isinstance(layer, Dense) else layer.weight.shape[1] * layer.groups * \
         layer.kernel[0] * layer.kernel[1]
 
 
@@ -412,7 +412,7 @@ def _normalize(steps):
             if not isinstance(prev, PRUNABLE) or prev.relu:
                 raise InvalidArgument(f"steps[{i}]: a BatchNorm must directly follow a Dense or Conv2d layer "
                                  f"(it is folded into it), got it after {type(prev).__name__}")
-            outputs = prev.b.shape[0]
+            outputs = prev.bias.shape[0]
             if any(np.shape(v) not in ((outputs,), ()) for v in (step.weight, step.bias, step.mean, step.var)
                    if v is not None):
                 raise InvalidArgument(f"steps[{i}]: a BatchNorm over {np.shape(step.mean)} features follows a layer "
@@ -455,8 +455,8 @@ def from_arrays(weights, biases=None, *, last_linear=True) -> Network:
             raise InvalidArgumentType(f"weights[{i}]: expected a weight matrix (n_in, n_out), got None"
                             + (" (a bias without its weights)" if b is not None else ""))
         W = as_float_matrix(f"weights[{i}]", _numeric(W))
-        if i and W.shape[0] != layers[-1].W.shape[1]:
-            raise InvalidArgument(f"weights[{i}]: expected {layers[-1].W.shape[1]} rows (the outputs of weights[{i - 1}]), "
+        if i and W.shape[0] != layers[-1].weight.shape[1]:
+            raise InvalidArgument(f"weights[{i}]: expected {layers[-1].weight.shape[1]} rows (the outputs of weights[{i - 1}]), "
                              f"got shape {W.shape}")
         if b is not None:
             b = np.asarray(_numeric(b))

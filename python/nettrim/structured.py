@@ -45,7 +45,7 @@ def feeds(net, k):
 def _outgoing(layer, inputs):
     """The next layer's weights on the inputs ``inputs`` (bool over its features/channels)."""
     if isinstance(layer, Dense):
-        return layer.W[inputs]
+        return layer.weight[inputs]
     return layer.weight[:, inputs]
 
 
@@ -55,7 +55,7 @@ def removable(net, k):
     F = feeds(net, k)
     unused = np.array([not np.any(_outgoing(nxt, f)) for f in F])
     incoming = layer.matrix if isinstance(layer, Dense) else layer.weight.reshape(layer.weight.shape[0], -1).T
-    silent = layer.relu & ~np.any(incoming, axis=0) & (layer.b <= 0)
+    silent = layer.relu & ~np.any(incoming, axis=0) & (layer.bias <= 0)
     return unused | silent
 
 
@@ -68,14 +68,14 @@ def remove_neurons(net, k, keep):
     out = net.copy()
     layer, nxt = out.layers[k], out.layers[k + 1]
     if isinstance(layer, Conv2d):
-        layer.weight, layer.b = layer.weight[keep], layer.b[keep]
+        layer.weight, layer.bias = layer.weight[keep], layer.bias[keep]
     else:
-        layer.W, layer.b = layer.W[:, keep], layer.b[keep]
+        layer.weight, layer.bias = layer.weight[:, keep], layer.bias[keep]
     inputs = F[keep].any(axis=0)
     if isinstance(nxt, Conv2d):
         nxt.weight = nxt.weight[:, inputs]
     else:
-        nxt.W = nxt.W[inputs]
+        nxt.weight = nxt.weight[inputs]
     return type(net)(out.steps, out.input_shape)
 
 
@@ -110,12 +110,12 @@ def _fold_constants(net, k):
     layer, nxt = net.layers[k], net.layers[k + 1]
     if not (isinstance(layer, Dense) and isinstance(nxt, Dense) and pos[k + 1] == pos[k] + 1 and layer.relu):
         return net
-    const = ~np.any(layer.W, axis=0) & (layer.b > 0) & np.any(nxt.W, axis=1)
+    const = ~np.any(layer.weight, axis=0) & (layer.bias > 0) & np.any(nxt.weight, axis=1)
     if not const.any():
         return net
     net = net.copy()
     layer, nxt = net.layers[k], net.layers[k + 1]
-    nxt.b = (nxt.b + layer.b[const] @ nxt.W[const]).astype(np.float32)
+    nxt.bias = (nxt.bias + layer.bias[const] @ nxt.weight[const]).astype(np.float32)
     nxt.has_bias = True
-    nxt.W[const] = 0
+    nxt.weight[const] = 0
     return net

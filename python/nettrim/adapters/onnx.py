@@ -118,10 +118,10 @@ def load_onnx(path_or_model, input_shape=None, *, check_inputs=None) -> Network:
     if current != graph.output[0].name:
         raise UnsupportedModelError("model: the output is not the end of the chain of layers")
     if isinstance(steps[0], Dense) and len(input_shape) > 1:
-        if int(np.prod(input_shape)) != steps[0].W.shape[0]:
+        if int(np.prod(input_shape)) != steps[0].weight.shape[0]:
             raise InvalidArgument(f"input_shape: {input_shape} has {int(np.prod(input_shape))} values, but the model's first "
-                             f"layer takes {steps[0].W.shape[0]} inputs")
-        input_shape = (steps[0].W.shape[0],)       # a dense model takes flat rows
+                             f"layer takes {steps[0].weight.shape[0]} inputs")
+        input_shape = (steps[0].weight.shape[0],)       # a dense model takes flat rows
     net = Network(steps, input_shape)
     net.onnx_origins = origins
     net.onnx_signature = graph_signature(model)
@@ -160,7 +160,7 @@ def _step(node, name, op, attrs, init, shape_tensors, steps):
         bias = weight(1)
         if not isinstance(prev, (Dense, Conv2d)) or prev.relu or prev.has_bias:
             raise UnsupportedModelError(f"{name}: Add is supported only as the bias of a MatMul or Conv")
-        prev.b = np.asarray(np.broadcast_to(bias.reshape(-1), prev.b.shape), np.float32).copy()
+        prev.bias = np.asarray(np.broadcast_to(bias.reshape(-1), prev.bias.shape), np.float32).copy()
         prev.has_bias = True
         return None, None
     if op == "Conv":
@@ -264,23 +264,23 @@ def pruned_onnx(net: Network, model, *, sparse=False):
         node = graph.node[origin["node"]]
         kind = origin["kind"]
         if kind == "Gemm":
-            W = layer.W / origin["alpha"]
+            W = layer.weight / origin["alpha"]
             put(node.input[1], W.T if origin["transB"] else W, inits[node.input[1]])
-            set_bias(node, 2, layer, layer.b / origin["beta"])
+            set_bias(node, 2, layer, layer.bias / origin["beta"])
         elif kind == "MatMul":
-            put(node.input[1], layer.W, inits[node.input[1]])
+            put(node.input[1], layer.weight, inits[node.input[1]])
             nxt = graph.node[origin["node"] + 1] if origin["node"] + 1 < len(graph.node) else None
             if nxt is not None and nxt.op_type == "Add" and nxt.input[0] == node.output[0]:
-                put(nxt.input[1], layer.b, inits[nxt.input[1]])
-            elif np.any(layer.b):
+                put(nxt.input[1], layer.bias, inits[nxt.input[1]])
+            elif np.any(layer.bias):
                 raise InvalidArgument(f"{layer.name}: the pruned layer has a bias but the MatMul has none")
         else:
             put(node.input[1], layer.weight, inits[node.input[1]])
-            set_bias(node, 2, layer, layer.b)
+            set_bias(node, 2, layer, layer.bias)
         if "bn" in origin:   # the fold now lives in the layer: make the batch norm the identity
             bn = graph.node[origin["bn"]]
             eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
-            n = layer.b.shape[0]
+            n = layer.bias.shape[0]
             for pos, value in zip(range(1, 5), (1.0, 0.0, 0.0, 1.0 - eps)):
                 put(bn.input[pos], np.full(n, value), inits[bn.input[pos]])
     if sparse:
@@ -296,9 +296,9 @@ def _check_shapes(net, origins, graph, inits, numpy_helper):
             raise InvalidArgument(f"model: node {node.name or node.op_type} has no weight initializer {name!r}")
         have = tuple(inits[name].dims)
         if origin["kind"] == "Gemm":
-            want = layer.W.T.shape if origin["transB"] else layer.W.shape
+            want = layer.weight.T.shape if origin["transB"] else layer.weight.shape
         elif origin["kind"] == "MatMul":
-            want = layer.W.shape
+            want = layer.weight.shape
         else:
             want = layer.weight.shape
         if tuple(want) != have:

@@ -40,10 +40,10 @@ def to_sklearn(net: Network, model):
         raise InvalidArgument(f"net: has {len(net.layers)} layers ({len(net.steps)} steps), the model "
                          f"{len(model.coefs_)} dense layers")
     for i, layer in enumerate(net.layers):
-        if np.shape(layer.W) != np.shape(model.coefs_[i]):
-            raise InvalidArgument(f"net: layer {layer.name} has weights of shape {layer.W.shape}, the model's "
+        if np.shape(layer.weight) != np.shape(model.coefs_[i]):
+            raise InvalidArgument(f"net: layer {layer.name} has weights of shape {layer.weight.shape}, the model's "
                              f"coefs_[{i}] {np.shape(model.coefs_[i])}")
     out = copy.deepcopy(model)
-    out.coefs_ = [layer.W.astype(model.coefs_[i].dtype) for i, layer in enumerate(net.layers)]
-    out.intercepts_ = [layer.b.astype(model.intercepts_[i].dtype) for i, layer in enumerate(net.layers)]
+    out.coefs_ = [layer.weight.astype(model.coefs_[i].dtype) for i, layer in enumerate(net.layers)]
+    out.intercepts_ = [layer.bias.astype(model.intercepts_[i].dtype) for i, layer in enumerate(net.layers)]
     return out

@@ -54,9 +54,9 @@ def from_torch(module, input_shape=None, *, check_inputs=None) -> Network:
         steps, origins = _children_in_order(module)
     first = next((s for s in steps if isinstance(s, (Dense, Conv2d))), None)
     if input_shape is not None and len(input_shape) > 1 and isinstance(first, Dense) and steps[0] is first:
-        if int(np.prod(input_shape)) != first.W.shape[0]:
+        if int(np.prod(input_shape)) != first.weight.shape[0]:
             raise InvalidArgument(f"input_shape: {input_shape} has {int(np.prod(input_shape))} values, but the model's first "
-                             f"layer takes {first.W.shape[0]} inputs")
+                             f"layer takes {first.weight.shape[0]} inputs")
         input_shape = None                  # a dense model takes flat rows
     net = Network(steps, input_shape)
     net.torch_origins = dict(origins)
@@ -80,8 +80,8 @@ def to_torch(net: Network, module):
     with torch.no_grad():
         for layer in net.layers:
             target = _submodule(out, layer.name)
-            weight = layer.W.T if isinstance(layer, Dense) else layer.weight
-            bias = layer.b.astype(np.float64)
+            weight = layer.weight.T if isinstance(layer, Dense) else layer.weight
+            bias = layer.bias.astype(np.float64)
             bn_name = origins[layer.name]
             if bn_name is not None:
                 # Undo the fold: bn(conv(x)) = s * conv(x) + shift; channels with s = 0 give a constant.
@@ -127,7 +127,7 @@ def _check_target(layer, module):
     if kind != want or not hasattr(target, "weight"):
         raise InvalidArgument(f"module: {layer.name} is a {kind}, the network's layer a {want} (not the module the "
                          f"network was read from?)")
-    shape = tuple(layer.W.T.shape if isinstance(layer, Dense) else layer.weight.shape)
+    shape = tuple(layer.weight.T.shape if isinstance(layer, Dense) else layer.weight.shape)
     if tuple(target.weight.shape) != shape:
         raise InvalidArgument(f"net: layer {layer.name} has weights of shape {shape}, the module's "
                          f"{tuple(target.weight.shape)} (a network with neurons removed needs a module of its "

@@ -57,8 +57,8 @@ def apoz(net, X, *, sparsity, scope="network"):
 
     def cost(k, c):
         layer, nxt = layers[k], layers[k + 1]
-        incoming = np.count_nonzero(layer.weight[c]) if isinstance(layer, Conv2d) else np.count_nonzero(layer.W[:, c])
-        rows = nxt.W[F[k][c]] if not isinstance(nxt, Conv2d) else nxt.weight[:, F[k][c]]
+        incoming = np.count_nonzero(layer.weight[c]) if isinstance(layer, Conv2d) else np.count_nonzero(layer.weight[:, c])
+        rows = nxt.weight[F[k][c]] if not isinstance(nxt, Conv2d) else nxt.weight[:, F[k][c]]
         return incoming, int(np.count_nonzero(rows))
 
     def drop(k, c):
@@ -66,12 +66,12 @@ def apoz(net, X, *, sparsity, scope="network"):
         if isinstance(layer, Conv2d):
             layer.weight[c] = 0
         else:
-            layer.W[:, c] = 0
-        layer.b[c] = 0
+            layer.weight[:, c] = 0
+        layer.bias[c] = 0
         if isinstance(nxt, Conv2d):
             nxt.weight[:, F[k][c]] = 0
         else:
-            nxt.W[F[k][c]] = 0
+            nxt.weight[F[k][c]] = 0
 
     if scope == "network":
         target = float(sparsity) * net.size()
