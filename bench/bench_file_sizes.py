@@ -80,7 +80,7 @@ def main():
     for label, kw in runs:
         t = time.perf_counter()
         pruned, report = nettrim.prune_network(sources["onnx"].net, calib, **kw)
-        kept = report.nnz_after / report.nnz_before
+        kept = report.nnz / report.nnz_before
         print(f"{label}: {kept:.1%} kept, {time.perf_counter() - t:.0f} s", flush=True)
         ref = pruned.forward(Xte[:256])
         for fmt, loaded in sources.items():

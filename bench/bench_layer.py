@@ -59,8 +59,8 @@ def run_engine(X, Y, dtype, threads, repeats, **kw):
             warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
             runs.append(nettrim.prune_layer(X, Y, dtype=dtype, threads=threads, **kw))
     res = runs[-1]
-    return res, statistics.median(r.total_time for r in runs), statistics.median(
-        r.solve_time / max(1, r.iterations) for r in runs)
+    return res, statistics.median(r.seconds for r in runs), statistics.median(
+        r.solve_seconds / max(1, r.iterations) for r in runs)
 
 
 def cvxpy_solve(X, Y, eps, solver):

@@ -32,7 +32,7 @@ def test_prune_and_report(digits_mlp, tmp_path):
     pruned = Network.load_npz(tmp_path / "pruned.npz")
     assert np.mean(pruned.predict(Xte) == yte) >= 0.97
     report = json.loads((tmp_path / "pruned.json").read_text())
-    assert report["nnz_after"] == pruned.nnz()
+    assert report["nnz"] == pruned.nnz()
     shown = nettrim_cli("report", str(tmp_path / "pruned.json"))
     assert shown.returncode == 0 and "dense0" in shown.stdout and "total" in shown.stdout
 
@@ -112,12 +112,12 @@ def test_onnx_prune_inspect_sweep(digits_cnn, tmp_path):
     acc = np.mean(np.argmax(run_onnx(str(tmp_path / "small.onnx"), Xte), 1) == yte)
     assert acc >= 0.98                                          # measured 0.991, as before pruning
     report = json.loads((tmp_path / "small.json").read_text())
-    assert report["nnz_after"] <= 0.6 * report["nnz_before"]
+    assert report["nnz"] <= 0.6 * report["nnz_before"]
     # --sparse: the model itself is smaller (compact initializers that onnxruntime runs, above)
     assert report["files"]["output_bytes"] < report["files"]["input_bytes"] == (tmp_path / "cnn.onnx").stat().st_size
     assert not list(tmp_path.glob("*.sparse.npz"))
     shown = nettrim_cli("inspect", str(tmp_path / "small.onnx"))
-    assert shown.returncode == 0 and "CSR KiB" in shown.stdout and str(report["nnz_after"]) in shown.stdout
+    assert shown.returncode == 0 and "CSR KiB" in shown.stdout and str(report["nnz"]) in shown.stdout
     sweep = nettrim_cli("sweep", str(tmp_path / "cnn.onnx"), "--calib", str(tmp_path / "calib.npy"),
                         "--eval", str(tmp_path / "eval.npz"), "--eps", "0.05,0.2", "--max-samples", "2000",
                         "--plot", str(tmp_path / "sweep.png"))

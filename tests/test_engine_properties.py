@@ -12,9 +12,9 @@ def test_recovers_sparse_teacher():
     # formulation.md section 5: a sparse teacher, Gaussian inputs, enough samples.
     X, Y, W, b = relu_layer(7, P=600, n_in=40, M=5, sparse_teacher=0.15)
     res = nettrim.prune_layer(X, Y, eps_rel=1e-3, dtype="float64", tol=1e-4, dual_tol=1e-3)
-    support = np.abs(res.weights) > 1e-3 * np.abs(W).max()
+    support = np.abs(res.weight) > 1e-3 * np.abs(W).max()
     assert np.array_equal(support, W != 0)
-    np.testing.assert_allclose(res.weights, W, atol=0.02 * np.abs(W).max())
+    np.testing.assert_allclose(res.weight, W, atol=0.02 * np.abs(W).max())
     np.testing.assert_allclose(res.bias, b, atol=0.02 * np.abs(W).max())
 
 
@@ -68,8 +68,8 @@ def test_dead_neurons_get_zero_weights():
     assert not Y[:, :2].any()
     res = nettrim.prune_layer(X, Y, dtype="float64")
     assert res.status == "converged"
-    assert not res.weights[:, :2].any()
-    assert (X @ res.weights[:, :2] + res.bias[:2] <= 1e-9).all()  # they stay dead
+    assert not res.weight[:, :2].any()
+    assert (X @ res.weight[:, :2] + res.bias[:2] <= 1e-9).all()  # they stay dead
 
 
 def test_huge_eps_gives_zero_weights():
@@ -119,6 +119,6 @@ def test_accepts_fortran_readonly_and_float32_inputs():
 def test_sparse_output():
     X, Y, W, b = relu_layer(19, P=300, n_in=20, M=5)
     res = nettrim.prune_layer(X, Y, eps_rel=0.2)
-    S = res.sparse_weights
+    S = res.sparse_weight
     assert S.nnz == res.nnz
-    np.testing.assert_array_equal(S.toarray(), res.weights)
+    np.testing.assert_array_equal(S.toarray(), res.weight)

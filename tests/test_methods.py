@@ -21,7 +21,8 @@ def layer(seed, P=400, n_in=12, M=5):
 
 def test_magnitude_keeps_exactly_the_largest_weights():
     _, W, b = layer(0)
-    Wp, bp = magnitude(None, W, b, sparsity=0.7)
+    res = magnitude(None, W, b, sparsity=0.7)
+    Wp, bp = res.weight, res.bias
     keep = W.size - round(0.7 * W.size)
     assert np.count_nonzero(Wp) == keep
     assert np.abs(W[Wp != 0]).min() > np.abs(W[Wp == 0]).max()
@@ -30,7 +31,7 @@ def test_magnitude_keeps_exactly_the_largest_weights():
 
 def test_wanda_masks_each_output_by_weight_times_input_norm():
     X, W, b = layer(1)
-    Wp, _ = wanda(X, W, b, sparsity=0.5)
+    Wp = wanda(X, W, b, sparsity=0.5).weight
     score = np.abs(W) * np.linalg.norm(X.astype(np.float64), axis=0)[:, None]
     for j in range(W.shape[1]):
         expected = np.sort(np.argsort(-score[:, j])[:6])
@@ -47,7 +48,7 @@ def test_wanda_masks_each_output_by_weight_times_input_norm():
 ])
 def test_n_of_m_patterns_are_exact(prune):
     X, W, b = layer(2, n_in=24, M=7)
-    Wp, _ = prune(X, W, b)
+    Wp = prune(X, W, b).weight
     for m, n in ((4, 2), (3, 1)):
         if np.count_nonzero(Wp) == W.size * n // m:
             counts = (Wp.reshape(-1, m, W.shape[1]) != 0).sum(axis=1)
@@ -78,7 +79,8 @@ def _obs_by_least_squares(X, w0, b0, q, with_bias):
 
 def test_lobs_pruning_one_weight_is_exact_obs():
     X, W, b = layer(3, M=1)
-    Wp, bp = lobs(X, W, b, sparsity=1 / W.size, damp=0.0)
+    res = lobs(X, W, b, sparsity=1 / W.size, damp=0.0)
+    Wp, bp = res.weight, res.bias
     q = int(np.flatnonzero(Wp[:, 0] == 0)[0])
     # the pruned weight is the least sensitive one
     Hinv = np.linalg.inv(np.hstack([X, np.ones((len(X), 1))]).astype(np.float64).T
@@ -92,7 +94,8 @@ def test_lobs_pruning_one_weight_is_exact_obs():
 def test_sparsegpt_pruning_the_first_weight_is_exact_obs():
     X, W, b = layer(4, M=1)
     W[0, 0] = 1e-3          # the smallest score: pruned, and the first column visited
-    Wp, bp = sparsegpt(X, W, b, sparsity=1 / W.size, damp=0.0)
+    res = sparsegpt(X, W, b, sparsity=1 / W.size, damp=0.0)
+    Wp, bp = res.weight, res.bias
     assert np.flatnonzero(Wp[:, 0] == 0).tolist() == [0]
     w, _ = _obs_by_least_squares(X, W[:, 0].astype(np.float64), 0.0, 0, with_bias=False)
     np.testing.assert_allclose(Wp[:, 0], w, rtol=1e-4, atol=1e-5)
@@ -105,7 +108,7 @@ def test_sparsegpt_later_weights_only_move_forward():
     X, W, b = layer(5, M=1)
     q = 4
     W[q, 0] = 1e-3
-    Wp, _ = sparsegpt(X, W, b, sparsity=1 / W.size, damp=0.0)
+    Wp = sparsegpt(X, W, b, sparsity=1 / W.size, damp=0.0).weight
     assert np.flatnonzero(Wp[:, 0] == 0).tolist() == [q]
     np.testing.assert_array_equal(Wp[:q, 0], W[:q, 0])
     rest = np.linalg.lstsq(X[:, q + 1:].astype(np.float64), X[:, q:].astype(np.float64) @ W[q:, 0], rcond=None)[0]
@@ -117,7 +120,8 @@ def test_obs_methods_handle_dead_inputs_and_singular_hessians():
     X[:, 3] = 0                 # a dead input
     X[:, 7] = X[:, 6]           # two identical inputs: X^T X is singular
     for prune in (lobs, sparsegpt):
-        Wp, bp = prune(X, W, b, sparsity=0.5)
+        res = prune(X, W, b, sparsity=0.5)
+        Wp, bp = res.weight, res.bias
         assert np.all(np.isfinite(Wp)) and np.all(Wp[3] == 0)
         assert np.count_nonzero(Wp) == W.size // 2
 
@@ -225,7 +229,7 @@ def test_methods_under_prune_network_match_nonzeros(digits_mlp, method, scheme):
     else:
         expected = [n * m - round(0.7 * n * m) for n, m in shapes]
     assert [layer.nnz() for layer in pruned.layers] == expected
-    assert report.method == method and [r.nnz_after for r in report.layers] == [lay.nnz() for lay in pruned.layers]
+    assert report.method == method and [r.nnz for r in report.layers] == [lay.nnz() for lay in pruned.layers]
     # measured (parallel / cascade): magnitude 0.927 / 0.927, Wanda 0.702 / 0.476 (no weight
     # update: its last layer keeps 19 of 64 inputs per class), L-OBS 0.969 / 0.980, SparseGPT 0.980 / 0.982
     floor = {"magnitude": 0.9, "wanda": 0.4, "lobs": 0.95, "sparsegpt": 0.95}[method]

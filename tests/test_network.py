@@ -31,7 +31,7 @@ def test_schemes_at_fixed_eps(digits_mlp, scheme, min_removed, max_drop):
     pruned, report = nettrim.prune_network(net, Xtr, scheme=scheme, eps_rel=0.05)
     assert 1 - pruned.nnz() / net.nnz() >= min_removed
     assert accuracy(pruned, Xte, yte) >= accuracy(net, Xte, yte) - max_drop
-    assert [r.nnz_after for r in report.layers] == [layer.nnz() for layer in pruned.layers]
+    assert [r.nnz for r in report.layers] == [layer.nnz() for layer in pruned.layers]
     for r in report.layers:
         assert r.status == "converged"
         assert r.omega_violation <= 1e-3 and r.complement_violation <= 1e-3
@@ -54,8 +54,8 @@ def test_target_sparsity_per_layer(digits_mlp):
     net = from_sklearn(clf)
     pruned, report = nettrim.prune_network(net, Xtr, scheme="parallel", sparsity=0.6, sparsity_scope="layer")
     for r in report.layers:
-        assert r.nnz_after <= 0.4 * r.nnz_before
-        assert r.nnz_after >= 0.3 * r.nnz_before  # the bisection lands near the target
+        assert r.nnz <= 0.4 * r.nnz_before
+        assert r.nnz >= 0.3 * r.nnz_before  # the bisection lands near the target
 
 
 @pytest.mark.parametrize("curve", ["log-linear", "steep near eps 1", "step", "cliff", "floor"])

@@ -187,9 +187,9 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("rho_updates", &Info::rho_updates)
       .def_readonly("factor_updates", &Info::factor_updates)
       .def_readonly("threads", &Info::threads)
-      .def_readonly("setup_time", &Info::setup_time)
-      .def_readonly("solve_time", &Info::solve_time)
-      .def_readonly("polish_time", &Info::polish_time);
+      .def_readonly("setup_seconds", &Info::setup_seconds)
+      .def_readonly("solve_seconds", &Info::solve_seconds)
+      .def_readonly("polish_seconds", &Info::polish_seconds);
 
   bind_solver<float>(m, "Float32");
   bind_solver<double>(m, "Float64");

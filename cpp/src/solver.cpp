@@ -159,7 +159,7 @@ struct Solver<T>::Impl {
   Settings st;
   bool is_setup = false;
   long P = 0, N = 0, M = 0;
-  double setup_time = 0;
+  double setup_seconds = 0;
   std::vector<double> eps;
   bool has_bound = false;
 
@@ -365,7 +365,7 @@ struct Solver<T>::Impl {
 
     Result<T> res;
     Info& info = res.info;
-    info.setup_time = setup_time;
+    info.setup_seconds = setup_seconds;
     set_ball();
     Status status = Status::max_iterations;
     int it = 0;
@@ -461,7 +461,7 @@ struct Solver<T>::Impl {
     // Iterations run: `it` is the one that converged or stopped, one past the limit, or
     // (zero optimal) the loop never ran.
     info.iterations = zero_optimal ? 0 : (status == Status::converged ? it : std::min(it, st.max_iter));
-    info.solve_time = seconds_since(t_iter);
+    info.solve_seconds = seconds_since(t_iter);
     const Clock::time_point t_polish = Clock::now();
     if (status != Status::converged) {
       backend->candidate(shift_row(), sums);
@@ -469,7 +469,7 @@ struct Solver<T>::Impl {
     }
     violations(sums, info);
     if (!sums.finite) status = Status::numerical_error;
-    info.polish_time = seconds_since(t_polish);
+    info.polish_seconds = seconds_since(t_polish);
     info.threads = threads;
     info.status = status;
     info.rho1 = rho1;
@@ -527,7 +527,7 @@ void Solver<T>::setup(ConstRowRef<T> X, const Settings& settings, const Hooks& h
                       ", P=" + std::to_string(P));
   }
   s.is_setup = true;
-  s.setup_time = seconds_since(t0);
+  s.setup_seconds = seconds_since(t0);
 }
 
 template <class T>

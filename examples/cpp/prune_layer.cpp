@@ -35,17 +35,17 @@ int main() {
   std::printf("layer %ld x %ld x %ld (N x P x M), teacher keeps %ld of %ld weights\n", n_in + 1, P, M,
               long((W.topRows(n_in).array() != 0).count()), n_in * M);
   std::printf("%8s %10s %8s %10s %12s %10s\n", "eps_rel", "status", "iters", "nonzeros", "objective", "seconds");
-  double setup_time = 0;
+  double setup_seconds = 0;
   for (double eps_rel : {0.01, 0.05, 0.2}) {
     solver.update_eps({eps_rel * y_norm});     // no refactorisation; warm started
     const nettrim::Result<float> r = solver.solve();
-    setup_time = r.info.setup_time;
+    setup_seconds = r.info.setup_seconds;
     const long nnz = long((r.U.topRows(n_in).array() != 0).count());
     std::printf("%8.2f %10s %8d %10ld %12.4f %10.4f\n", eps_rel, nettrim::status_name(r.info.status),
-                r.info.iterations, nnz, r.info.objective, r.info.solve_time);
+                r.info.iterations, nnz, r.info.objective, r.info.solve_seconds);
     if (r.info.status != nettrim::Status::converged) return 1;
   }
-  std::printf("setup (paid once): %.4f s; backends: ", setup_time);
+  std::printf("setup (paid once): %.4f s; backends: ", setup_seconds);
   for (const std::string& b : nettrim::available_backends()) std::printf("%s ", b.c_str());
   std::printf("\n");
   return 0;

@@ -60,9 +60,9 @@ class Info:
     rho_updates: int
     factor_updates: int
     threads: int
-    setup_time: float
-    solve_time: float
-    polish_time: float
+    setup_seconds: float
+    solve_seconds: float
+    polish_seconds: float
 
 class _State:
     U: npt.NDArray[np.floating]

@@ -260,15 +260,16 @@ class FromCurves:
                 self.where[p.name] = (c, j, keep, g)
 
     def prune(self, problem, target):
-        from .methods.base import Outcome, Target
+        from .methods.base import Target
+        from .result import PrunedLayer
         c, j, keep, g = self.where[problem.name]
         if j is None:
-            return Outcome(problem.W, problem.b)
+            return PrunedLayer(weight=problem.W, bias=problem.b, method=self.name)
         if abs(keep * c.size - c.nnz[j]) >= 0.5:      # between two points: search
             solver = c.solvers[g] if c.solvers else None
             return self.method.prune(problem, Target(keep=keep, eps_rel=float(c.eps_rel[j - 1])), solver=solver)
         best = c.results[j][g]
         t0 = time.perf_counter()
         weights, bias = self.method.finish(problem, best)
-        return Outcome(weights, bias, eps=float(best.eps[0]), status=best.status,
-                       final_seconds=time.perf_counter() - t0)
+        return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=float(best.eps[0]), status=best.status,
+                           seconds=time.perf_counter() - t0, final_seconds=time.perf_counter() - t0)

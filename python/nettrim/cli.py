@@ -225,8 +225,8 @@ def cmd_demo(args):
     print()
     print(report_table(report))
     acc0, acc1 = _accuracy(net, X[te], d.target[te]), _accuracy(pruned, X[te], d.target[te])
-    print(f"\ntest accuracy: {acc0:.3f} before, {acc1:.3f} after; weights kept: {report.nnz_after} of "
-          f"{report.nnz_before} ({100 * report.nnz_after / report.nnz_before:.1f}%); {report.seconds:.1f} s")
+    print(f"\ntest accuracy: {acc0:.3f} before, {acc1:.3f} after; weights kept: {report.nnz} of "
+          f"{report.nnz_before} ({100 * report.nnz / report.nnz_before:.1f}%); {report.seconds:.1f} s")
     if args.plot:
         _demo_plot(net, pruned, args.plot)
     return 0

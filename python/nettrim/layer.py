@@ -104,5 +104,5 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
         warm_start = "zero" if W is None else "W"
     solver.warm_start(warm_start)
     result = solver.solve(eps_rel=eps_rel if eps is None else None, eps=eps)
-    result.total_time = time.perf_counter() - t0
+    result.seconds = time.perf_counter() - t0
     return result

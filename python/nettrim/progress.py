@@ -35,7 +35,7 @@ class Progress:
     def layer_done(self, index, report):
         with self._lock:
             self.done += 1
-            self.status = f"{report.name}: {report.nnz_after}/{report.nnz_before} weights kept"
+            self.status = f"{report.name}: {report.nnz}/{report.nnz_before} weights kept"
             self.iteration = ""
         self._draw(force=True)
 

@@ -239,7 +239,7 @@ def _by_curves(run, nettrim, keep, holdout):
         pruned, reports = run.all(chosen, targets, key=lambda k: f"curves-{targets[k]!r}")
     else:          # each layer on the pruned prefix, searched to its density: the allocation again
         def target(k, reports):   # for the layers left, under the budget left (a layer may have come out
-            done = sum(reports[j].nnz_after for j in run.selected if j < k)   # sparser than its curve said)
+            done = sum(reports[j].nnz for j in run.selected if j < k)   # sparser than its curve said)
             keep_k, j = alloc.replan(choice, done, k)
             if keep_k >= 1.0:
                 return None
@@ -266,7 +266,7 @@ def _shared_eps(run, nettrim, keep):
             self.rel = rel
             pruned, reports = run.all(nettrim, {k: Target(eps_rel=rel) for k in run.selected}, notify=False)
             tried[rel] = (pruned, reports)
-            self.density = sum(reports[k].nnz_after for k in run.selected) / total
+            self.density = sum(reports[k].nnz for k in run.selected) / total
 
     best, note = search_eps(Trial, keep)
     if note:

@@ -13,7 +13,7 @@ class LayerReport:
     name: str
     shape: tuple
     nnz_before: int
-    nnz_after: int
+    nnz: int
     eps: float                 # absolute eps the layer was solved with (root sum of squares over groups)
     eps_rel: float             # eps / ||target on Omega||
     relative_error: float      # ||act(U^T Xin) - Y|| / ||Y|| on the calibration rows
@@ -30,11 +30,12 @@ class LayerReport:
 
     @property
     def density(self):
-        return self.nnz_after / max(1, int(np.prod(self.shape)))
+        return self.nnz / max(1, int(np.prod(self.shape)))
 
     @classmethod
     def from_dict(cls, d):
         known = {f.name for f in fields(cls)}
+        d = {"nnz": d.get("nnz_after"), **d}       # reports written before version 0.2 said nnz_after
         return cls(**{**{k: v for k, v in d.items() if k in known}, "shape": tuple(d["shape"])})
 
 
@@ -54,17 +55,17 @@ class PruneReport:
         return sum(r.nnz_before for r in self.layers)
 
     @property
-    def nnz_after(self):
-        return sum(r.nnz_after for r in self.layers)
+    def nnz(self):
+        return sum(r.nnz for r in self.layers)
 
     @property
     def density(self):
-        return self.nnz_after / max(1, self.nnz_before)
+        return self.nnz / max(1, self.nnz_before)
 
     def to_dict(self):
         return {"scheme": self.scheme, "method": self.method, "allocation": self.allocation,
                 "calibration_samples": self.calibration_samples, "seconds": self.seconds,
-                "nnz_before": self.nnz_before, "nnz_after": self.nnz_after, "notes": list(self.notes),
+                "nnz_before": self.nnz_before, "nnz": self.nnz, "notes": list(self.notes),
                 "layers": [asdict(r) for r in self.layers]}
 
     def summary(self) -> str:

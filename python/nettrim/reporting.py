@@ -19,13 +19,13 @@ def report_table(report):
     rows = [("layer", "shape", "weights", "kept", "kept %", "eps_rel", "rel. error", "max viol.", "iters",
              "solves", "search s", "final s", "time s")]
     for r in report.layers:
-        rows.append((r.name, "x".join(map(str, r.shape)), str(r.nnz_before), str(r.nnz_after),
-                     f"{100 * r.nnz_after / max(1, r.nnz_before):.1f}",
+        rows.append((r.name, "x".join(map(str, r.shape)), str(r.nnz_before), str(r.nnz),
+                     f"{100 * r.nnz / max(1, r.nnz_before):.1f}",
                      f"{r.eps_rel:.3g}" if r.pruned else "dense", f"{r.relative_error:.4f}",
                      f"{max(r.omega_violation, r.complement_violation):.1e}", str(r.iterations), str(r.solves),
                      f"{r.search_seconds:.2f}", f"{r.final_seconds:.2f}", f"{r.seconds:.2f}"))
-    rows.append(("total", "", str(report.nnz_before), str(report.nnz_after),
-                 f"{100 * report.nnz_after / max(1, report.nnz_before):.1f}", "", "", "",
+    rows.append(("total", "", str(report.nnz_before), str(report.nnz),
+                 f"{100 * report.nnz / max(1, report.nnz_before):.1f}", "", "", "",
                  str(sum(r.iterations for r in report.layers)), str(sum(r.solves for r in report.layers)),
                  "", "", f"{report.seconds:.2f}"))
     return format_table(rows, rules=[len(rows) - 1])
@@ -49,8 +49,8 @@ def model_table(net):
 def report_summary(report):
     """A :class:`~nettrim.report.PruneReport` as text: one line of totals, then the per-layer
     table of ``nettrim prune`` (``PruneReport.summary()`` and ``str(report)``)."""
-    kept = 100 * report.nnz_after / max(1, report.nnz_before)
+    kept = 100 * report.nnz / max(1, report.nnz_before)
     method = "Net-Trim" if report.method == "nettrim" else report.method
     head = (f"{method}, {report.scheme} scheme, {report.calibration_samples} calibration samples: "
-            f"{report.nnz_after} of {report.nnz_before} weights kept ({kept:.1f}%) in {report.seconds:.2f} s")
+            f"{report.nnz} of {report.nnz_before} weights kept ({kept:.1f}%) in {report.seconds:.2f} s")
     return head + "\n" + report_table(report)

@@ -1,4 +1,5 @@
-"""What a layer solve returns: :class:`LayerResult`, and :class:`SolutionPath` for many eps."""
+"""What pruning a layer returns: :class:`PrunedLayer` (every method), :class:`LayerResult` (a Net-Trim
+solve) and :class:`SolutionPath` (Net-Trim for many eps)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,39 +9,66 @@ import numpy as np
 import scipy.sparse as sp
 
 
-@dataclass
-class LayerResult:
-    """The pruned layer and how the solve went.
+@dataclass(kw_only=True)
+class PrunedLayer:
+    """What pruning one layer returns, whatever the method.
 
-    ``weights`` has shape (n_in, M) like the input ``W``; ``bias`` (M,) or None.
-    ``U`` is the full (N, M) matrix of the formulation (bias as the last row).
-    The violations are those of the returned matrix itself, evaluated in double
-    precision; ``relative_error`` is ``||act(X U) - Y|| / ||Y||``, recomputed in float64."""
+    ``weight`` (n_in, M) is inputs by outputs, as the ``W`` it came from (``X @ W``);
+    ``bias`` (M,) or None.  Methods with an iteration or a search say how it went in
+    ``status``, ``iterations`` and ``solves``; ``eps`` is the absolute tolerance a Net-Trim
+    layer was solved with."""
 
-    weights: np.ndarray
+    weight: np.ndarray
     bias: Optional[np.ndarray]
+    method: str = "nettrim"
+    status: str = "done"
+    eps: Optional[float] = None
+    iterations: int = 0
+    solves: int = 0
+    seconds: float = 0.0
+    search_seconds: float = 0.0       # finding the eps (a search, a solution path)
+    final_seconds: float = 0.0        # the final solve or pruning and its re-fit
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def nnz(self) -> int:
+        return int(np.count_nonzero(self.weight))
+
+    @property
+    def density(self) -> float:
+        return self.nnz / max(1, self.weight.size)
+
+    @property
+    def sparse_weight(self) -> sp.csr_matrix:
+        """The pruned weight as a CSR matrix of shape (n_in, M)."""
+        return sp.csr_matrix(self.weight)
+
+
+@dataclass(kw_only=True)
+class LayerResult(PrunedLayer):
+    """A Net-Trim layer solve: the pruned layer and how the solve went.
+
+    ``U`` is the full (N, M) matrix of the formulation (bias as the last row).  The
+    violations are those of the returned matrix itself, evaluated in double precision;
+    ``relative_error`` is ``||act(X U) - Y|| / ||Y||``, recomputed in float64; ``eps`` holds
+    the absolute tolerance (one value, or one per output for per-neuron constraints)."""
+
     U: np.ndarray
-    status: str
-    iterations: int
     objective: float
-    nnz: int
-    density: float
     omega_violation: float
     complement_violation: float
     relative_error: float
     primal_residual: float
     dual_residual: float
-    eps: np.ndarray
     rho1: float
     rho2: float
     rho_updates: int
     factor_updates: int
     threads: int
     dtype: str
-    setup_time: float
-    solve_time: float
-    polish_time: float
-    total_time: float
+    setup_seconds: float
+    solve_seconds: float
+    polish_seconds: float
     state: object = field(repr=False, default=None)
     backend: str = "cpu"
 
@@ -48,13 +76,8 @@ class LayerResult:
     def converged(self) -> bool:
         return self.status == "converged"
 
-    @property
-    def sparse_weights(self) -> sp.csr_matrix:
-        """The pruned weights as a CSR matrix of shape (n_in, M)."""
-        return sp.csr_matrix(self.weights)
-
     def summary(self) -> str:
-        return (f"{self.status} in {self.iterations} iterations, {self.total_time:.3g} s: "
+        return (f"{self.status} in {self.iterations} iterations, {self.seconds:.3g} s: "
                 f"{self.nnz} nonzeros ({100 * self.density:.1f}%), relative error "
                 f"{self.relative_error:.4f}, violations {self.omega_violation:.1e} / "
                 f"{self.complement_violation:.1e}")
@@ -69,8 +92,8 @@ class SolutionPath:
 
     eps_rel: Optional[np.ndarray]     # as asked for (None when absolute eps were given)
     results: List[LayerResult]
-    setup_time: float                 # seconds of the one factorisation the path shared
-    total_time: float = 0.0           # seconds of the path's solves and checks
+    setup_seconds: float                 # seconds of the one factorisation the path shared
+    seconds: float = 0.0           # seconds of the path's solves and checks
 
     def _column(self, name, dtype=float):
         return np.array([getattr(r, name) for r in self.results], dtype=dtype)
@@ -108,8 +131,8 @@ class SolutionPath:
         return self._column("iterations", int)
 
     @property
-    def solve_time(self):
-        return self._column("solve_time")
+    def solve_seconds(self):
+        return self._column("solve_seconds")
 
     @property
     def status(self):
@@ -127,6 +150,6 @@ class SolutionPath:
         labels = self.eps_rel if self.eps_rel is not None else [float(np.max(r.eps)) for r in self.results]
         for label, r in zip(labels, self.results):
             rows.append(f"{label:10.4g} {100 * r.density:7.2f} {r.relative_error:10.4f} {r.iterations:6d} "
-                        f"{r.solve_time:7.3f}  {r.status}")
-        rows.append(f"setup (paid once): {self.setup_time:.3f} s")
+                        f"{r.solve_seconds:7.3f}  {r.status}")
+        rows.append(f"setup (paid once): {self.setup_seconds:.3f} s")
         return "\n".join(rows)

@@ -19,7 +19,8 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from .errors import InvalidArgument
-from .methods.base import Outcome, Target
+from .methods.base import Target
+from .result import PrunedLayer
 from .metrics import constraint_violations, relative_error
 from .problem import layer_problems
 from .report import LayerReport
@@ -44,7 +45,7 @@ class LayerJob:
         outcomes = [self.method.prune(p, self.target) for p in problems]
         report = layer_report(self.layer, problems, outcomes, time.perf_counter() - t0, len(X_original))
         notes = [n for o in outcomes for n in o.notes]
-        return ([np.asarray(o.weights, np.float32) for o in outcomes],
+        return ([np.asarray(o.weight, np.float32) for o in outcomes],
                 [np.zeros(p.W.shape[1], np.float32) if o.bias is None else np.asarray(o.bias, np.float32)
                  for p, o in zip(problems, outcomes)], report, notes)
 
@@ -116,18 +117,18 @@ def run(net, X, plan, scheme, jobs, *, executor=None, workers=1, on_layer: Optio
 
 def dense_report(layer, samples):
     """The report of a layer left as it is."""
-    return LayerReport(name=layer.name, shape=tuple(layer.shape), nnz_before=layer.nnz(), nnz_after=layer.nnz(),
+    return LayerReport(name=layer.name, shape=tuple(layer.shape), nnz_before=layer.nnz(), nnz=layer.nnz(),
                        eps=0.0, eps_rel=0.0, relative_error=0.0, omega_violation=0.0, complement_violation=0.0,
                        iterations=0, solves=0, status="dense", seconds=0.0, samples=samples, pruned=False)
 
 
-def layer_report(layer, problems, outcomes: List[Outcome], seconds, samples) -> LayerReport:
+def layer_report(layer, problems, outcomes: List[PrunedLayer], seconds, samples) -> LayerReport:
     """One layer's report, its error and violations recomputed from the returned weights
     (for every method alike; the eps of a method without one is the error it reached)."""
     eps2 = omega2 = err2 = target2 = 0.0
     v_omega = v_comp = 0.0
     for p, o in zip(problems, outcomes):
-        A = p.X @ o.weights + (0 if o.bias is None else o.bias)
+        A = p.X @ o.weight + (0 if o.bias is None else o.bias)
         omega = p.omega
         eps = float(np.linalg.norm(np.where(omega, A - p.Y, 0))) if o.eps is None else o.eps
         bound = p.V if p.V is not None or not p.relu else np.zeros_like(A)
@@ -142,7 +143,7 @@ def layer_report(layer, problems, outcomes: List[Outcome], seconds, samples) -> 
     statuses = [o.status for o in outcomes]
     return LayerReport(
         name=layer.name, shape=tuple(layer.shape), nnz_before=layer.nnz(),
-        nnz_after=int(sum(np.count_nonzero(o.weights) for o in outcomes)), eps=eps,
+        nnz=int(sum(np.count_nonzero(o.weight) for o in outcomes)), eps=eps,
         eps_rel=eps / (math.sqrt(omega2) or 1.0),
         relative_error=math.sqrt(err2 / target2) if target2 > 0 else 0.0,
         omega_violation=v_omega, complement_violation=v_comp,

@@ -167,7 +167,7 @@ class LayerSolver:
         self.Xs = Xs
         self.W, self.b = Wa, ba
         self._engine.setup(Xs, self._settings, self.progress)
-        self.setup_time = time.perf_counter() - t0
+        self.setup_seconds = time.perf_counter() - t0
         self._start = None
         self.update_target(Y, W=Wa, b=ba)
         if V is not None:
@@ -361,7 +361,7 @@ class LayerSolver:
                                                               progress))
         results = []
         for r, e in zip(raw, targets):
-            results.append(self._result(r, e, r.info.solve_time + r.info.polish_time, with_state=False))
+            results.append(self._result(r, e, r.info.solve_seconds + r.info.polish_seconds, with_state=False))
         for r in results:
             _warn_or_raise(r, stacklevel=3, quiet_limits=True)
         if len(results) < len(targets):     # interrupted: the engine stopped the path
@@ -372,34 +372,25 @@ class LayerSolver:
                           f"time limit (points {limited}); raise max_iter or time_limit", ConvergenceWarning,
                           stacklevel=2)
         rel = np.array([float(v) for v in values]) if eps is None else None
-        return SolutionPath(eps_rel=rel, results=results, setup_time=self.setup_time,
-                            total_time=time.perf_counter() - t0)
+        return SolutionPath(eps_rel=rel, results=results, setup_seconds=self.setup_seconds,
+                            seconds=time.perf_counter() - t0)
 
     def _result(self, res, eps_vec, seconds, with_state):
         info = res.info
         U = res.U
-        if info.status == "numerical_error":
-            return LayerResult(weights=None, bias=None, U=U, status=info.status, iterations=info.iterations,
-                               objective=float("nan"), nnz=-1, density=float("nan"),
-                               omega_violation=float("inf"), complement_violation=float("inf"),
-                               relative_error=float("nan"), primal_residual=info.primal_residual,
-                               dual_residual=info.dual_residual, eps=eps_vec, rho1=info.rho1, rho2=info.rho2,
-                               rho_updates=info.rho_updates, factor_updates=info.factor_updates,
-                               threads=info.threads, dtype=self.dtype.name, setup_time=self.setup_time,
-                               solve_time=info.solve_time, polish_time=info.polish_time, total_time=seconds,
-                               backend=self._engine.backend)
-        weights, bias = (U[:self.n_in], U[self.n_in].copy()) if self.fit_bias else (U, None)
-        nnz = int(np.count_nonzero(weights))
+        failed = info.status == "numerical_error"      # (raised by _warn_or_raise, never returned)
+        weight, bias = (U[:self.n_in], U[self.n_in].copy()) if self.fit_bias else (U, None)
         return LayerResult(
-            weights=np.asarray(weights), bias=bias, U=U, status=info.status, iterations=info.iterations,
-            objective=info.objective, nnz=nnz, density=nnz / weights.size,
+            weight=np.asarray(weight), bias=bias, method="nettrim", U=U, status=info.status,
+            iterations=info.iterations, solves=1, objective=float("nan") if failed else info.objective,
             omega_violation=info.omega_violation, complement_violation=info.complement_violation,
-            relative_error=self._relative_error(U), primal_residual=info.primal_residual,
-            dual_residual=info.dual_residual, eps=eps_vec, rho1=info.rho1, rho2=info.rho2,
-            rho_updates=info.rho_updates, factor_updates=info.factor_updates, threads=info.threads,
-            dtype=self.dtype.name, setup_time=self.setup_time, solve_time=info.solve_time,
-            polish_time=info.polish_time, total_time=seconds,
-            state=self._engine.state() if with_state else None, backend=self._engine.backend)
+            relative_error=float("nan") if failed else self._relative_error(U),
+            primal_residual=info.primal_residual, dual_residual=info.dual_residual, eps=eps_vec,
+            rho1=info.rho1, rho2=info.rho2, rho_updates=info.rho_updates, factor_updates=info.factor_updates,
+            threads=info.threads, dtype=self.dtype.name, setup_seconds=self.setup_seconds,
+            solve_seconds=info.solve_seconds, polish_seconds=info.polish_seconds, seconds=seconds,
+            final_seconds=seconds, state=self._engine.state() if with_state and not failed else None,
+            backend=self._engine.backend)
 
     def _relative_error(self, U, block=4096):
         """``||act(X U) - Y|| / ||Y||`` in float64, from the returned matrix (rows in blocks)."""
@@ -447,7 +438,7 @@ class LayerSolver:
             self.V = self.V.astype(np.float64)
             engine.update_bound(self.V)
         self._engine = engine
-        self.setup_time += time.perf_counter() - t0
+        self.setup_seconds += time.perf_counter() - t0
         return True
 
     # --- checks --------------------------------------------------------------------------

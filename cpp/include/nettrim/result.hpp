@@ -29,8 +29,9 @@ struct Info {
   int rho_updates = 0;          // how many times rho changed
   int factor_updates = 0;       // how many times the U-solve was rebuilt for a new rho2/rho1
   int threads = 1;
-  double setup_time = 0;        // seconds of the factorisation (paid once per setup)
-  double solve_time = 0, polish_time = 0;  // seconds of this solve's iterations and final candidate
+  double setup_seconds = 0;         // the factorisation (paid once per setup)
+  double solve_seconds = 0;         // this solve's iterations
+  double polish_seconds = 0;        // this solve's final candidate and its checks
 };
 
 // Everything needed to continue an ADMM run (warm start between nearby problems).

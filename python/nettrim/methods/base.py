@@ -1,19 +1,19 @@
 """The protocol every pruning method follows: a layer problem and a target in, an outcome out.
 
-A method is an object with ``name`` and ``prune(problem, target) -> Outcome``
-(:class:`~nettrim.problem.LayerProblem`, :class:`Target`, :class:`Outcome`).  The schemes
+A method is an object with ``name`` and ``prune(problem, target) -> PrunedLayer``
+(:class:`~nettrim.problem.LayerProblem`, :class:`Target`, :class:`~nettrim.PrunedLayer`).  The schemes
 run any method the same way; what differs between methods is only how one layer is pruned.
 Statuses and notes travel in the outcome (never as warnings from worker threads).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
 
-import numpy as np
 
 from ..errors import InvalidArgument
+from ..result import PrunedLayer
 
 
 @dataclass(frozen=True)
@@ -24,20 +24,6 @@ class Target:
     nm: Optional[Tuple[int, int]] = None  # N nonzeros in every M inputs
 
 
-@dataclass
-class Outcome:
-    """A pruned layer (one group) and how it went."""
-    weights: np.ndarray            # (n_in, M)
-    bias: Optional[np.ndarray]     # (M,) or None
-    eps: Optional[float] = None    # absolute eps solved with (Net-Trim); None: the error reached on Omega
-    status: str = "done"           # Net-Trim: the engine's status of the chosen solve
-    iterations: int = 0
-    solves: int = 0
-    search_seconds: float = 0.0
-    final_seconds: float = 0.0
-    notes: List[str] = field(default_factory=list)
-
-
 class Layerwise:
     """A method that prunes a layer from its inputs and trained weights to a density or N:M
     (magnitude, Wanda, L-OBS, SparseGPT): ``fn(X, W, b, sparsity=..., nm=..., **options)``."""
@@ -45,23 +31,24 @@ class Layerwise:
     def __init__(self, name: str, fn: Callable, options=None):
         self.name, self.fn, self.options = name, fn, dict(options or {})
 
-    def prune(self, problem, target: Target) -> Outcome:
+    def prune(self, problem, target: Target) -> PrunedLayer:
         t0 = time.perf_counter()
         if target.nm is not None:
-            weights, bias = self.fn(problem.X, problem.W, problem.b, nm=target.nm, **self.options)
+            out = self.fn(problem.X, problem.W, problem.b, nm=target.nm, **self.options)
         else:
             if target.keep is None:
                 raise InvalidArgument(f"sparsity: method {self.name!r} needs a target sparsity (or nm)")
-            weights, bias = self.fn(problem.X, problem.W, problem.b, sparsity=1.0 - target.keep, **self.options)
-        return Outcome(weights, bias, final_seconds=time.perf_counter() - t0)
+            out = self.fn(problem.X, problem.W, problem.b, sparsity=1.0 - target.keep, **self.options)
+        out.seconds = out.final_seconds = time.perf_counter() - t0
+        return out
 
 
 class KeepAll:
     """Leaves a layer as it is (a target of no sparsity, or a layer not selected)."""
     name = "dense"
 
-    def prune(self, problem, target: Target) -> Outcome:
-        return Outcome(problem.W, problem.b)
+    def prune(self, problem, target: Target) -> PrunedLayer:
+        return PrunedLayer(weight=problem.W, bias=problem.b, method=self.name)
 
 
 class Given:
@@ -72,6 +59,6 @@ class Given:
     def __init__(self, matrices):
         self.matrices = {name: wb for name, wb in matrices.items()}
 
-    def prune(self, problem, target: Target) -> Outcome:
-        weights, bias = self.matrices[problem.name]
-        return Outcome(weights, bias if problem.has_bias else None)
+    def prune(self, problem, target: Target) -> PrunedLayer:
+        weight, bias = self.matrices[problem.name]
+        return PrunedLayer(weight=weight, bias=bias if problem.has_bias else None, method=self.name)

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..search import search_eps
 from ..solver import LayerSolver
-from .base import Outcome, Target
+from ..result import PrunedLayer
+from .base import Target
 from .masks import n_of_m
 from .refit import refit_on_support, within_ball
 from .wanda import wanda_scores
@@ -24,13 +25,13 @@ from .wanda import wanda_scores
 
 def _scaled(problem, best):
     """The solution with each output column (weights and bias) scaled by its least-squares factor on Omega."""
-    A = (problem.X @ best.weights + (0 if best.bias is None else best.bias)).astype(np.float64)
+    A = (problem.X @ best.weight + (0 if best.bias is None else best.bias)).astype(np.float64)
     omega = problem.omega
     num = np.sum(np.where(omega, A * problem.Y, 0), axis=0)
     den = np.sum(np.where(omega, A * A, 0), axis=0)
     alpha = np.where(den > 0, num / np.where(den > 0, den, 1), 1.0)
     alpha = np.where(alpha > 0, alpha, 1.0)
-    weights = (best.weights * alpha).astype(np.float32)
+    weights = (best.weight * alpha).astype(np.float32)
     bias = None if best.bias is None else (best.bias * alpha).astype(np.float32)
     return weights, bias
 
@@ -56,7 +57,7 @@ class NetTrim:
             solver.warm_start("W")   # measured the same on real layers)
         return solver
 
-    def prune(self, problem, target: Target, solver: Optional[LayerSolver] = None) -> Outcome:
+    def prune(self, problem, target: Target, solver: Optional[LayerSolver] = None) -> PrunedLayer:
         """``target.keep``: an eps search (from ``target.eps_rel`` when given) for a solution
         keeping between ``(1 - close) keep`` and ``keep`` of the weights; otherwise one solve
         at ``target.eps_rel``.  ``solver``: one already set up for ``problem`` (warm)."""
@@ -82,9 +83,10 @@ class NetTrim:
             best = run(0.05 if target.eps_rel is None else target.eps_rel)
         t1 = time.perf_counter()
         weights, bias = self.finish(problem, best, target.nm)
-        return Outcome(weights, bias, eps=float(best.eps[0]), status=best.status,
-                       iterations=sum(r.iterations for r in tried), solves=len(tried),
-                       search_seconds=t1 - t0, final_seconds=time.perf_counter() - t1, notes=notes)
+        t2 = time.perf_counter()
+        return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=float(best.eps[0]), status=best.status,
+                           iterations=sum(r.iterations for r in tried), solves=len(tried), seconds=t2 - t0,
+                           search_seconds=t1 - t0, final_seconds=t2 - t1, notes=notes)
 
     def curve(self, problem, solver: Optional[LayerSolver] = None, *, start: float = 0.005,
               stop_density: float = 0.0, max_drop: float = 0.7, factor: float = 1.6, max_points: int = 40):
@@ -128,18 +130,18 @@ class NetTrim:
         factor that fits it best on Omega (one pass over the responses, for ranking many
         solutions; the inactive outputs stay inactive since the solution's are <= 0)."""
         if not (nm or self.refit):
-            return best.weights, best.bias
+            return best.weight, best.bias
         if quick and not nm and problem.V is None:
             return _scaled(problem, best)
         X, Y, omega = problem.X, problem.Y, problem.omega
         if nm:
             # Net-Trim's nonzeros rank first (by |u| ||x||), the rest by the trained weights' Wanda score.
             trained = wanda_scores(X, problem.W)
-            mask = n_of_m(np.where(best.weights != 0, wanda_scores(X, best.weights) + trained.max() + 1, trained), *nm)
+            mask = n_of_m(np.where(best.weight != 0, wanda_scores(X, best.weight) + trained.max() + 1, trained), *nm)
         else:
-            mask = best.weights != 0
+            mask = best.weight != 0
         weights, bias = refit_on_support(X, Y, mask, relu=problem.relu, V=problem.V, fit_bias=problem.has_bias,
                                          bias=problem.b)
         if not nm:   # keep Net-Trim's guarantee: no further than eps from the outputs on Omega
-            weights, bias = within_ball(X, Y, omega, (best.weights, best.bias), (weights, bias), float(best.eps[0]))
+            weights, bias = within_ball(X, Y, omega, (best.weight, best.bias), (weights, bias), float(best.eps[0]))
         return weights, bias

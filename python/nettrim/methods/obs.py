@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from ..result import PrunedLayer
 from . import masks
 from ._args import check_damp, check_layer, check_positive_int
 
@@ -43,7 +44,7 @@ def lobs(X, W, b, *, sparsity, damp=0.01, rounds=100):
     updates together (one product with ``H^-1``; ``rounds >= count`` is the paper's loop).
     Pruned weights stay zero (a later update would otherwise revive them).  The bias, when
     the layer has one, is an unpruned coordinate of the Hessian, so the updates move it too.
-    Returns ``(weights, bias)``."""
+    Returns a :class:`~nettrim.PrunedLayer`."""
     X, W, b, sparsity, _ = check_layer(X, W, b, sparsity=sparsity)
     damp, rounds = check_damp(damp), check_positive_int("rounds", rounds)
     X = np.asarray(X, np.float32)
@@ -74,7 +75,7 @@ def lobs(X, W, b, *, sparsity, damp=0.01, rounds=100):
         pruned[rows, cols] = True
         Wa[:n][pruned] = 0
     bias = Wa[n].astype(np.float32) if has_bias else b
-    return Wa[:n].astype(np.float32), bias
+    return PrunedLayer(weight=Wa[:n].astype(np.float32), bias=bias, method="lobs")
 
 
 def sparsegpt(X, W, b, *, sparsity=None, nm=None, damp=0.01, blocksize=128):
@@ -84,7 +85,7 @@ def sparsegpt(X, W, b, *, sparsity=None, nm=None, damp=0.01, blocksize=128):
     through the Cholesky factor of ``H^-1``.  The mask is chosen adaptively per block of
     ``blocksize`` inputs (the ``sparsity`` share of the block with the smallest
     ``w^2 / [chol(H^-1)]_qq^2``), or N of every M inputs when ``nm=(N, M)``.  The bias is
-    kept, as in the paper.  Returns ``(weights, bias)``."""
+    kept, as in the paper.  Returns a :class:`~nettrim.PrunedLayer`."""
     X, W, b, sparsity, nm = check_layer(X, W, b, sparsity=sparsity, nm=nm)
     damp, blocksize = check_damp(damp), check_positive_int("blocksize", blocksize)
     X = np.asarray(X, np.float32)
@@ -117,4 +118,4 @@ def sparsegpt(X, W, b, *, sparsity=None, nm=None, damp=0.01, blocksize=128):
             Q1[:, i], Err1[:, i] = q, err
         Wt[:, i1:i2] = Q1
         Wt[:, i2:] -= Err1 @ U[i1:i2, i2:]
-    return Wt.T.astype(np.float32), b
+    return PrunedLayer(weight=Wt.T.astype(np.float32), bias=b, method="sparsegpt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..result import PrunedLayer
 from . import masks
 from ._args import check_layer
 
@@ -18,7 +19,7 @@ def wanda(X, W, b, *, sparsity=None, nm=None):
     """Prune each output neuron's lowest-scoring inputs (``sparsity`` of them, or N of every M).
 
     No weight update, the bias is kept; the paper's comparison group is one output (a row of
-    its ``W``, a column of ours).  Returns ``(weights, bias)``."""
+    its ``W``, a column of ours).  Returns a :class:`~nettrim.PrunedLayer`."""
     X, W, b, sparsity, nm = check_layer(X, W, b, sparsity=sparsity, nm=nm)
     W = np.asarray(W, np.float32)
     scores = wanda_scores(np.asarray(X, np.float32), W)
@@ -26,4 +27,4 @@ def wanda(X, W, b, *, sparsity=None, nm=None):
         mask = masks.n_of_m(scores, *nm)
     else:
         mask = masks.largest_per_column(scores, masks.keep_count(W.shape[0], sparsity))
-    return np.where(mask, W, 0).astype(np.float32), b
+    return PrunedLayer(weight=np.where(mask, W, 0).astype(np.float32), bias=b, method="wanda")
