@@ -117,7 +117,7 @@ def main():
             for method in methods:
                 if isinstance(target, str) and method not in nettrim.methods.NM_CAPABLE:
                     continue
-                kw = {"nm": target} if isinstance(target, str) else {"sparsity": target, "sparsity_scope": args.scope}
+                kw = {"nm": target} if isinstance(target, str) else {"sparsity": target, "scope": args.scope}
                 if (args.scope == "network" and allocation is not None and method not in ("magnitude", "apoz")
                         and not isinstance(target, str)):
                     kw = {"sparsity": allocation}           # Net-Trim's per-layer nonzeros

@@ -26,7 +26,7 @@ def test_prune_and_report(digits_mlp, tmp_path):
     from_sklearn(clf).save_npz(tmp_path / "model.npz")
     np.save(tmp_path / "calib.npy", Xtr)
     out = nettrim_cli("prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"),
-                      "-o", str(tmp_path / "pruned.npz"), "--eps", "0.05", "--quiet")
+                      "-o", str(tmp_path / "pruned.npz"), "--eps-rel", "0.05", "--quiet")
     assert out.returncode == 0, out.stderr
     from nettrim.network import Network
     pruned = Network.load_npz(tmp_path / "pruned.npz")
@@ -87,7 +87,7 @@ def test_errors_are_one_line(digits_mlp, tmp_path, make_args, message):
 def test_help_explains_options():
     out = nettrim_cli("prune", "--help")
     assert out.returncode == 0
-    for option in ("--calib", "--scheme", "--eps", "--sparsity", "--checkpoint", "--threads", "--max-samples",
+    for option in ("--calib", "--scheme", "--eps-rel", "--sparsity", "--checkpoint", "--threads", "--max-samples",
                    "--quiet", "(default: cascade)", "(default: 8000)"):
         assert option in out.stdout
 
@@ -105,7 +105,7 @@ def test_onnx_prune_inspect_sweep(digits_cnn, tmp_path):
     np.save(tmp_path / "calib.npy", Xtr)
     np.savez(tmp_path / "eval.npz", X=Xte, y=yte)
     out = nettrim_cli("prune", str(tmp_path / "cnn.onnx"), "--calib", str(tmp_path / "calib.npy"),
-                      "-o", str(tmp_path / "small.onnx"), "--eps", "0.05", "--max-samples", "3000", "--sparse")
+                      "-o", str(tmp_path / "small.onnx"), "--eps-rel", "0.05", "--max-samples", "3000", "--sparse")
     assert out.returncode == 0, out.stderr
     assert "wrote" in out.stdout and out.stderr == ""          # no progress display when not a terminal
     from nettrim.adapters.onnx import run_onnx
@@ -119,7 +119,7 @@ def test_onnx_prune_inspect_sweep(digits_cnn, tmp_path):
     shown = nettrim_cli("inspect", str(tmp_path / "small.onnx"))
     assert shown.returncode == 0 and "CSR KiB" in shown.stdout and str(report["nnz"]) in shown.stdout
     sweep = nettrim_cli("sweep", str(tmp_path / "cnn.onnx"), "--calib", str(tmp_path / "calib.npy"),
-                        "--eval", str(tmp_path / "eval.npz"), "--eps", "0.05,0.2", "--max-samples", "2000",
+                        "--eval", str(tmp_path / "eval.npz"), "--eps-rel", "0.05", "0.2", "--max-samples", "2000",
                         "--plot", str(tmp_path / "sweep.png"))
     assert sweep.returncode == 0, sweep.stderr
     assert "eps_rel=0.05" in sweep.stdout and "eps_rel=0.2" in sweep.stdout
@@ -132,7 +132,7 @@ def test_torch_module_round_trip(digits_cnn, tmp_path):
     torch.save(model, tmp_path / "cnn.pt")
     np.save(tmp_path / "calib.npy", Xtr)
     out = nettrim_cli("prune", str(tmp_path / "cnn.pt"), "--calib", str(tmp_path / "calib.npy"), "--trust-model",
-                      "-o", str(tmp_path / "small.pt"), "--eps", "0.05", "--max-samples", "3000", "--quiet")
+                      "-o", str(tmp_path / "small.pt"), "--eps-rel", "0.05", "--max-samples", "3000", "--quiet")
     assert out.returncode == 0, out.stderr
     small = torch.load(tmp_path / "small.pt", weights_only=False)
     with torch.no_grad():
@@ -163,7 +163,7 @@ def test_killed_cascade_resumes_to_the_same_bytes(wide_mlp, tmp_path):
     import signal
     import time
     d = wide_mlp
-    base = ["prune", str(d / "model.npz"), "--calib", str(d / "calib.npy"), "--scheme", "cascade", "--eps", "0.05",
+    base = ["prune", str(d / "model.npz"), "--calib", str(d / "calib.npy"), "--scheme", "cascade", "--eps-rel", "0.05",
             "--quiet"]
     full = nettrim_cli(*base, "-o", str(tmp_path / "full.npz"))
     assert full.returncode == 0, full.stderr
@@ -243,3 +243,29 @@ def test_a_bug_shows_its_traceback_not_a_user_error(tmp_path):
     assert "please report" in out.stderr
     user = nettrim_cli("report", str(tmp_path / "missing.json"))
     assert user.returncode == 2 and "Traceback" not in user.stderr
+
+
+def test_options_shared_by_prune_and_sweep():
+    # One set of pruning options: sweep has what prune has (--method among them), and
+    # --eps (which always meant --eps-rel) still works with a warning.
+    prune, sweep = (nettrim_cli(cmd, "--help").stdout for cmd in ("prune", "sweep"))
+    for option in ("--eps-rel", "--sparsity", "--scope", "--allocation", "--layers", "--method", "--nm",
+                   "--structured", "--no-refit", "--floor", "--threads", "--max-samples", "--seed"):
+        assert option in prune and option in sweep, option
+
+
+def test_per_layer_sparsity_layers_and_deprecated_eps(digits_mlp, tmp_path):
+    clf, Xtr, *_ = digits_mlp
+    from_sklearn(clf).save_npz(tmp_path / "model.npz")
+    np.save(tmp_path / "calib.npy", Xtr[:400])
+    base = ["prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"), "--quiet", "--threads", "1"]
+    out = nettrim_cli(*base, "-o", str(tmp_path / "a.npz"), "--sparsity", "0.5,0.8", "--layers", "dense0,dense1")
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "a.json").read_text())
+    kept = [r["nnz"] / r["nnz_before"] for r in report["layers"]]
+    assert 0.48 <= kept[0] <= 0.5 and 0.18 <= kept[1] <= 0.2 and kept[2] == 1.0   # the last layer untouched
+    assert [r["pruned"] for r in report["layers"]] == [True, True, False]
+    old = nettrim_cli(*base, "-o", str(tmp_path / "b.npz"), "--eps", "0.1")
+    assert old.returncode == 0 and "--eps is deprecated" in old.stderr and "use --eps-rel" in old.stderr
+    bad = nettrim_cli(*base, "-o", str(tmp_path / "c.npz"), "--sparsity", "0.5,0.8", "--layers", "dense7")
+    assert bad.returncode == 2 and "--layers: 'dense7' is not one of" in bad.stderr

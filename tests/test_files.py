@@ -58,7 +58,7 @@ def test_plain_npz_keeps_its_keys_orientation_and_dtypes(digits_mlp, tmp_path):
     np.savez(tmp_path / "plain.npz", **arrays)                     # float64, inputs x outputs
     np.save(tmp_path / "calib.npy", Xtr)
     out = nettrim_cli("prune", str(tmp_path / "plain.npz"), "--calib", str(tmp_path / "calib.npy"),
-                      "-o", str(tmp_path / "pruned.npz"), "--eps", "0.05", "--quiet")
+                      "-o", str(tmp_path / "pruned.npz"), "--eps-rel", "0.05", "--quiet")
     assert out.returncode == 0, out.stderr
     with np.load(tmp_path / "pruned.npz") as z:
         assert sorted(z.files) == sorted(arrays)
@@ -184,7 +184,7 @@ def test_sparse_state_dict_round_trip(digits_cnn, tmp_path):
     from nettrim.models import load_model
     model, Xtr, ytr, Xte, yte = digits_cnn
     net = from_torch(model, (1, 8, 8))
-    pruned, _ = nettrim.prune_network(net, Xtr[:400], scheme="parallel", sparsity=0.8, sparsity_scope="layer",
+    pruned, _ = nettrim.prune_network(net, Xtr[:400], scheme="parallel", sparsity=0.8, scope="layer",
                                       max_samples=1000, method="magnitude")
     small = to_torch(pruned, model)
     save_sparse(small, tmp_path / "s.pt")
@@ -207,7 +207,7 @@ def test_cli_sparse_pt(digits_cnn, tmp_path):
     save_script(torch, model, tmp_path / "cnn.pt")                          # TorchScript: no trust needed
     np.save(tmp_path / "calib.npy", Xtr[:400])
     out = nettrim_cli("prune", str(tmp_path / "cnn.pt"), "--calib", str(tmp_path / "calib.npy"), "--scheme", "parallel",
-                      "--eps", "0.1", "--max-samples", "1000", "-o", str(tmp_path / "small.pt"), "--sparse")
+                      "--eps-rel", "0.1", "--max-samples", "1000", "-o", str(tmp_path / "small.pt"), "--sparse")
     assert out.returncode == 0, out.stderr
     assert "load_sparse" in out.stdout
     files = json.loads((tmp_path / "small.json").read_text())["files"]
@@ -326,7 +326,7 @@ def test_flag_help_shows_no_default_of_its_destination():
     assert out.returncode == 0
     text = " ".join(out.stdout.split())
     assert "(default: True)" not in text and "(default: False)" not in text
-    assert "--no-refit nettrim: keep the l1 solution's values (default: re-" in text
+    assert "--no-refit nettrim: keep the l1 solution's values (without it, the kept weights are re-fitted)" in text
 
 
 # --- memory ------------------------------------------------------------------------------------------

@@ -222,7 +222,7 @@ def test_methods_under_prune_network_match_nonzeros(digits_mlp, method, scheme):
     clf, Xtr, ytr, Xte, yte = digits_mlp
     net = from_sklearn(clf)
     pruned, report = nettrim.prune_network(net, Xtr, scheme=scheme, method=method, sparsity=0.7,
-                                           sparsity_scope="layer")
+                                           scope="layer")
     shapes = [layer.weight.shape for layer in net.layers]
     if method == "wanda":      # Wanda's comparison group is one output neuron
         expected = [m * (n - round(0.7 * n)) for n, m in shapes]
@@ -276,7 +276,7 @@ def test_methods_on_a_cnn(digits_cnn):
     accuracy = {}
     for method in ("sparsegpt", "wanda", "lobs"):
         pruned, _ = nettrim.prune_network(net, Xtr, scheme="cascade", method=method, sparsity=0.5,
-                                          sparsity_scope="layer", max_samples=3000)
+                                          scope="layer", max_samples=3000)
         assert abs(pruned.nnz() / net.size() - 0.5) < 0.01
         accuracy[method] = np.mean(pruned.predict(Xte) == yte)
     # measured: SparseGPT 0.989, L-OBS 0.982, Wanda 0.882 (trained 0.991)

@@ -52,7 +52,7 @@ def test_target_sparsity_for_the_network(digits_mlp):
 def test_target_sparsity_per_layer(digits_mlp):
     clf, Xtr, ytr, Xte, yte = digits_mlp
     net = from_sklearn(clf)
-    pruned, report = nettrim.prune_network(net, Xtr, scheme="parallel", sparsity=0.6, sparsity_scope="layer")
+    pruned, report = nettrim.prune_network(net, Xtr, scheme="parallel", sparsity=0.6, scope="layer")
     for r in report.layers:
         assert r.nnz <= 0.4 * r.nnz_before
         assert r.nnz >= 0.3 * r.nnz_before  # the bisection lands near the target
@@ -199,7 +199,7 @@ def test_searches_report_their_trials_and_time(digits_mlp):
     clf, Xtr, *_ = digits_mlp
     net = from_sklearn(clf)
     trials = []
-    _, report = nettrim.prune_network(net, Xtr, scheme="parallel", sparsity=0.7, sparsity_scope="layer",
+    _, report = nettrim.prune_network(net, Xtr, scheme="parallel", sparsity=0.7, scope="layer",
                                       threads=1, on_trial=lambda *a: trials.append(a))
     names = [layer.name for layer in net.layers]
     for name in names:

@@ -189,7 +189,7 @@ _SET_PER_LAYER = ("X", "Y", "W", "b", "V", "eps", "fit_bias", "mode")
 """prune_layer arguments that prune_network sets itself for every layer."""
 
 
-def check_prune_network_arguments(net, calibration_inputs, *, scheme, eps_rel, gamma, sparsity, sparsity_scope,
+def check_prune_network_arguments(net, calibration_inputs, *, scheme, eps_rel, gamma, sparsity, scope,
                                   method, nm, structured, refit, max_samples, seed, threads, workers, dtype,
                                   checkpoint, on_layer, solver_options, layers=None, allocation="curves",
                                   holdout=0.2, executor=None):
@@ -207,8 +207,8 @@ def check_prune_network_arguments(net, calibration_inputs, *, scheme, eps_rel, g
         raise InvalidArgument(f"scheme: expected 'parallel' or 'cascade', got {scheme!r}")
     if method not in METHODS:
         raise InvalidArgument(f"method: expected one of {', '.join(METHODS)}, got {method!r}")
-    if sparsity_scope not in ("network", "layer"):
-        raise InvalidArgument(f"sparsity_scope: expected 'network' or 'layer', got {sparsity_scope!r}")
+    if scope not in ("network", "layer"):
+        raise InvalidArgument(f"scope: expected 'network' or 'layer', got {scope!r}")
     from .allocation import ALLOCATIONS
     if allocation not in ALLOCATIONS:
         raise InvalidArgument(f"allocation: expected one of {', '.join(map(repr, ALLOCATIONS))}, got {allocation!r}")

@@ -39,7 +39,8 @@ class CliError(NettrimError):
     """An error the user can act on: printed as one line, exit code 2."""
 
 
-_FLAGS = {"eps_rel": "--eps", "sparsity": "--sparsity", "sparsity_scope": "--scope", "method": "--method",
+_FLAGS = {"eps_rel": "--eps-rel", "sparsity": "--sparsity", "scope": "--scope", "method": "--method",
+          "allocation": "--allocation", "layers": "--layers", "floor": "--floor",
           "nm": "--nm", "structured": "--structured", "threads": "--threads", "max_samples": "--max-samples",
           "seed": "--seed", "checkpoint": "--checkpoint", "scheme": "--scheme", "input_shape": "--input-shape",
           "refit": "--no-refit"}
@@ -135,16 +136,10 @@ def _parser():
     n.set_defaults(func=cmd_inspect)
 
     w = sub.add_parser("sweep", formatter_class=fmt,
-                       help="accuracy (or output error) against weights kept, over a range of eps or target sparsities")
+                       help="accuracy (or output error) against weights kept, over several eps or target sparsities")
     _model_arguments(w)
     w.add_argument("--eval", required=True, help="evaluation data: .npz with 'X' and (for accuracy) labels 'y', or .npy")
-    w.add_argument("--scheme", choices=["parallel", "cascade"], default="cascade", help="pruning scheme")
-    g = w.add_mutually_exclusive_group()
-    g.add_argument("--eps", default="0.02,0.05,0.1,0.2", help="comma-separated relative tolerances")
-    g.add_argument("--sparsity", default=None, help="comma-separated target sparsities instead, e.g. 0.5,0.8,0.9")
-    w.add_argument("--threads", type=int, default=0, help="engine threads (0: all cores)")
-    w.add_argument("--max-samples", type=int, default=8000, help="rows per convolution problem (seeded choice of positions)")
-    w.add_argument("--seed", type=int, default=0, help="seed of the sampled positions")
+    _pruning_arguments(w, several=True)
     w.add_argument("--plot", default=None, help="PNG to write (default: MODEL-sweep.png beside the model)")
     w.add_argument("--quiet", action="store_true", help="print nothing but the table")
     w.set_defaults(func=cmd_sweep)
@@ -162,16 +157,32 @@ def _model_arguments(p):
     p.add_argument("--trust-model", action="store_true", help=TRUST_HELP)
 
 
-def _pruning_arguments(p):
+def _pruning_arguments(p, several=False):
+    """The options of pruning, the same for every command that prunes.  A comma-separated list
+    gives one value per pruned layer; with ``several`` (sweep), space-separated values are
+    separate runs."""
+    runs = dict(nargs="+") if several else {}
+    what = " (several, space-separated: one run each)" if several else ""
     p.add_argument("--scheme", choices=["parallel", "cascade"], default="cascade",
                    help="cascade: each layer on the pruned network's signals (closer outputs); "
                         "parallel: every layer on the original's (independent)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--eps", type=float, default=None, help="relative error allowed per layer (default 0.05)")
-    g.add_argument("--sparsity", type=float, default=None, help="fraction of weights to remove, e.g. 0.9")
+    g.add_argument("--eps-rel", default=None, metavar="EPS_REL", **runs,
+                   help="relative error allowed per layer (default 0.05)" + what)
+    g.add_argument("--eps", dest="eps_deprecated", default=None, help=argparse.SUPPRESS)
+    g.add_argument("--sparsity", default=None, metavar="FRACTION", **runs,
+                   help="fraction of weights to remove, e.g. 0.9 (of the pruned layers together; with --scope "
+                        "layer, of each), or one per pruned layer, comma-separated, e.g. 0.5,0.9,0.2" + what)
     p.add_argument("--scope", choices=["network", "layer"], default="network",
-                   help="with --sparsity: one tolerance for all layers that meets the target for the whole "
-                        "network, or the target in every layer")
+                   help="with one --sparsity: for the pruned layers together (shared out by --allocation), or "
+                        "for every layer")
+    p.add_argument("--allocation", choices=["curves", "shared", "uniform"], default="curves",
+                   help="nettrim, --scope network: how the target is shared out among layers: each layer's "
+                        "solution path and the least output discrepancy (curves), one eps for all (shared), or "
+                        "the same fraction everywhere (uniform)")
+    p.add_argument("--layers", default=None, metavar="NAMES",
+                   help="the layers to prune, comma-separated names or indices (see 'nettrim inspect'); the "
+                        "others stay dense. Default: all")
     p.add_argument("--method", choices=list(METHODS), default="nettrim",
                    help="nettrim, or another method for comparison (they need --sparsity or --nm)")
     p.add_argument("--nm", default=None, metavar="N:M",
@@ -179,11 +190,14 @@ def _pruning_arguments(p):
     p.add_argument("--structured", action="store_true",
                    help="nettrim: remove whole neurons (group penalty); their weights become zero")
     p.add_argument("--no-refit", dest="refit", action="store_false",
-                   help="nettrim: keep the l1 solution's values (default: re-fit the kept weights)")
-    p.add_argument("--threads", type=int, default=0, help="engine threads (0: all cores)")
+                   help="nettrim: keep the l1 solution's values (without it, the kept weights are re-fitted)")
+    p.add_argument("--floor", choices=["refit", "trained"], default="refit",
+                   help="nettrim, cascade: the tolerance floor from the trained weights re-fitted to the pruned "
+                        "signals, or from the trained weights (the papers')")
+    p.add_argument("--threads", type=int, default=0, help="engine threads (0: automatic, following the machine's load)")
     p.add_argument("--max-samples", type=int, default=8000,
                    help="rows per convolution problem (a seeded choice of sample x pixel positions)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampled positions")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled positions and held-out samples")
 
 
 def cmd_demo(args):
@@ -266,13 +280,13 @@ def cmd_prune(args):
     if model_format(out) != fmt:      # before any work is done
         raise CliError(f"{out}: the output must have the model's format ({fmt}), e.g. "
                        f"{os.path.splitext(out)[0]}{os.path.splitext(args.model)[1]}")
-    _check_options(args)
+    (eps_rel, sparsity), = _check_options(args)
     _check_outputs(args)
     loaded, X = _load_model_and_data(args, args.model, args.calib)
     progress = Progress(len(loaded.net.layers), enabled=False if args.quiet else None)
-    kw = _target(args)
+    kw = _target(args, eps_rel, sparsity)
     try:
-        pruned, report = prune_network(loaded.net, X, scheme=args.scheme, threads=args.threads,
+        pruned, report = prune_network(loaded.net, X, threads=args.threads,
                                        max_samples=args.max_samples, seed=args.seed, checkpoint=args.checkpoint,
                                        on_layer=progress.layer_done, on_trial=progress.trial,
                                        progress=progress.solver_callback, **kw)
@@ -303,14 +317,11 @@ def _restore_hint(out):
     return f" (a sparse state dict: nettrim.adapters.torch.load_sparse({out!r}, model) restores it)"
 
 
-def _check_options(args):
-    """The pruning options, named as on the command line, before anything is read."""
-    from ._validate import check_int, check_real, check_threads
+def _check_options(args, several=False):
+    """The pruning options, named as on the command line, before anything is read; the runs."""
+    from ._validate import check_int, check_threads
     from .methods import NM_CAPABLE, check_nm
-    if args.eps is not None:
-        check_real("--eps", args.eps, low=0, what="a relative tolerance >= 0")
-    if args.sparsity is not None and not 0 < args.sparsity < 1:
-        raise CliError(f"--sparsity: expected a fraction in (0, 1) of the weights to remove, got {args.sparsity:g}")
+    runs = _runs(args, several)
     check_threads("--threads", args.threads)
     check_int("--max-samples", args.max_samples, low=1, what="a number of rows")
     check_int("--seed", args.seed, low=0, what="a seed")
@@ -324,15 +335,18 @@ def _check_options(args):
                            f"{', '.join(sorted(NM_CAPABLE))})")
         if args.sparsity is not None:
             raise CliError("--sparsity: not with --nm, which fixes the sparsity at 1 - N/M")
+    if args.layers is not None and not [v for v in args.layers.split(",") if v.strip()]:
+        raise CliError(f"--layers: expected comma-separated layer names or indices, got {args.layers!r}")
     if args.method != "nettrim" and args.sparsity is None and args.nm is None:
         raise CliError(f"--sparsity: --method {args.method} needs a target: --sparsity or --nm")
     if args.structured and args.method != "nettrim":
         raise CliError(f"--structured: a Net-Trim option, not for --method {args.method} (apoz is structured)")
     if not args.refit and args.method != "nettrim":
         raise CliError(f"--no-refit: a Net-Trim option, not for --method {args.method}")
-    if args.checkpoint is not None:
+    if getattr(args, "checkpoint", None) is not None:
         from ._validate import check_directory
         check_directory("--checkpoint", args.checkpoint)
+    return runs
 
 
 def _check_outputs(args):
@@ -360,15 +374,49 @@ def _same_file(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _target(args):
-    kw = {"method": args.method}
+def _target(args, eps_rel=None, sparsity=None):
+    """prune_network's keyword arguments for one run: the options and its eps_rel or sparsity."""
+    kw = {"method": args.method, "scheme": args.scheme, "scope": args.scope, "allocation": args.allocation,
+          "floor": args.floor}
+    if args.layers:
+        kw["layers"] = [int(v) if v.strip().lstrip("-").isdigit() else v.strip() for v in args.layers.split(",")]
     if args.nm:
         kw["nm"] = args.nm
     if args.method == "nettrim":
         kw.update(structured=args.structured, refit=args.refit)
+    if sparsity is not None:
+        return {**kw, "sparsity": sparsity}
+    return {**kw, "eps_rel": 0.05 if eps_rel is None else eps_rel}
+
+
+def _fractions(flag, text):
+    """One fraction in (0, 1), or a comma-separated list of fractions in [0, 1), one per layer."""
+    values = _numbers(flag, text, 0, None, "fractions of the weights to remove")
+    if len(values) == 1:
+        if not 0 < values[0] < 1:
+            raise CliError(f"{flag}: expected a fraction in (0, 1) of the weights to remove, got {text}")
+        return values[0]
+    if any(v >= 1 for v in values):
+        raise CliError(f"{flag}: expected fractions in [0, 1), one per pruned layer, got {text}")
+    return values
+
+
+def _runs(args, several=False):
+    """``[(eps_rel, sparsity)]``, one per run, checked and named as on the command line.
+    ``--eps`` (deprecated: it always meant the relative tolerance) still works, with a warning."""
+    eps = args.eps_rel
+    if args.eps_deprecated is not None:
+        print("nettrim: warning: --eps is deprecated (it always meant the relative tolerance): use --eps-rel",
+              file=sys.stderr)
+        eps = args.eps_deprecated.split(",") if several else args.eps_deprecated
     if args.sparsity is not None:
-        return {**kw, "sparsity": args.sparsity, "sparsity_scope": args.scope}
-    return {**kw, "eps_rel": 0.05 if args.eps is None else args.eps}
+        return [(None, _fractions("--sparsity", t)) for t in (args.sparsity if several else [args.sparsity])]
+    if eps is None:
+        return [(e, None) for e in ((0.02, 0.05, 0.1, 0.2) if several else (0.05,))]
+    values = [v for t in (eps if several else [eps]) for v in _numbers("--eps-rel", t, 0, None, "relative tolerances")]
+    if not several and len(values) != 1:
+        raise CliError(f"--eps-rel: expected one relative tolerance, got {eps}")
+    return [(v, None) for v in values]
 
 
 def cmd_report(args):
@@ -417,14 +465,7 @@ def cmd_sweep(args):
     from .progress import Progress
     from .prune import prune_network
 
-    if args.sparsity:
-        settings = [{"sparsity": v} for v in _numbers("--sparsity", args.sparsity, 0, 1, "fractions in (0, 1)")]
-    else:
-        settings = [{"eps_rel": v} for v in _numbers("--eps", args.eps, 0, None, "relative tolerances >= 0")]
-    from ._validate import check_int, check_threads
-    check_threads("--threads", args.threads)
-    check_int("--max-samples", args.max_samples, low=1, what="a number of rows")
-    check_int("--seed", args.seed, low=0, what="a seed")
+    runs = _check_options(args, several=True)
     if args.plot:
         from ._validate import check_output_path
         check_output_path("--plot", args.plot)
@@ -437,14 +478,13 @@ def cmd_sweep(args):
     points = []
     base = f"{np.mean(np.argmax(reference, 1) == ye):.4f}" if ye is not None else ""
     rows.append(("trained", "100.0", base, "0", ""))
-    for setting in settings:
+    for eps_rel, sparsity in runs:
         progress = Progress(len(net.layers), enabled=False if args.quiet else None)
+        setting = {"eps_rel": eps_rel} if sparsity is None else {"sparsity": sparsity}
         try:
-            pruned, report = prune_network(net, X, scheme=args.scheme, threads=args.threads,
-                                           max_samples=args.max_samples, seed=args.seed,
-                                           on_layer=progress.layer_done, on_trial=progress.trial,
-                                           progress=progress.solver_callback,
-                                           **setting)
+            pruned, report = prune_network(net, X, threads=args.threads, max_samples=args.max_samples,
+                                           seed=args.seed, on_layer=progress.layer_done, on_trial=progress.trial,
+                                           progress=progress.solver_callback, **_target(args, eps_rel, sparsity))
         finally:
             progress.close()
         out = pruned.forward(Xe)
@@ -452,7 +492,8 @@ def cmd_sweep(args):
         acc = float(np.mean(np.argmax(out, 1) == ye)) if ye is not None else None
         kept = pruned.nnz() / net.size()
         name, value = next(iter(setting.items()))
-        rows.append((f"{name}={value:g}", f"{100 * kept:.1f}", "" if acc is None else f"{acc:.4f}",
+        label = f"{name}={value:g}" if np.ndim(value) == 0 else f"{name}={','.join(f'{v:g}' for v in value)}"
+        rows.append((label, f"{100 * kept:.1f}", "" if acc is None else f"{acc:.4f}",
                      f"{err:.4f}", f"{report.seconds:.1f}"))
         points.append((kept, acc if acc is not None else err))
     print(f"{args.model}: {args.scheme} scheme, {len(X)} calibration samples, {len(Xe)} evaluation samples")
@@ -473,7 +514,7 @@ def _sweep_plot(points, accuracy, base, path, args):
     from .io import atomic_write
     fig, ax = plt.subplots(figsize=(6, 4))
     pts = sorted(points)
-    ax.plot([100 * k for k, _ in pts], [v for _, v in pts], "o-", label=f"Net-Trim, {args.scheme}")
+    ax.plot([100 * k for k, _ in pts], [v for _, v in pts], "o-", label=f"{'Net-Trim' if args.method == 'nettrim' else args.method}, {args.scheme}")
     if accuracy and base is not None:
         ax.axhline(base, color="grey", lw=0.8, label="trained")
     ax.set_xlabel("weights kept (%)")

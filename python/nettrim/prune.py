@@ -27,8 +27,7 @@ from .report import LayerReport, PruneReport
 
 
 def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", eps_rel: float = 0.05,
-                  gamma: float = math.sqrt(1.1), floor: str = "refit", sparsity=None,
-                  sparsity_scope: str = "network",
+                  gamma: float = math.sqrt(1.1), floor: str = "refit", sparsity=None, scope: str = "network",
                   allocation: str = "curves", layers=None, method: str = "nettrim", nm=None,
                   structured: bool = False, refit: bool = True, max_samples: Optional[int] = 8000, seed: int = 0,
                   holdout: float = 0.2, threads: int = 0, workers: int = 1, executor=None, dtype="float32",
@@ -58,7 +57,7 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         Relative tolerance per layer (ignored when ``sparsity`` is given).
     sparsity : float in (0, 1), or one per selected layer, optional
         Fraction of the (selected layers') weights to remove.
-    sparsity_scope : {"network", "layer"}
+    scope : {"network", "layer"}
         "network": the fraction is for the selected layers together, shared out by
         ``allocation`` (Net-Trim), one global threshold (magnitude), one ranking of neurons
         (APoZ), or the same fraction per layer (Wanda, L-OBS and SparseGPT, which have no
@@ -112,9 +111,12 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         (``tol``, ``max_iter``, ``progress`` ...), or for the chosen method (``damp`` ...).
     """
     from ._validate import check_callable, check_prune_network_arguments
+    if "sparsity_scope" in solver_options:         # the name before version 0.2
+        warnings.warn("prune_network: sparsity_scope is now called scope", DeprecationWarning, stacklevel=2)
+        scope = solver_options.pop("sparsity_scope")
     args = check_prune_network_arguments(
         net, calibration_inputs, scheme=scheme, eps_rel=eps_rel, gamma=gamma, sparsity=sparsity,
-        sparsity_scope=sparsity_scope, method=method, nm=nm, structured=structured, refit=refit,
+        scope=scope, method=method, nm=nm, structured=structured, refit=refit,
         max_samples=max_samples, seed=seed, threads=threads, workers=workers, dtype=dtype, checkpoint=checkpoint,
         on_layer=on_layer, solver_options=solver_options, layers=layers, allocation=allocation, holdout=holdout,
         executor=executor)
@@ -137,7 +139,7 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
                 scheme=scheme, gamma=gamma, floor=floor, max_samples=max_samples, seed=seed, dtype=str(dtype), threads=threads,
                 method=method, nm=nm, refit=args["refit"], layers=selected, allocation=allocation, holdout=holdout,
                 options=sorted((k, repr(v)) for k, v in solver_options.items() if k != "progress")))
-        network_wide = isinstance(sparsity, float) and sparsity_scope == "network"
+        network_wide = isinstance(sparsity, float) and scope == "network"
         if method == "nettrim":
             options = dict(solver_options, **({"penalty": "group"} if args["structured"] else {}))
             if on_trial is not None:
@@ -152,7 +154,7 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         else:
             if method == "apoz":
                 from .methods import apoz
-                given = apoz(net, X, sparsity=sparsity, scope=sparsity_scope)
+                given = apoz(net, X, sparsity=sparsity, scope=scope)
                 chosen = Given({p.name: (p.W, p.b) for k in selected for p in _problems_of(given.layers[k])})
                 pruned, reports = run.all(chosen, {k: Target() for k in selected})
             else:
