@@ -47,13 +47,12 @@ def main():
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--train", type=int, default=20000, help="training images used")
     args = ap.parse_args()
-    import torch
-
     import nettrim
+    import torch
     from data import fashion_mnist
+    from nettrim.adapters import read, write
     from nettrim.adapters.onnx import run_onnx
     from nettrim.adapters.torch import load_sparse
-    from nettrim.models import load_model, save_model
     torch.manual_seed(0)
     torch.set_num_threads(2)
     Xtr, ytr, Xte, yte = fashion_mnist()
@@ -70,24 +69,24 @@ def main():
         torch.onnx.export(model, torch.tensor(Xte[:2]), f"{d}/m.onnx", dynamo=False, input_names=["x"],
                           dynamic_axes={"x": {0: "n"}})
         torch.jit.save(torch.jit.script(model), f"{d}/m.pt")
-    sources = {fmt: load_model(f"{d}/m.{ext}", input_shape=(1, 28, 28)) for fmt, ext in
+    sources = {fmt: read(f"{d}/m.{ext}", input_shape=(1, 28, 28)) for fmt, ext in
                (("onnx", "onnx"), ("torch", "pt"))}
-    sources["npz"] = load_model(_npz(sources["onnx"].net, f"{d}/m.npz"))
+    sources["npz"] = read(_npz(sources["onnx"][0], f"{d}/m.npz"))
     calib = Xtr[:2000]
     runs = [(f"magnitude {s:.0%}", dict(method="magnitude", sparsity=s)) for s in (0.5, 0.8, 0.9, 0.95, 0.98)]
     runs.append(("Net-Trim eps 0.05", dict(eps_rel=0.05, scheme="parallel", max_samples=4000)))
     rows = [("pruning", "kept", "format", "input B", "dense B", "sparse B", "sparse/dense", "max |diff|")]
     for label, kw in runs:
         t = time.perf_counter()
-        pruned, report = nettrim.prune_network(sources["onnx"].net, calib, **kw)
+        pruned, report = nettrim.prune_network(sources["onnx"][0], calib, **kw)
         kept = report.nnz / report.nnz_before
         print(f"{label}: {kept:.1%} kept, {time.perf_counter() - t:.0f} s", flush=True)
         ref = pruned.forward(Xte[:256])
-        for fmt, loaded in sources.items():
+        for fmt, (source, provenance) in sources.items():
             ext = {"onnx": "onnx", "torch": "pt", "npz": "npz"}[fmt]
-            net = _with_origins(pruned, loaded.net)
-            save_model(loaded, net, f"{d}/dense.{ext}")
-            save_model(loaded, net, f"{d}/sparse.{ext}", sparse=True)
+            net = _with_weights(pruned, source)
+            write(net, provenance, f"{d}/dense.{ext}")
+            write(net, provenance, f"{d}/sparse.{ext}", sparse=True)
             if fmt == "onnx":
                 got = run_onnx(f"{d}/sparse.onnx", Xte[:256])
             elif fmt == "torch":
@@ -107,14 +106,11 @@ def _npz(net, path):
     return path
 
 
-def _with_origins(pruned, like):
+def _with_weights(pruned, like):
     """The pruned weights in a copy of ``like`` (a network read from another file of the same model)."""
     out = like.copy()
     for a, b in zip(out.layers, pruned.layers):
-        if hasattr(a, "W"):
-            a.weight, a.bias = b.weight.copy(), b.bias.copy()
-        else:
-            a.weight, a.bias = b.weight.copy(), b.bias.copy()
+        a.weight, a.bias = b.weight.copy(), b.bias.copy()
     return out
 
 

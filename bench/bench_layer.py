@@ -23,12 +23,11 @@ import sys
 import time
 import warnings
 
-import numpy as np
-from threadpoolctl import threadpool_limits
-
 import nettrim
+import numpy as np
 from nettrim import reference
 from nettrim.metrics import constraint_violations, objective
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import data  # noqa: E402

@@ -29,9 +29,8 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from data import CACHE, digits, fashion_mnist, accuracy_axes, train, trained_mlp  # noqa: E402
-
 import nettrim  # noqa: E402
+from data import CACHE, accuracy_axes, digits, fashion_mnist, train, trained_mlp  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 METHODS = ["nettrim", "magnitude", "wanda", "lobs", "sparsegpt", "apoz"]

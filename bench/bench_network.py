@@ -22,9 +22,8 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from data import CACHE, fashion_mnist, accuracy_axes, train, trained_mlp  # noqa: E402
-
 import nettrim  # noqa: E402
+from data import CACHE, accuracy_axes, fashion_mnist, train, trained_mlp  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 

@@ -1,11 +1,9 @@
 """Every variant of formulation.md section 1 against a general convex solver (Clarabel)."""
+import nettrim
 import numpy as np
 import pytest
-
-import nettrim
-from nettrim.metrics import constraint_violations, objective
-
 from conftest import relu_layer
+from nettrim.metrics import constraint_violations, objective
 
 cp = pytest.importorskip("cvxpy")
 

@@ -1,11 +1,9 @@
 """The engine runs the same iteration as the numpy reference (the executable spec)."""
+import nettrim
 import numpy as np
 import pytest
-
-import nettrim
-from nettrim import reference
-
 from conftest import relu_layer
+from nettrim import reference
 
 FIXED = dict(adaptive_rho=False, alpha=1.0, polish=False, tol=0.0)
 

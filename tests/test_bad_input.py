@@ -1,9 +1,7 @@
 """Bad input gets a clear exception that names the argument."""
+import nettrim
 import numpy as np
 import pytest
-
-import nettrim
-
 from conftest import relu_layer
 
 X, Y, W, b = relu_layer(0, P=100, n_in=8, M=3)

@@ -16,10 +16,9 @@ import sys
 import warnings
 from functools import cached_property
 
+import nettrim
 import numpy as np
 import pytest
-
-import nettrim
 from nettrim import methods, structured
 from nettrim.layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from nettrim.network import Network, from_arrays

@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from nettrim.adapters.sklearn import from_sklearn
 
 

@@ -1,7 +1,6 @@
 """Convolution by unfolding: the numpy forward pass, im2col and folding back, against PyTorch."""
 import numpy as np
 import pytest
-
 from nettrim import conv
 from nettrim.layers import AvgPool2d, Conv2d, MaxPool2d
 

@@ -1,11 +1,9 @@
 """Properties of the engine: recovery, precision, threads, warm starts, edge cases."""
+import nettrim
 import numpy as np
 import pytest
-
-import nettrim
-from nettrim.metrics import constraint_violations
-
 from conftest import relu_layer
+from nettrim.metrics import constraint_violations
 
 
 def test_recovers_sparse_teacher():

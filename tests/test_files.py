@@ -7,10 +7,9 @@ import subprocess
 import sys
 import warnings
 
+import nettrim
 import numpy as np
 import pytest
-
-import nettrim
 from nettrim.adapters.sklearn import from_sklearn
 from nettrim.io import atomic_write
 from nettrim.network import Network
@@ -78,9 +77,10 @@ def test_plain_npz_relu_flags_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     W0, W1 = rng.standard_normal((4, 3)), rng.standard_normal((3, 2))
     np.savez(tmp_path / "p.npz", W0=W0, b0=np.zeros(3), relu0=True, W1=W1, b1=np.ones(2), relu1=True)
-    net = Network.load_npz(tmp_path / "p.npz")
+    from nettrim.adapters import read, write
+    net, provenance = read(tmp_path / "p.npz")
     assert [layer.relu for layer in net.layers] == [True, True]
-    net.save_npz(tmp_path / "q.npz")
+    write(net, provenance, tmp_path / "q.npz")
     with np.load(tmp_path / "q.npz") as z:
         assert sorted(z.files) == ["W0", "W1", "b0", "b1", "relu0", "relu1"]
         assert z["W0"].dtype == np.float64 and z["relu1"]
@@ -180,8 +180,8 @@ def test_pruned_cnn_in_onnx_is_smaller_and_runs(digits_cnn, tmp_path):
 
 def test_sparse_state_dict_round_trip(digits_cnn, tmp_path):
     torch = pytest.importorskip("torch")
+    from nettrim.adapters import read
     from nettrim.adapters.torch import from_torch, load_sparse, save_sparse, to_torch
-    from nettrim.models import load_model
     model, Xtr, ytr, Xte, yte = digits_cnn
     net = from_torch(model, (1, 8, 8))
     pruned, _ = nettrim.prune_network(net, Xtr[:400], scheme="parallel", sparsity=0.8, scope="layer",
@@ -197,7 +197,7 @@ def test_sparse_state_dict_round_trip(digits_cnn, tmp_path):
     state = load_sparse(tmp_path / "s.pt")
     assert all(not t.is_sparse and t.layout == torch.strided for t in state.values())
     with pytest.raises(ValueError, match="load_sparse"):
-        load_model(tmp_path / "s.pt")
+        read(tmp_path / "s.pt")
 
 
 def test_cli_sparse_pt(digits_cnn, tmp_path):
@@ -238,11 +238,12 @@ class Payload:
 
 def test_a_pickle_runs_nothing_without_trust(tmp_path):
     torch = pytest.importorskip("torch")
-    from nettrim.models import ModelFileError, load_model
+    from nettrim.adapters import read
+    from nettrim.models import ModelFileError
     marker = tmp_path / "pwned"
     torch.save(Payload(marker), tmp_path / "evil.pt")
     with pytest.raises(ModelFileError) as e:
-        load_model(tmp_path / "evil.pt")
+        read(tmp_path / "evil.pt")
     # The message says what is wrong and how to go on: the risk, the opt-in, the safer formats.
     for words in ("runs whatever code", "--trust-model", "trust=True", "TorchScript"):
         assert words in str(e.value)
@@ -251,20 +252,22 @@ def test_a_pickle_runs_nothing_without_trust(tmp_path):
     assert out.returncode == 2 and "--trust-model" in out.stderr and not marker.exists()
     # With the opt-in the pickle is unpickled, and its payload runs: the risk the flag accepts.
     with pytest.raises(ModelFileError, match="expected a torch.nn.Module"):
-        load_model(tmp_path / "evil.pt", trust=True)
+        read(tmp_path / "evil.pt", trust=True)
     assert marker.read_text() == "the payload ran"
 
 
 def test_trust_is_needed_for_pickled_modules_only(digits_cnn, tmp_path):
     torch = pytest.importorskip("torch")
-    from nettrim.models import ModelFileError, load_model
+    from nettrim.adapters import read
+    from nettrim.models import ModelFileError
     model = digits_cnn[0]
     torch.save(model, tmp_path / "module.pt")
     with pytest.raises(ModelFileError, match="trust"):
-        load_model(tmp_path / "module.pt", input_shape=(1, 8, 8))
-    assert load_model(tmp_path / "module.pt", input_shape=(1, 8, 8), trust=True).net.nnz() > 0
+        read(tmp_path / "module.pt", input_shape=(1, 8, 8))
+    net, provenance = read(tmp_path / "module.pt", input_shape=(1, 8, 8), trust=True)
+    assert net.nnz() > 0 and not provenance.details["scripted"]
     save_script(torch, model, tmp_path / "script.pt")
-    assert load_model(tmp_path / "script.pt", input_shape=(1, 8, 8)).scripted
+    assert read(tmp_path / "script.pt", input_shape=(1, 8, 8))[1].details["scripted"]
     assert "TorchScript and ONNX models need no such trust" in " ".join(nettrim_cli("prune", "--help").stdout.split())
 
 
@@ -369,3 +372,47 @@ def test_damaged_checkpoint_layer_is_one_line(digits_mlp, tmp_path):
     out = nettrim_cli(*args, cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "--checkpoint" in out.stderr and layer.name in out.stderr and "delete it" in out.stderr
+
+
+# --- the adapter protocol ----------------------------------------------------------------------------
+def test_one_adapter_protocol_for_every_format(digits_mlp, digits_cnn, tmp_path):
+    # read -> (Network, provenance), write(network, provenance, destination): the same for a
+    # scikit-learn estimator, an .npz, a torch module and an ONNX model; nothing is attached to
+    # the Network (a network built by hand and one read from a model have the same attributes).
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    from nettrim.adapters import Provenance, read, write
+    from nettrim.adapters.onnx import run_onnx
+    from nettrim.adapters.sklearn import from_sklearn
+    clf, Xtr, ytr, Xte, yte = digits_mlp
+    model, Ctr, _, Cte, _ = digits_cnn
+    plain = nettrim.from_arrays([np.ones((3, 2))], [np.zeros(2)], last_linear=False)
+    from_sklearn(clf).save_npz(tmp_path / "m.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.tensor(Cte[:2]), tmp_path / "m.onnx", dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "n"}})
+    cases = [(clf, Xtr, Xte, None, None), (str(tmp_path / "m.npz"), Xtr, Xte, "o.npz", None),
+             (model, Ctr, Cte, "o.pt", (1, 8, 8)), (str(tmp_path / "m.onnx"), Ctr, Cte, "o.onnx", None)]
+    for source, calib, test, filename, shape in cases:
+        net, provenance = read(source, input_shape=shape)
+        assert isinstance(provenance, Provenance)
+        assert set(vars(net)) == set(vars(plain)), (provenance.format, set(vars(net)) ^ set(vars(plain)))
+        pruned, _ = nettrim.prune_network(net, calib[:300], method="magnitude", sparsity=0.7)
+        out = None if provenance.format == "npz" else write(pruned, provenance)   # the framework object
+        if provenance.format == "sklearn":
+            np.testing.assert_allclose(out.predict_proba(test), _softmax(pruned.forward(test)), atol=1e-5)
+        elif provenance.format == "torch":
+            with torch.no_grad():
+                np.testing.assert_allclose(out(torch.tensor(test)).numpy(), pruned.forward(test), atol=1e-4)
+        elif provenance.format == "onnx":
+            np.testing.assert_allclose(run_onnx(out, test), pruned.forward(test), atol=1e-4)
+        if filename:                                       # and a file of the same format
+            write(pruned, provenance, tmp_path / filename)
+            again, _ = read(tmp_path / filename, input_shape=shape, trust=True)
+            np.testing.assert_allclose(again.forward(test), pruned.forward(test), atol=1e-4)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)

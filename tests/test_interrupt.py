@@ -4,12 +4,10 @@ import subprocess
 import sys
 import textwrap
 import threading
-import warnings
 import time
-
+import warnings
 
 import nettrim
-
 from conftest import relu_layer
 
 

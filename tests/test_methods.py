@@ -2,10 +2,9 @@
 under prune_network at matched nonzeros."""
 import warnings
 
+import nettrim
 import numpy as np
 import pytest
-
-import nettrim
 from nettrim.adapters.sklearn import from_sklearn
 from nettrim.methods import apoz, lobs, magnitude, n_of_m, refit_on_support, sparsegpt, wanda
 from nettrim.structured import shrink

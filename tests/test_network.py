@@ -1,10 +1,9 @@
 """Whole networks: parallel and cascade pruning of a ReLU MLP trained on digits."""
 import os
 
+import nettrim
 import numpy as np
 import pytest
-
-import nettrim
 from nettrim.adapters.sklearn import from_sklearn, to_sklearn
 from nettrim.network import Network
 
@@ -64,6 +63,7 @@ def test_eps_search_lands_in_the_window(curve, keep):
     # Density as a function of eps_rel, shaped like the measured ones (and a step, the worst
     # case: only bisection down to the 1% bracket reaches it).
     from collections import namedtuple
+
     from nettrim.search import search_eps
     density = {"log-linear": lambda e: min(1.0, max(0.0, -0.17 * np.log(e) - 0.05)),
                "steep near eps 1": lambda e: 0.5 * (1 - e) ** 3,

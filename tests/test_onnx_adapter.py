@@ -1,15 +1,13 @@
 """ONNX models: read with onnx, checked against onnxruntime, pruned, written back and run by onnxruntime."""
+import nettrim
 import numpy as np
 import pytest
 
-import nettrim
-
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
-from nettrim.adapters.onnx import load_onnx, run_onnx, save_onnx  # noqa: E402
 from nettrim.adapters import UnsupportedModelError  # noqa: E402
+from nettrim.adapters.onnx import load_onnx, run_onnx, save_onnx  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 
 def build_model(nodes, initializers, input_shape, n_out, opset=17):

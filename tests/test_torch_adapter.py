@@ -1,10 +1,9 @@
 """PyTorch models: read, prune with both schemes, write back; accuracy thresholds measured on the seeded CNN."""
 import warnings
 
+import nettrim
 import numpy as np
 import pytest
-
-import nettrim
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

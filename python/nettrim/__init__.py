@@ -1,6 +1,12 @@
 """nettrim: convex layer-wise pruning of trained ReLU networks (Net-Trim)."""
-from .errors import (ConvergenceWarning, InvalidArgument, InvalidArgumentType, NettrimError, NumericalError,
-                     NumericalWarning)
+from .errors import (
+                     ConvergenceWarning,
+                     InvalidArgument,
+                     InvalidArgumentType,
+                     NettrimError,
+                     NumericalError,
+                     NumericalWarning,
+)
 from .layer import prune_layer
 from .layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .network import Network, from_arrays

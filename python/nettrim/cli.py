@@ -270,8 +270,9 @@ def _demo_plot(net, pruned, path):
 
 
 def cmd_prune(args):
+    from .adapters import write
     from .io import atomic_json
-    from .models import model_format, save_model
+    from .models import model_format
     from .progress import Progress
     from .prune import prune_network
 
@@ -282,17 +283,17 @@ def cmd_prune(args):
                        f"{os.path.splitext(out)[0]}{os.path.splitext(args.model)[1]}")
     (eps_rel, sparsity), = _check_options(args)
     _check_outputs(args)
-    loaded, X = _load_model_and_data(args, args.model, args.calib)
-    progress = Progress(len(loaded.net.layers), enabled=False if args.quiet else None)
+    net, provenance, X = _load_model_and_data(args, args.model, args.calib)
+    progress = Progress(len(net.layers), enabled=False if args.quiet else None)
     kw = _target(args, eps_rel, sparsity)
     try:
-        pruned, report = prune_network(loaded.net, X, threads=args.threads,
+        pruned, report = prune_network(net, X, threads=args.threads,
                                        max_samples=args.max_samples, seed=args.seed, checkpoint=args.checkpoint,
                                        on_layer=progress.layer_done, on_trial=progress.trial,
                                        progress=progress.solver_callback, **kw)
     finally:
         progress.close()
-    digest = save_model(loaded, pruned, out, sparse=args.sparse)
+    digest = write(pruned, provenance, out, sparse=args.sparse)
     base = os.path.splitext(out)[0]
     sizes = pruned.size_report()
     files = {"input_bytes": os.path.getsize(args.model), "output_bytes": os.path.getsize(out), "sparse": args.sparse}
@@ -452,11 +453,11 @@ def cmd_report(args):
 
 
 def cmd_inspect(args):
-    from .models import load_model
-    loaded = load_model(args.model, input_shape=_shape(args.input_shape), trust=args.trust_model)
-    print(f"{args.model}: {loaded.format} model, input shape {loaded.net.input_shape}, "
+    from .models import read_model_file
+    net, provenance = read_model_file(args.model, input_shape=_shape(args.input_shape), trust=args.trust_model)
+    print(f"{args.model}: {provenance.format} model, input shape {net.input_shape}, "
           f"{os.path.getsize(args.model) / 1024:.1f} KiB")
-    print(model_table(loaded.net))
+    print(model_table(net))
     return 0
 
 
@@ -469,8 +470,7 @@ def cmd_sweep(args):
     if args.plot:
         from ._validate import check_output_path
         check_output_path("--plot", args.plot)
-    loaded, X = _load_model_and_data(args, args.model, args.calib)
-    net = loaded.net
+    net, _, X = _load_model_and_data(args, args.model, args.calib)
     Xe, ye = load_arrays(args.eval, "evaluation data")
     _check_matches(net, Xe, args.eval)
     reference = net.forward(Xe)
@@ -555,16 +555,16 @@ def _shape(text):
 
 def _load_model_and_data(args, model_path, calib_path):
     """The model and its calibration inputs, checked against each other."""
-    from .models import load_arrays, load_model, model_format
+    from .models import load_arrays, model_format, read_model_file
     model_format(model_path)                      # unsupported extension: say so before reading data
     if not os.path.exists(model_path):
         raise CliError(f"model file not found: {model_path}")
     given = _shape(args.input_shape)
     X, _ = load_arrays(calib_path, "calibration inputs")
     shape = given or (tuple(X.shape[1:]) if X.ndim > 2 else None)
-    loaded = load_model(model_path, input_shape=shape, trust=args.trust_model)
-    _check_matches(loaded.net, X, calib_path)
-    return loaded, X
+    net, provenance = read_model_file(model_path, input_shape=shape, trust=args.trust_model)
+    _check_matches(net, X, calib_path)
+    return net, provenance, X
 
 
 def _check_matches(net, X, path):

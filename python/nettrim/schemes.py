@@ -20,10 +20,10 @@ import numpy as np
 
 from .errors import InvalidArgument
 from .methods.base import Target
-from .result import PrunedLayer
 from .metrics import constraint_violations, relative_error
 from .problem import layer_problems
 from .report import LayerReport
+from .result import PrunedLayer
 
 SCHEMES = ("parallel", "cascade")
 

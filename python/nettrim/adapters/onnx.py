@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InvalidArgument, InvalidArgumentType
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
-from . import UnsupportedModelError, check_reproduces
+from . import Provenance, UnsupportedModelError, check_reproduces
 
 
 def _onnx():
@@ -69,14 +69,33 @@ def graph_signature(model):
 
 
 def load_onnx(path_or_model, input_shape=None, *, check_inputs=None) -> Network:
-    """The network of an ONNX model (a path or a ``ModelProto``), batch norms folded.
+    """The network of an ONNX model (a path or a ``ModelProto``), batch norms folded (see :func:`read`)."""
+    return read(path_or_model, input_shape, check_inputs=check_inputs)[0]
+
+
+def read(path_or_model, input_shape=None, *, check_inputs=None):
+    """``(network, provenance)`` of an ONNX model (a path or a ``ModelProto``), batch norms folded.
 
     ``input_shape`` (one sample's) is needed only when the model does not state it."""
-    onnx, numpy_helper = _onnx()
     from .._validate import check_shape
     model = densify(read_onnx(path_or_model))
     if input_shape is not None:
         input_shape = check_shape("input_shape", input_shape)
+    steps, origins, input_shape = _parse(model, input_shape)
+    net = Network(steps, input_shape)
+    provenance = Provenance("onnx", model, {"origins": origins, "signature": graph_signature(model)})
+    try:
+        import onnxruntime  # noqa: F401  (only whether it is there)
+    except ImportError:
+        return net, provenance
+    check_reproduces(net, check_inputs, lambda x: _run_batched(model, x), "onnxruntime")
+    return net, provenance
+
+
+def _parse(model, input_shape):
+    """``(steps, origins, input_shape)``: the chain of steps and where each prunable layer's
+    weights live in the graph."""
+    onnx, numpy_helper = _onnx()
     graph = model.graph
     init = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in init]
@@ -122,15 +141,7 @@ def load_onnx(path_or_model, input_shape=None, *, check_inputs=None) -> Network:
             raise InvalidArgument(f"input_shape: {input_shape} has {int(np.prod(input_shape))} values, but the model's first "
                              f"layer takes {steps[0].weight.shape[0]} inputs")
         input_shape = (steps[0].weight.shape[0],)       # a dense model takes flat rows
-    net = Network(steps, input_shape)
-    net.onnx_origins = origins
-    net.onnx_signature = graph_signature(model)
-    try:
-        import onnxruntime  # noqa: F401  (only whether it is there)
-    except ImportError:
-        return net
-    check_reproduces(net, check_inputs, lambda x: _run_batched(model, x), "onnxruntime")
-    return net
+    return steps, origins, input_shape
 
 
 def _step(node, name, op, attrs, init, shape_tensors, steps):
@@ -208,32 +219,44 @@ def _step(node, name, op, attrs, init, shape_tensors, steps):
 
 def save_onnx(net: Network, model, path, *, sparse=False):
     """Write ``model`` with the (pruned) weights of ``net`` to ``path`` atomically; returns the
-    written ``ModelProto``.
-
-    ``net`` must come from :func:`load_onnx` on the same model.  Batch norms that were folded
-    are set to the identity, the folded weights going into the layer before them.  With
-    ``sparse=True`` the pruned weights are stored compactly (see the module's docstring), so
-    that the file shrinks with the pruning."""
+    written ``ModelProto`` (see :func:`write`).  ``net`` must come from :func:`load_onnx` on the
+    same model."""
     from .._validate import check_bool, check_output_path
     from ..io import atomic_write
     path = check_output_path("path", path)
-    out = pruned_onnx(net, model, sparse=check_bool("sparse", sparse))
+    out = write(net, _provenance_of(model, net), None, sparse=check_bool("sparse", sparse))
     atomic_write(path, lambda f: f.write(out.SerializeToString()))
     return out
 
 
-def pruned_onnx(net: Network, model, *, sparse=False):
-    """The ``ModelProto`` that :func:`save_onnx` writes."""
+def _provenance_of(model, net):
+    if not isinstance(net, Network):
+        raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
+    model = densify(read_onnx(model))
+    try:
+        _, origins, _ = _parse(model, net.input_shape)
+    except InvalidArgument as e:
+        raise InvalidArgument(f"model: not a model nettrim reads, so not the one the network came from ({e})") from None
+    return Provenance("onnx", model, {"origins": origins, "signature": graph_signature(model)})
+
+
+def write(net: Network, provenance, destination=None, *, sparse=False):
+    """The model ``provenance`` came from, with the (pruned) weights of ``net``: a ``ModelProto``
+    when ``destination`` is None, else written there atomically (returns the file's sha256).
+
+    Batch norms that were folded are set to the identity, the folded weights going into the
+    layer before them.  With ``sparse=True`` the pruned weights are stored compactly (see the
+    module's docstring), so that the file shrinks with the pruning."""
     onnx, numpy_helper = _onnx()
     if not isinstance(net, Network):
         raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
-    origins = getattr(net, "onnx_origins", None)
-    if origins is None:
-        raise InvalidArgument("net: expected a network read by nettrim.adapters.onnx.load_onnx")
-    model = densify(read_onnx(model))
-    signature = getattr(net, "onnx_signature", None)
-    if signature is not None and signature != graph_signature(model):
+    model, origins = provenance.source, provenance.details["origins"]
+    if provenance.details.get("signature") not in (None, graph_signature(model)):
         raise InvalidArgument("model: not the model the network was read from (its graph differs)")
+    names = [o["name"] for o in origins]
+    if [layer.name for layer in net.layers] != names:
+        raise InvalidArgument(f"net: its layers {[layer.name for layer in net.layers]} are not the model's {names} "
+                              f"(write a network read from this model, e.g. by nettrim.adapters.onnx.load_onnx)")
     out = copy.deepcopy(model)
     graph = out.graph
     inits = {t.name: t for t in graph.initializer}
@@ -285,7 +308,10 @@ def pruned_onnx(net: Network, model, *, sparse=False):
                 put(bn.input[pos], np.full(n, value), inits[bn.input[pos]])
     if sparse:
         compact_weights(out, [graph.node[o["node"]].input[1] for o in origins])
-    return out
+    if destination is None:
+        return out
+    from ..io import atomic_write
+    return atomic_write(destination, lambda f: f.write(out.SerializeToString()))
 
 
 def _check_shapes(net, origins, graph, inits, numpy_helper):

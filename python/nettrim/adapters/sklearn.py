@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import InvalidArgument, InvalidArgumentType
 from ..network import Network, from_arrays
+from . import Provenance
 
 
 def _mlp_types():
@@ -47,3 +48,17 @@ def to_sklearn(net: Network, model):
     out.coefs_ = [layer.weight.astype(model.coefs_[i].dtype) for i, layer in enumerate(net.layers)]
     out.intercepts_ = [layer.bias.astype(model.intercepts_[i].dtype) for i, layer in enumerate(net.layers)]
     return out
+
+
+def read(model):
+    """``(network, provenance)`` of a fitted scikit-learn ReLU MLP (see :func:`from_sklearn`)."""
+    return from_sklearn(model), Provenance("sklearn", model)
+
+
+def write(net: Network, provenance, destination=None):
+    """A copy of the estimator ``provenance`` came from, carrying ``net``'s weights.  Saving it
+    to a file is yours (``joblib.dump``): nettrim writes no pickles."""
+    if destination is not None:
+        raise InvalidArgument("destination: a scikit-learn model is returned, not written; save the returned "
+                              "estimator yourself (e.g. joblib.dump)")
+    return to_sklearn(net, provenance.source)

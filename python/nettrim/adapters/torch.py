@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import InvalidArgument, InvalidArgumentType
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
-from . import UnsupportedModelError, check_reproduces
+from . import Provenance, UnsupportedModelError, check_reproduces
 
 
 def _torch():
@@ -29,7 +29,12 @@ def _torch():
 
 
 def from_torch(module, input_shape=None, *, check_inputs=None) -> Network:
-    """The network of a PyTorch module, with batch norms folded.
+    """The network of a PyTorch module, with batch norms folded (see :func:`read`)."""
+    return read(module, input_shape, check_inputs=check_inputs)[0]
+
+
+def read(module, input_shape=None, *, check_inputs=None, scripted=False):
+    """``(network, provenance)`` of a PyTorch module, with batch norms folded.
 
     ``input_shape`` is one sample's shape, e.g. ``(1, 28, 28)`` (needed when the first layer
     is a convolution).  ``check_inputs`` (optional, a few samples) are used to check the
@@ -59,19 +64,51 @@ def from_torch(module, input_shape=None, *, check_inputs=None) -> Network:
                              f"layer takes {first.weight.shape[0]} inputs")
         input_shape = None                  # a dense model takes flat rows
     net = Network(steps, input_shape)
-    net.torch_origins = dict(origins)
     check_reproduces(net, check_inputs, lambda x: _run(module, x), "PyTorch")
-    return net
+    return net, Provenance("torch", module, {"origins": dict(origins), "scripted": bool(scripted)})
+
+
+def _origins(module):
+    """Each prunable layer's submodule and the batch norm folded into it, as :func:`read` finds them."""
+    try:
+        return dict(_trace(module)[1])
+    except UnsupportedModelError:
+        raise
+    except Exception:
+        return dict(_children_in_order(module)[1])
 
 
 def to_torch(net: Network, module):
     """A copy of ``module`` carrying the weights of ``net`` (read from it by :func:`from_torch`)."""
     torch = _torch()
+    if not isinstance(module, torch.nn.Module):
+        raise InvalidArgumentType(f"module: expected the torch.nn.Module the network was read from, got "
+                                  f"{type(module).__name__}")
+    return _into(net, module, _origins(module))
+
+
+def write(net: Network, provenance, destination=None, *, sparse=False):
+    """``net``'s weights back in the module ``provenance`` came from: a copy of the module when
+    ``destination`` is None, else a file (atomically; returns its sha256): TorchScript when the
+    source was, a pickled module otherwise, or (``sparse=True``) a sparse state dict that
+    :func:`load_sparse` restores."""
+    from ..io import atomic_write
+    torch = _torch()
+    module = _into(net, provenance.source, provenance.details["origins"])
+    if destination is None:
+        return module
+    if sparse:
+        return save_sparse(module, destination)
+    scripted = provenance.details.get("scripted")
+    return atomic_write(destination, (lambda f: torch.jit.save(module, f)) if scripted else
+                        (lambda f: torch.save(module, f)))
+
+
+def _into(net, module, origins):
+    """A copy of ``module`` with the weights of ``net``, each layer going to its ``origins`` entry."""
+    torch = _torch()
     if not isinstance(net, Network):
         raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
-    origins = getattr(net, "torch_origins", None)
-    if origins is None:
-        raise InvalidArgument("net: expected a network read by nettrim.adapters.torch.from_torch")
     if not isinstance(module, torch.nn.Module):
         raise InvalidArgumentType(f"module: expected the torch.nn.Module the network was read from, got {type(module).__name__}")
     for layer in net.layers:
@@ -82,6 +119,8 @@ def to_torch(net: Network, module):
             target = _submodule(out, layer.name)
             weight = layer.weight.T if isinstance(layer, Dense) else layer.weight
             bias = layer.bias.astype(np.float64)
+            if layer.name not in origins:
+                raise InvalidArgument(f"module: {layer.name} is not a layer nettrim read from this module")
             bn_name = origins[layer.name]
             if bn_name is not None:
                 # Undo the fold: bn(conv(x)) = s * conv(x) + shift; channels with s = 0 give a constant.
@@ -132,6 +171,55 @@ def _check_target(layer, module):
         raise InvalidArgument(f"net: layer {layer.name} has weights of shape {shape}, the module's "
                          f"{tuple(target.weight.shape)} (a network with neurons removed needs a module of its "
                          f"new shapes)")
+
+
+def read_file(path, trust=False):
+    """``(module, scripted)`` from a ``.pt``/``.pth`` file: TorchScript, or a pickled module.
+
+    Read with ``torch.load(..., weights_only=True)``, which runs no code from the file.  A
+    pickled whole ``nn.Module`` (``torch.save(model, path)``) cannot be read that way:
+    unpickling it imports and calls whatever the file names, so a crafted file runs arbitrary
+    code; reading one needs ``trust=True`` (``--trust-model`` on the command line), for files
+    from a source you trust.  TorchScript files need no such opt-in."""
+    import pickle
+    import warnings
+
+    torch = _torch()
+
+    from ..models import ModelFileError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)    # torch 2.13 deprecates TorchScript
+            return torch.jit.load(path, map_location="cpu"), True
+    except Exception:      # not TorchScript (torch.jit.load runs no pickled code)
+        pass
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # More than tensors and plain containers: a pickled object, most often a whole nn.Module.
+        if not trust:
+            raise ModelFileError(
+                f"{path}: holds a pickled Python object (a whole nn.Module?), and unpickling it runs whatever "
+                "code the file names. Load it only if you trust its source: --trust-model on the command line, "
+                "trust=True in nettrim.adapters.read(). Safer: save the model as TorchScript (torch.jit.save) or ONNX"
+            ) from None
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise ModelFileError(f"{path}: cannot read the model: {_first_line(e)}") from None
+    except Exception as e:
+        raise ModelFileError(f"{path}: cannot read the model, damaged or truncated? ({_first_line(e)})") from None
+    if isinstance(obj, dict) and obj.get("format") == SPARSE_FORMAT:
+        raise ModelFileError(f"{path}: a sparse state dict written by nettrim (prune --sparse); it holds weights, not "
+                             f"an architecture: restore it with nettrim.adapters.torch.load_sparse(path, model)")
+    if isinstance(obj, dict):
+        raise ModelFileError(f"{path}: holds a state_dict, which has no architecture; save the module as "
+                             "TorchScript (torch.jit.save(torch.jit.script(model), path)) or the module itself "
+                             "(torch.save(model, path), read with --trust-model)")
+    if not isinstance(obj, torch.nn.Module):
+        raise ModelFileError(f"{path}: expected a torch.nn.Module, found {type(obj).__name__}")
+    return obj.eval(), False
+
 
 
 # --- reading ----------------------------------------------------------------------------------

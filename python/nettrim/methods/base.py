@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
-
 from ..errors import InvalidArgument
 from ..result import PrunedLayer
 

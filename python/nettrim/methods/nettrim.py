@@ -14,9 +14,9 @@ from typing import Optional
 
 import numpy as np
 
+from ..result import PrunedLayer
 from ..search import search_eps
 from ..solver import LayerSolver
-from ..result import PrunedLayer
 from .base import Target
 from .masks import n_of_m
 from .refit import refit_on_support, within_ball
