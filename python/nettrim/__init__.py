@@ -7,6 +7,7 @@ from .errors import (
                      NumericalError,
                      NumericalWarning,
 )
+from .finetuning import FinetuneReport, finetune
 from .layer import prune_layer
 from .layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .network import Network, from_arrays
@@ -18,5 +19,5 @@ from .solver import LayerSolver, backends
 __version__ = "0.2.0"
 __all__ = ["prune_layer", "LayerSolver", "LayerResult", "PrunedLayer", "SolutionPath", "backends", "prune_network", "PruneReport",
            "LayerReport", "Network", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d", "BatchNorm", "ReLU",
-           "from_arrays", "NettrimError", "InvalidArgument", "InvalidArgumentType", "NumericalError",
+           "from_arrays", "finetune", "FinetuneReport", "NettrimError", "InvalidArgument", "InvalidArgumentType", "NumericalError",
            "ConvergenceWarning", "NumericalWarning", "__version__"]

@@ -119,6 +119,14 @@ def _parser():
                    help="write the model so that its file shrinks with the pruning: .onnx with compact "
                         "initializers (runs in onnxruntime as it is), .npz with CSR weights (nettrim's layout), "
                         ".pt as a sparse state dict (restore with nettrim.adapters.torch.load_sparse(path, model))")
+    r.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
+                   help="after pruning, train the remaining weights for EPOCHS epochs with the zeros held fixed "
+                        "(PyTorch; needs --train)")
+    r.add_argument("--train", default=None, metavar="DATA",
+                   help="training data for --finetune: .npz with 'X' and integer labels 'y'")
+    r.add_argument("--eval", default=None, metavar="DATA",
+                   help="with --finetune: .npz with 'X' and 'y' on which accuracy is reported before and after "
+                        "(default: the training data)")
     r.add_argument("--force", action="store_true",
                    help="allow OUTPUT to be the input model (or the calibration file), overwriting it")
     r.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -283,6 +291,7 @@ def cmd_prune(args):
                        f"{os.path.splitext(out)[0]}{os.path.splitext(args.model)[1]}")
     (eps_rel, sparsity), = _check_options(args)
     _check_outputs(args)
+    tuning = _finetune_data(args)
     net, provenance, X = _load_model_and_data(args, args.model, args.calib)
     progress = Progress(len(net.layers), enabled=False if args.quiet else None)
     kw = _target(args, eps_rel, sparsity)
@@ -293,6 +302,14 @@ def cmd_prune(args):
                                        progress=progress.solver_callback, **kw)
     finally:
         progress.close()
+    tuned = None
+    if tuning:
+        from .finetuning import finetune
+        Xt, yt, eval_data = tuning
+        say = (lambda e, n, loss: None) if args.quiet else \
+            (lambda e, n, loss: print(f"fine-tuning: epoch {e}/{n}, loss {loss:.4f}", file=sys.stderr))
+        pruned, tuned = finetune(pruned, Xt, yt, epochs=args.finetune, eval_data=eval_data, seed=args.seed,
+                                 progress=say)
     digest = write(pruned, provenance, out, sparse=args.sparse)
     base = os.path.splitext(out)[0]
     sizes = pruned.size_report()
@@ -300,10 +317,13 @@ def cmd_prune(args):
     # The report names the model file by its hash: two runs writing the same OUTPUT at once
     # can interleave their renames, and 'nettrim report' then says that the pair does not match.
     atomic_json(base + ".json", {**report.to_dict(), "model": args.model, "output": out, "output_sha256": digest,
-                                 "files": files, "size": sizes, "options": kw})
+                                 "files": files, "size": sizes, "options": kw,
+                                 **({"finetune": vars(tuned)} if tuned else {})})
     if not args.quiet:
         print(report_table(report))
         print(f"weights: {sizes['dense_bytes'] / 1024:.1f} KiB dense, {sizes['sparse_bytes'] / 1024:.1f} KiB as CSR")
+        if tuned:
+            print(tuned.summary())
         print(_file_line(files, args))
         print(f"wrote {out}, {base}.json" + (_restore_hint(out) if args.sparse and fmt == "torch" else ""))
     return 0
@@ -348,6 +368,22 @@ def _check_options(args, several=False):
         from ._validate import check_directory
         check_directory("--checkpoint", args.checkpoint)
     return runs
+
+
+def _finetune_data(args):
+    """``(X, y, eval_data)`` for --finetune, read and checked before any pruning; None without it."""
+    from .models import load_arrays
+    if not args.finetune:
+        if args.train or args.eval:
+            raise CliError(f"{'--train' if args.train else '--eval'}: only with --finetune EPOCHS")
+        return None
+    if args.finetune < 0:
+        raise CliError(f"--finetune: expected a number of epochs >= 1, got {args.finetune}")
+    if not args.train:
+        raise CliError("--finetune: needs --train DATA (an .npz with 'X' and labels 'y')")
+    X, y = load_arrays(args.train, "training data", need_labels=True)
+    eval_data = load_arrays(args.eval, "evaluation data", need_labels=True) if args.eval else None
+    return X, y, eval_data
 
 
 def _check_outputs(args):
