@@ -257,15 +257,16 @@ def test_nettrim_n_of_m_and_refit(digits_mlp):
     # measured 0.930 (trained 0.933); Wanda 2:4 gets 0.886, magnitude 0.844
     assert np.mean(pruned.predict(Xte) == yte) >= base - 0.02
     # the re-fit undoes the l1 shrinkage without leaving the eps ball
-    kw = dict(scheme="cascade", sparsity=0.95)
+    kw = dict(scheme="cascade", sparsity=0.9, allocation="shared")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
         plain, _ = nettrim.prune_network(net, Xtr, refit=False, **kw)
         refit, report = nettrim.prune_network(net, Xtr, **kw)
     assert all(r.omega_violation <= 2e-3 for r in report.layers)
     acc_plain, acc_refit = (np.mean(n.predict(Xte) == yte) for n in (plain, refit))
-    # measured 0.873 -> 0.929 (with one shared eps, before per-layer allocation: at 90%, 0.585 -> 0.826)
-    assert acc_refit >= acc_plain + 0.03
+    # measured with one shared eps at 90% removed: 0.878 -> 0.904 (0.585 -> 0.826 with the papers' cascade
+    # floor, floor="trained", whose later layers fit worse and gain more)
+    assert acc_refit >= acc_plain + 0.015
 
 
 def test_methods_on_a_cnn(digits_cnn):

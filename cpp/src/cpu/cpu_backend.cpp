@@ -21,7 +21,9 @@ void CpuBackend<T>::set_inputs(ConstRowRef<T> X, const std::function<bool()>& in
   Eigen::VectorXd diag = Eigen::VectorXd::Zero(N_);
   for (Eigen::Index p = 0; p < P_; ++p) diag += X.row(p).transpose().template cast<double>().cwiseAbs2();
   diag_max_ = N_ ? diag.maxCoeff() : 0.0;
+  blas::set_threads(threads_);      // setup: the BLAS threads itself (no OpenMP region is running)
   gram_.compute(*X_, interrupted);
+  blas::set_threads(1);
 }
 
 template <class T>
@@ -88,6 +90,13 @@ void CpuBackend<T>::update_norms() {
 }
 
 template <class T>
+void CpuBackend<T>::responses(const Mat& U, Mat& A) const {
+  // X row-major P x N is the column-major N x P matrix with X's outer stride: A = (X^T)^T U.
+  blas::gemm_columns<T>(threads_, true, false, P_, U.cols(), N_, T(1), X_->data(), X_->outerStride(), U.data(), N_,
+                        T(0), A.data(), P_);
+}
+
+template <class T>
 void CpuBackend<T>::reset(const Matrix<T>* U0) {
   if (U0) {
     U_ = *U0;
@@ -97,7 +106,7 @@ void CpuBackend<T>::reset(const Matrix<T>* U0) {
   LB_.setZero();
   L2_.setZero();
   lb_holds_b_ = false;
-  A_.noalias() = *X_ * U_;
+  responses(U_, A_);
   Z2_ = U_;
 }
 
@@ -107,7 +116,7 @@ void CpuBackend<T>::load_state(const State<T>& state) {
   LB_ = state.L1;
   L2_ = state.L2;
   lb_holds_b_ = false;
-  A_.noalias() = *X_ * U_;
+  responses(U_, A_);
   Z2_ = U_;
 }
 
@@ -221,10 +230,12 @@ template <class T>
 void CpuBackend<T>::u_step() {
   std::swap(U_, U_old_);
   std::swap(A_, A_old_);
-  R_.noalias() = X_->transpose() * LB_;
+  blas::gemm_columns<T>(threads_, false, false, N_, M_, P_, T(1), X_->data(), X_->outerStride(), LB_.data(), P_,
+                        T(0), R_.data(), N_);
   R_.noalias() += static_cast<T>(gram_.sigma()) * L2_;
-  U_.noalias() = gram_.K() * R_;
-  A_.noalias() = *X_ * U_;
+  blas::gemm_columns<T>(threads_, false, false, N_, M_, N_, T(1), gram_.K().data(), N_, R_.data(), N_, T(0),
+                        U_.data(), N_);
+  responses(U_, A_);
   L2_ -= U_;
   lb_holds_b_ = true;
 }
@@ -274,7 +285,7 @@ template <class T>
 void CpuBackend<T>::candidate(int shift_row, CandidateSums& sums) {
   candidate_ = Z2_;
   Mat& Ac = Z1_;
-  Ac.noalias() = *X_ * candidate_;
+  responses(candidate_, Ac);
   sums.excess.assign(M_, -std::numeric_limits<double>::infinity());
   sums.err2.assign(M_, 0.0);
   const bool shift = relu_ && shift_row >= 0;
@@ -322,7 +333,8 @@ void CpuBackend<T>::exact_sums(CandidateSums& sums) {
       auto Xc = exact_X_.topRows(rows);
       auto Ac = exact_A_.topRows(rows);
       Xc = X_->middleRows(p0, rows).template cast<double>();
-      Ac.noalias() = Xc * exact_U_;
+      blas::gemm_columns<double>(threads_, false, false, rows, M_, N_, 1.0, exact_X_.data(), exact_X_.rows(),
+                                 exact_U_.data(), N_, 0.0, exact_A_.data(), exact_A_.rows());
 #pragma omp parallel for schedule(static) num_threads(threads_)
       for (Eigen::Index m = 0; m < M_; ++m) {
         double excess = sums.excess[m], err2 = 0;

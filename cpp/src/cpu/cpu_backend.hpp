@@ -16,6 +16,7 @@
 
 #include <Eigen/Core>
 
+#include "cpu/blas.hpp"
 #include "cpu/gram_inverse.hpp"
 #include "nettrim/backend.hpp"
 
@@ -28,7 +29,10 @@ class CpuBackend final : public Backend<T> {
   using XMap = Eigen::Map<const RowMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
   const char* name() const override { return "cpu"; }
-  void set_threads(int threads) override { threads_ = threads; }
+  void set_threads(int threads) override {
+    threads_ = threads;
+    blas::set_threads(1);   // the iteration's products share out their columns themselves (gemm_columns)
+  }
 
   void set_inputs(ConstRowRef<T> X, const std::function<bool()>& interrupted) override;
   double gram_diag_max() const override { return diag_max_; }
@@ -63,6 +67,7 @@ class CpuBackend final : public Backend<T> {
   bool in_omega(Eigen::Index p, Eigen::Index m) const { return !relu_ || Y_(p, m) > 0; }
   T bound(Eigen::Index p, Eigen::Index m) const { return V_.size() ? V_(p, m) : T(0); }
   void finish_dual();               // LB: B -> L1 (the pending dual update), when pending
+  void responses(const Mat& U, Mat& A) const;   // A = X U (P x M), one GEMM
   void allocate(Eigen::Index M);
   void update_norms();
   static double penalty_of(const Mat& U, Penalty penalty, int bias_row);

@@ -11,12 +11,16 @@
 
 #include <algorithm>
 #include <functional>
+#include <stdexcept>
 
 #include <Eigen/Dense>
 
+#include "cpu/blas.hpp"
 #include "nettrim/errors.hpp"
 
 namespace nettrim::detail {
+
+namespace blas = nettrim::cpu::blas;
 
 template <class T>
 class GramInverse {
@@ -37,25 +41,35 @@ class GramInverse {
     const auto poll = [&] {
       if (interrupted && interrupted()) throw Interrupted();
     };
-    Eigen::SelfAdjointEigenSolver<MatD> eig;
+    const Eigen::Index r = woodbury_ ? P : N;
+    MatD G = MatD::Zero(r, r);
+    MatD Xd;
     if (woodbury_) {  // P < N: X itself is small enough to hold in double
-      const MatD Xd = X.template cast<double>();
-      eig.compute(Xd * Xd.transpose());
-      F_ = (Xd.transpose() * eig.eigenvectors()).template cast<T>();
+      Xd = X.template cast<double>();                          // P x N
+      blas::syrk_lower(P, N, Xd.data(), P, G.data());          // X X^T
     } else {  // accumulate X^T X in double over row blocks, never copying all of X
-      MatD G = MatD::Zero(N, N);
+      MatD block(N, kBlockRows);                               // a block of rows of X, transposed
       for (Eigen::Index p0 = 0; p0 < P; p0 += kBlockRows) {
         poll();
         const Eigen::Index rows = std::min(kBlockRows, P - p0);
-        const MatD Xc = X.middleRows(p0, rows).template cast<double>();
-        G.template selfadjointView<Eigen::Lower>().rankUpdate(Xc.transpose());
+        block.leftCols(rows) = X.middleRows(p0, rows).transpose().template cast<double>();
+        blas::syrk_lower(N, rows, block.data(), N, G.data());
       }
-      poll();
-      eig.compute(G, Eigen::ComputeEigenvectors);  // reads the lower triangle
-      F_ = eig.eigenvectors().template cast<T>();
     }
     poll();
-    eigenvalues_ = eig.eigenvalues().cwiseMax(0.0);
+    eigenvalues_.resize(r);
+    if (!blas::eigh_lower(r, G.data(), eigenvalues_.data())) {
+      throw std::runtime_error("the eigendecomposition of the Gram matrix X^T X did not converge");
+    }
+    poll();
+    if (woodbury_) {
+      MatD F(N, P);
+      blas::gemm<double>(true, false, N, P, P, 1.0, Xd.data(), P, G.data(), P, 0.0, F.data(), N);  // X^T Q
+      F_ = F.template cast<T>();
+    } else {
+      F_ = G.template cast<T>();
+    }
+    eigenvalues_ = eigenvalues_.cwiseMax(0.0);
     K_.resize(N, N);
     w_.resize(eigenvalues_.size());
     Fw_.resize(F_.rows(), F_.cols());
@@ -70,7 +84,8 @@ class GramInverse {
       w_[i] = static_cast<T>(woodbury_ ? -1.0 / (sigma * (l + sigma)) : 1.0 / (l + sigma));
     }
     Fw_.noalias() = F_ * w_.asDiagonal();
-    K_.noalias() = Fw_ * F_.transpose();
+    const Eigen::Index N = F_.rows(), r = F_.cols();
+    blas::gemm<T>(false, true, N, N, r, T(1), Fw_.data(), N, F_.data(), N, T(0), K_.data(), N);
     if (woodbury_) K_.diagonal().array() += static_cast<T>(1.0 / sigma);
   }
 
