@@ -78,3 +78,43 @@ def test_matches_clarabel(case, dtype):
     # ... and the engine reports those same violations.
     assert res.omega_violation == pytest.approx(v_om, abs=2e-4)
     assert res.complement_violation == pytest.approx(v_c, abs=2e-4)
+
+
+CONSTRAINED = [c for c in CASES if "lam" not in c]
+
+
+@pytest.mark.parametrize("case", CONSTRAINED, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_dual_bound_is_a_certificate(case, dtype):
+    """The reported dual bound lies below Clarabel's optimum, and with gap_tol the solve stops
+    only once the optimum is pinned between the bound and the returned objective."""
+    case = dict(case)
+    cascade = case.pop("cascade", False)
+    X, Y, W, b = relu_layer(3, P=300, n_in=20, M=5)
+    if case["mode"] == "linear":
+        Y = X @ W + b
+    V = None
+    if cascade:
+        Xhat = X + 0.05 * np.random.default_rng(4).standard_normal(X.shape)
+        V, X = Xhat @ W + b, Xhat
+    gap_tol = 1e-3 if dtype == "float64" else 0.0   # float32 duals are too noisy to certify 1e-3
+    res = nettrim.prune_layer(X, Y, eps_rel=0.1, V=V, dtype=dtype, gap_tol=gap_tol, **case)
+    assert res.status == "converged"
+    opt = cvxpy_optimum(X, Y, res.eps, V=V, **{k: case[k] for k in ("mode", "constraint", "penalty")})
+    assert np.isfinite(res.dual_bound) and res.dual_bound > 0
+    assert res.dual_bound <= opt * (1 + 1e-6), (res.dual_bound, opt)
+    value = objective(res.U, case["penalty"], bias_row=X.shape[1])
+    assert res.gap == pytest.approx((res.objective - res.dual_bound) / res.dual_bound, rel=1e-6, abs=1e-12)
+    assert res.objective == pytest.approx(value, rel=1e-5)
+    if gap_tol:
+        assert res.gap <= gap_tol
+        assert res.dual_bound <= opt <= value * (1 + 1e-6)
+
+
+def test_gap_tol_stops_later_than_the_residual_rule_and_closes_the_gap():
+    X, Y, W, b = relu_layer(5, P=400, n_in=30, M=8)
+    loose = nettrim.prune_layer(X, Y, eps_rel=0.05, dtype="float64")
+    tight = nettrim.prune_layer(X, Y, eps_rel=0.05, dtype="float64", gap_tol=1e-4)
+    assert tight.status == "converged" and tight.gap <= 1e-4
+    assert tight.iterations >= loose.iterations
+    assert tight.objective <= loose.objective * (1 + 1e-4)

@@ -92,7 +92,7 @@ class Ctx:
 
 def onnx_mlp(n_in=4, inputs=1, dims=True):
     """A 4-5-3 MLP in ONNX: MatMul + Add + Relu, then Gemm."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
     init = [numpy_helper.from_array(W0, "w0"), numpy_helper.from_array(b0, "b0"),
             numpy_helper.from_array(W1.T.copy(), "w1"), numpy_helper.from_array(b1, "b1")]
@@ -106,7 +106,7 @@ def onnx_mlp(n_in=4, inputs=1, dims=True):
 
 
 def onnx_with(op):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     model = onnx_mlp()
     model.graph.node[2].op_type = op
     return model

@@ -380,7 +380,7 @@ def test_one_adapter_protocol_for_every_format(digits_mlp, digits_cnn, tmp_path)
     # scikit-learn estimator, an .npz, a torch module and an ONNX model; nothing is attached to
     # the Network (a network built by hand and one read from a model have the same attributes).
     torch = pytest.importorskip("torch")
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from nettrim.adapters import Provenance, read, write
     from nettrim.adapters.onnx import run_onnx
     from nettrim.adapters.sklearn import from_sklearn

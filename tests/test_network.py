@@ -139,7 +139,16 @@ def test_bad_network_input(digits_mlp):
 
 
 def test_conv_network_description_and_errors(tmp_path):
-    from nettrim import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, Network, ReLU
+    from nettrim import (
+        AvgPool2d,
+        BatchNorm,
+        Conv2d,
+        Dense,
+        Flatten,
+        MaxPool2d,
+        Network,
+        ReLU,
+    )
     rng = np.random.default_rng(0)
     steps = [Conv2d(rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4), padding=1), ReLU(),
              MaxPool2d(2), Conv2d(rng.standard_normal((4, 2, 3, 3)), None, padding=1, groups=2, relu=False),

@@ -30,6 +30,8 @@ void Settings::validate() const {
   require(std::isfinite(time_limit) && time_limit >= 0, "time_limit", "seconds >= 0 (0: none)", time_limit);
   require(std::isfinite(tol) && tol >= 0, "tol", "a finite value >= 0", tol);
   require(std::isfinite(dual_tol) && dual_tol >= 0, "dual_tol", "a finite value >= 0", dual_tol);
+  require(std::isfinite(gap_tol) && gap_tol >= 0, "gap_tol", "a finite value >= 0 (0: no certificate)", gap_tol);
+  require(std::isfinite(certify_bias) && certify_bias > 0, "certify_bias", "a finite value > 0", certify_bias);
   require(polish_margin >= 0 && polish_margin < 1, "polish_margin", "a value in [0, 1)", polish_margin);
   require(threads >= 0 && threads <= kMaxThreads, "threads",
           "an integer in [0, " + std::to_string(kMaxThreads) + "] (0: automatic)", threads);

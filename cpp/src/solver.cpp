@@ -175,6 +175,85 @@ struct Solver<T>::Impl {
   std::vector<double> ball, colsum;
   std::vector<T> scale;
   CandidateSums sums;
+  DualSums dual;
+  std::vector<double> scale_t;      // the dual bound's per-column scales
+  double best_bound = -std::numeric_limits<double>::infinity();
+  bool certifying = false;
+
+  // The dual problem of the program (docs: "The certificate"):
+  //   max  sum_m t_m a_m - eps ||(t_m sqrt(d2_m))_m||   over  0 <= t_m <= u_m = 1 / ||X^T nu_m||_inf
+  // for the joint constraint (per-neuron: each column on its own, with its eps_m), where any
+  // feasible t gives a lower bound on the optimum.  The maximum over t solves a scalar
+  // equation: t_m(s) = clip(a_m s / (eps d2_m), 0, u_m) with s = ||sqrt(d2) t(s)||.
+  double dual_value() {
+    const long m_count = long(dual.a.size());
+    if (!dual.finite) return -std::numeric_limits<double>::infinity();
+    if (st.penalty == Penalty::group) {   // one scale for all: rows of X^T nu in the 2-norm
+      double worst = dual.bias_absmax;
+      for (double r : dual.rownorm2) worst = std::max(worst, std::sqrt(r));
+      if (!(worst > 0)) return -std::numeric_limits<double>::infinity();
+      double a = 0, d2 = 0, value = 0;
+      if (st.constraint == Constraint::joint) {
+        for (long m = 0; m < m_count; ++m) a += dual.a[m], d2 += dual.d2[m];
+        value = a - eps[0] * std::sqrt(d2);
+      } else {
+        for (long m = 0; m < m_count; ++m) value += dual.a[m] - eps[m] * std::sqrt(dual.d2[m]);
+      }
+      return std::max(0.0, value / worst);
+    }
+    scale_t.resize(m_count);
+    const auto u = [&](long m) { return dual.colmax[m] > 0 ? 1.0 / dual.colmax[m] : 0.0; };
+    if (st.constraint == Constraint::neuron) {
+      double value = 0;
+      for (long m = 0; m < m_count; ++m) value += std::max(0.0, u(m) * (dual.a[m] - eps[m] * std::sqrt(dual.d2[m])));
+      return value;
+    }
+    const double e = eps[0];
+    const auto fill = [&](double s) {   // t(s), and ||sqrt(d2) t(s)|| / s
+      double norm2 = 0;
+      for (long m = 0; m < m_count; ++m) {
+        const double t = dual.a[m] > 0 ? std::clamp(dual.a[m] * s / (e * std::max(dual.d2[m], 1e-300)), 0.0, u(m))
+                                        : 0.0;
+        scale_t[m] = t;
+        norm2 += dual.d2[m] * t * t;
+      }
+      return std::sqrt(norm2) / s;
+    };
+    const auto value_of = [&]() {
+      double lin = 0, norm2 = 0;
+      for (long m = 0; m < m_count; ++m) lin += dual.a[m] * scale_t[m], norm2 += dual.d2[m] * scale_t[m] * scale_t[m];
+      return lin - e * std::sqrt(norm2);
+    };
+    double best = 0;   // t = 0
+    if (e > 0) {
+      double lo = 1e-300, hi = 1.0;
+      while (fill(hi) > 1.0 && hi < 1e300) hi *= 4.0;
+      lo = hi / 4.0;
+      while (fill(lo) < 1.0 && lo > 1e-250) lo /= 4.0;
+      for (int i = 0; i < 200 && hi / lo > 1 + 1e-12; ++i) {
+        const double mid = std::sqrt(lo * hi);
+        if (fill(mid) > 1.0) lo = mid;
+        else hi = mid;
+      }
+      fill(std::sqrt(lo * hi));
+      best = std::max(best, value_of());
+    }
+    for (long m = 0; m < m_count; ++m) scale_t[m] = dual.a[m] > 0 ? u(m) : 0.0;   // every column at its bound
+    return std::max(best, value_of());
+  }
+
+  // A lower bound from this iteration's dual point; the best one stays.
+  void bound_from_iterates() {
+    backend->dual_sums(rho1, st.alpha, st.penalty, st.bias_row, dual);
+    const double value = dual_value();
+    if (std::isfinite(value)) best_bound = std::max(best_bound, value);
+  }
+
+  double relative_gap(double objective) const {
+    if (!(best_bound > -std::numeric_limits<double>::infinity())) return std::numeric_limits<double>::quiet_NaN();
+    if (objective <= best_bound) return 0.0;
+    return (objective - best_bound) / std::max(best_bound, 1e-300);
+  }
 
   void require_setup(const char* what) const {
     if (!is_setup) throw std::logic_error(std::string(what) + ": call setup(X, settings) first");
@@ -277,7 +356,8 @@ struct Solver<T>::Impl {
   void adapt_rho(Info& info) {
     const auto factor = [&](double r, double s) {
       if (r == 0 && s == 0) return 1.0;
-      const double f = std::clamp(st.adapt_bias * std::sqrt(r / std::max(s, 1e-300)), 0.1, 10.0);
+      const double bias = certifying ? st.certify_bias : st.adapt_bias;
+      const double f = std::clamp(bias * std::sqrt(r / std::max(s, 1e-300)), 0.1, 10.0);
       return (f < st.adapt_threshold && f > 1.0 / st.adapt_threshold) ? 1.0 : f;
     };
     // Each penalty stays within 1e6 of where a cold start puts it: a degenerate block
@@ -387,6 +467,13 @@ struct Solver<T>::Impl {
     colsum.assign(M, 0.0);
     sums.excess.assign(M, 0.0);
     sums.err2.assign(M, 0.0);
+    dual.a.assign(M, 0.0);
+    dual.d2.assign(M, 0.0);
+    dual.colmax.assign(M, 0.0);
+    dual.rownorm2.assign(N, 0.0);
+    scale_t.assign(M, 0.0);
+    best_bound = -std::numeric_limits<double>::infinity();   // eps may have changed since the last solve
+    certifying = false;
     for (it = std::max(it, 1); status != Status::converged && it <= st.max_iter; ++it) {
       const bool check = (it % st.adapt_every) == 0;
       // One iteration: Z1 (projection), Z2 (prox), U (the linear solve), duals.
@@ -423,7 +510,10 @@ struct Solver<T>::Impl {
         const double obj = backend->z2_penalty(Penalty::l1, -1);
         const bool settled = std::abs(obj - last_objective) <= 0.1 * st.tol * std::max(obj, 1e-300);
         last_objective = obj;
-        if (st.tol > 0 && settled && info.primal_residual <= st.tol && info.dual_residual <= st.dual_tol) {
+        const bool certify = st.gap_tol > 0 && st.lam == 0;
+        if (st.tol > 0 && info.primal_residual <= st.tol &&
+            (certify || (settled && info.dual_residual <= st.dual_tol))) {
+          if (st.lam == 0) bound_from_iterates();      // before the candidate, which reuses Z1's buffer
           backend->candidate(shift_row(), sums);
           violations(sums, info);
           if (feasible(info)) {
@@ -431,8 +521,12 @@ struct Solver<T>::Impl {
             backend->exact_sums(sums);
             violations(sums, info);
             if (feasible(info)) {
-              status = Status::converged;
-              break;
+              const double gap = relative_gap(backend->candidate_penalty(st.penalty, st.bias_row));
+              if (!certify || gap <= st.gap_tol) {
+                status = Status::converged;
+                break;
+              }
+              certifying = true;   // feasible, the gap still open: balance for the dual's sake
             }
           }
         }
@@ -475,6 +569,10 @@ struct Solver<T>::Impl {
     info.rho1 = rho1;
     info.rho2 = rho2;
     info.objective = backend->candidate_penalty(st.penalty, st.bias_row);
+    if (zero_optimal) best_bound = 0;
+    info.dual_bound = best_bound > -std::numeric_limits<double>::infinity() ? best_bound
+                                                                            : std::numeric_limits<double>::quiet_NaN();
+    info.gap = zero_optimal ? 0.0 : relative_gap(info.objective);
     backend->copy_candidate(res.U);
     // Non-finite iterates are no place to continue from: the next solve starts cold.
     have_iterates = status != Status::numerical_error;

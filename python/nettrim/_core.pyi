@@ -40,6 +40,8 @@ class Settings:
     time_limit: float
     tol: float
     dual_tol: float
+    gap_tol: float
+    certify_bias: float
     polish: bool
     polish_margin: float
     warm_start: bool
@@ -53,6 +55,8 @@ class Info:
     primal_residual: float
     dual_residual: float
     objective: float
+    dual_bound: float
+    gap: float
     omega_violation: float
     complement_violation: float
     rho1: float

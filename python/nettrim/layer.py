@@ -15,8 +15,8 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
                 penalty: str = DEFAULTS.penalty.name, lam: Optional[float] = None, V=None,
                 fit_bias: bool = True, warm_start="auto", dtype="float32", backend: str = "cpu",
                 threads: int = DEFAULTS.threads, max_iter: int = DEFAULTS.max_iter,
-                time_limit: Optional[float] = None, tol: float = DEFAULTS.tol, dual_tol: float = DEFAULTS.dual_tol,
-                rho: float = DEFAULTS.rho, sigma: Optional[float] = None,
+                time_limit: Optional[float] = None, tol: float = DEFAULTS.tol, gap_tol: float = DEFAULTS.gap_tol,
+                dual_tol: float = DEFAULTS.dual_tol, rho: float = DEFAULTS.rho, sigma: Optional[float] = None,
                 adaptive_rho: bool = DEFAULTS.adaptive_rho, adapt_every: int = DEFAULTS.adapt_every,
                 adapt_bias: float = DEFAULTS.adapt_bias, adapt_threshold: float = DEFAULTS.adapt_threshold,
                 alpha: float = DEFAULTS.alpha, polish: bool = DEFAULTS.polish,
@@ -72,9 +72,11 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
         Threads for the engine (0: automatic, or the environment variable ``NETTRIM_THREADS``
         when it is set).
     max_iter, time_limit : limits; hitting one gives a ``ConvergenceWarning``.
-    tol, dual_tol : float
-        Relative tolerances: primal residuals and the constraint violations of the
-        returned matrix (``tol``), dual residuals (``dual_tol``).
+    tol, gap_tol, dual_tol : float
+        The returned matrix meets the constraints to ``tol`` (relative) and its objective is
+        certified within ``gap_tol`` of the optimum by a dual bound (``result.dual_bound``,
+        ``result.gap``).  ``gap_tol=0`` stops on residuals instead (primal ``tol``, dual
+        ``dual_tol``, the objective settled), without a certificate.
     rho, sigma, adaptive_rho, adapt_every, adapt_bias, adapt_threshold, alpha : ADMM tuning
         Initial penalty, initial penalty ratio, residual balancing (rho_j changes by
         ``clip(adapt_bias * sqrt(r_j / s_j), 0.1, 10)`` when that factor is outside
@@ -93,7 +95,8 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
     """
     t0 = time.perf_counter()
     settings = dict(mode=mode, constraint=constraint, penalty=penalty, lam=lam, threads=threads,
-                    max_iter=max_iter, time_limit=time_limit, tol=tol, dual_tol=dual_tol, rho=rho, sigma=sigma,
+                    max_iter=max_iter, time_limit=time_limit, tol=tol, dual_tol=dual_tol, gap_tol=gap_tol, rho=rho,
+                    sigma=sigma,
                     adaptive_rho=adaptive_rho, adapt_every=adapt_every, adapt_bias=adapt_bias,
                     adapt_threshold=adapt_threshold, alpha=alpha, polish=polish, polish_margin=polish_margin)
     if not isinstance(warm_start, LayerResult):

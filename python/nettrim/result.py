@@ -55,6 +55,8 @@ class LayerResult(PrunedLayer):
 
     U: np.ndarray
     objective: float
+    dual_bound: float          # a lower bound on the optimum (a certificate); NaN when none was computed
+    gap: float                 # (objective - dual_bound) / dual_bound
     omega_violation: float
     complement_violation: float
     relative_error: float
@@ -78,7 +80,7 @@ class LayerResult(PrunedLayer):
 
     def summary(self) -> str:
         return (f"{self.status} in {self.iterations} iterations, {self.seconds:.3g} s: "
-                f"{self.nnz} nonzeros ({100 * self.density:.1f}%), relative error "
+                f"{self.nnz} nonzeros ({100 * self.density:.1f}%), gap {self.gap:.1e}, relative error "
                 f"{self.relative_error:.4f}, violations {self.omega_violation:.1e} / "
                 f"{self.complement_violation:.1e}")
 

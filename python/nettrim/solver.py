@@ -39,7 +39,8 @@ DEFAULTS = _core.Settings()
 _CHOICES = {"mode": ("relu", "linear"), "constraint": ("joint", "neuron"), "penalty": ("l1", "group")}
 _INTS = {"adapt_every": (1, 2**31 - 1), "max_iter": (0, 2**31 - 1), "threads": (0, _core.max_threads)}
 _BOOLS = ("adaptive_rho", "polish")
-_REALS = ("rho", "adapt_bias", "adapt_threshold", "alpha", "tol", "dual_tol", "polish_margin")
+_REALS = ("rho", "adapt_bias", "adapt_threshold", "alpha", "tol", "dual_tol", "gap_tol", "certify_bias",
+          "polish_margin")
 _OPTIONAL_REALS = ("lam", "sigma", "time_limit")   # None: the engine's 0 (off / automatic / none)
 SETTINGS = tuple(_CHOICES) + tuple(_INTS) + _BOOLS + _REALS + _OPTIONAL_REALS
 
@@ -126,7 +127,7 @@ class LayerSolver:
     **settings
         The engine's settings (see :func:`nettrim.prune_layer` for each):
         mode, constraint, penalty, lam, rho, sigma, adaptive_rho, adapt_every, adapt_bias,
-        adapt_threshold, alpha, max_iter, time_limit, tol, dual_tol, polish,
+        adapt_threshold, alpha, max_iter, time_limit, tol, dual_tol, gap_tol, certify_bias, polish,
         polish_margin, threads.
     """
 
@@ -383,6 +384,7 @@ class LayerSolver:
         return LayerResult(
             weight=np.asarray(weight), bias=bias, method="nettrim", U=U, status=info.status,
             iterations=info.iterations, solves=1, objective=float("nan") if failed else info.objective,
+            dual_bound=info.dual_bound, gap=info.gap,
             omega_violation=info.omega_violation, complement_violation=info.complement_violation,
             relative_error=float("nan") if failed else self._relative_error(U),
             primal_residual=info.primal_residual, dual_residual=info.dual_residual, eps=eps_vec,

@@ -49,6 +49,16 @@ struct CandidateSums {
   bool finite = true;             // no NaN or Inf in the candidate or its responses
 };
 
+// Sums behind the dual bound, for the normal-cone element nu = rho1 (T - Z1) of this
+// iteration's Z1 step (T = X U - L1 before it): per column a_m = -<nu, Y>_Omega - <nu, V>_Omega^c
+// and d2_m = ||nu_Omega||^2; and the dual norm of X^T nu: per column its largest |entry| (l1),
+// or per row its squared 2-norm over the columns (group; the bias row's largest |entry| apart).
+struct DualSums {
+  std::vector<double> a, d2, colmax, rownorm2;
+  double bias_absmax = 0;
+  bool finite = true;
+};
+
 struct ZStepSettings {
   bool regularized = false;  // prox of lam/2 ||z - y||^2 on Omega instead of the ball
   double lam_weight = 0;     // lam / (lam + rho1) in the regularized form
@@ -87,6 +97,9 @@ class Backend {
   virtual void u_step() = 0;
   virtual void residual_sums(ResidualSums& sums) = 0;   // needs keep_z1 in this iteration's z_step
   virtual double z2_penalty(Penalty penalty, int bias_row) = 0;  // penalty of the current Z2
+  // The dual bound's sums (see DualSums); right after residual_sums of an iteration whose
+  // z_step kept Z1 (it takes Z1's place); one GEMM (X^T nu).
+  virtual void dual_sums(double rho1, double alpha, Penalty penalty, int bias_row, DualSums& sums) = 0;
 
   // --- the returned matrix ----------------------------------------------------------
   // Candidate = Z2, then (when shift_row >= 0) each column's bias entry lowered by its

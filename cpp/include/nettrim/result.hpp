@@ -22,6 +22,12 @@ struct Info {
   double primal_residual = 0;   // max over blocks of ||Z_j - B_j U|| / max(||Z_j||, ||B_j U||)
   double dual_residual = 0;     // max over blocks of ||B_j dU|| / ||L_j||
   double objective = 0;         // penalty of the returned U
+  // A certificate: a lower bound on the optimum from a dual feasible point built from the
+  // iterates (docs: "The certificate"), the best one seen, and the relative gap
+  // (objective - bound) / bound of the returned U.  NaN where none was computed (the
+  // regularized form, or a solve that never reached the primal tolerance).
+  double dual_bound = 0;
+  double gap = 0;
   // Constraint violations of the returned U itself, evaluated in double precision:
   double omega_violation = 0;       // (||(U^T X - Y)_Omega|| - eps)_+ / eps (worst neuron if per-neuron)
   double complement_violation = 0;  // max (U^T X - V)_+ on Omega^c / rms(Y on Omega)

@@ -356,6 +356,64 @@ void CpuBackend<T>::exact_sums(CandidateSums& sums) {
   }
 }
 
+// nu = rho1 (T - Z1) with T = A_old - L1_old rebuilt from what the buffers hold after
+// residual_sums: L1_old = L1 - alpha Z1 - (1 - alpha) A_old + A (see z_step, u_step), so
+// nu = rho1 ((2 - alpha) A_old + (alpha - 1) Z1 - L1 - A).  nu overwrites Z1; X^T nu goes to R.
+template <class T>
+void CpuBackend<T>::dual_sums(double rho1, double alpha_d, Penalty penalty, int bias_row, DualSums& sums) {
+  finish_dual();
+  const T r1 = static_cast<T>(rho1), alpha = static_cast<T>(alpha_d);
+  sums.a.assign(M_, 0.0);
+  sums.d2.assign(M_, 0.0);
+#pragma omp parallel for schedule(static) num_threads(threads_)
+  for (Eigen::Index m = 0; m < M_; ++m) {
+    T* nu = Z1_.col(m).data();
+    const T* a_old = A_old_.col(m).data();
+    const T* a = A_.col(m).data();
+    const T* l1 = LB_.col(m).data();
+    const T* y = Y_.col(m).data();
+    const T* v = V_.size() ? V_.col(m).data() : nullptr;
+    double am = 0, dm = 0;
+    for (Eigen::Index p = 0; p < P_; ++p) {
+      T n;
+      if constexpr (std::is_same_v<T, double>) {
+        n = r1 * ((T(2) - alpha) * a_old[p] + (alpha - T(1)) * nu[p] - l1[p] - a[p]);
+      } else {
+        // In float32 that difference of nearly equal terms loses the digits the bound needs
+        // (measured: a gap stuck at 5e-3 on the digits layers); the scaled dual itself, -rho1 L1,
+        // is the same point at the fixed point and is held to full precision.  On Omega^c the
+        // dual must be >= 0: what is not is dropped.
+        n = -r1 * l1[p];
+        if (relu_ && !(y[p] > 0) && n < T(0)) n = T(0);
+      }
+      nu[p] = n;
+      if (!relu_ || y[p] > 0) {
+        am -= double(n) * double(y[p]);
+        dm += double(n) * double(n);
+      } else if (v) {
+        am -= double(n) * double(v[p]);
+      }
+    }
+    sums.a[m] = am;
+    sums.d2[m] = dm;
+  }
+  blas::gemm_columns<T>(threads_, false, false, N_, M_, P_, T(1), X_->data(), X_->outerStride(), Z1_.data(), P_, T(0),
+                        R_.data(), N_);
+  sums.finite = R_.allFinite();
+  for (double x : sums.a) sums.finite = sums.finite && std::isfinite(x);
+  if (penalty == Penalty::l1) {
+    sums.colmax.assign(M_, 0.0);
+    for (Eigen::Index m = 0; m < M_; ++m) sums.colmax[m] = double(R_.col(m).cwiseAbs().maxCoeff());
+  } else {
+    sums.rownorm2.assign(N_, 0.0);
+    sums.bias_absmax = 0;
+    for (Eigen::Index n = 0; n < N_; ++n) {
+      if (n == bias_row) sums.bias_absmax = double(R_.row(n).cwiseAbs().maxCoeff());
+      else sums.rownorm2[n] = double(R_.row(n).squaredNorm());
+    }
+  }
+}
+
 template <class T>
 double CpuBackend<T>::penalty_of(const Mat& U, Penalty penalty, int bias_row) {
   if (penalty == Penalty::l1) return U.template cast<double>().cwiseAbs().sum();

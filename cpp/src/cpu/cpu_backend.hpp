@@ -53,6 +53,7 @@ class CpuBackend final : public Backend<T> {
   void u_step() override;
   void residual_sums(ResidualSums& sums) override;
   double z2_penalty(Penalty penalty, int bias_row) override { return penalty_of(Z2_, penalty, bias_row); }
+  void dual_sums(double rho1, double alpha, Penalty penalty, int bias_row, DualSums& sums) override;
 
   void candidate(int shift_row, CandidateSums& sums) override;
   void exact_sums(CandidateSums& sums) override;

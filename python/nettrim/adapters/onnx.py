@@ -420,8 +420,9 @@ def densify(model):
     del graph.sparse_initializer[:]
     targets = [n.output[0] for n in graph.node if n.name.startswith(_PREFIX) and n.name.endswith("/reshape")]
     for name in targets:
-        get = lambda suffix: numpy_helper.to_array(inits[f"{name}/nettrim_{suffix}"])   # noqa: E731
-        bits, values, n, shape = get("bits"), get("values"), int(get("n")[0]), tuple(get("shape"))
+        bits, values, n, shape = (numpy_helper.to_array(inits[f"{name}/nettrim_{suffix}"])
+                                  for suffix in ("bits", "values", "n", "shape"))
+        n, shape = int(n[0]), tuple(shape)
         mask = np.unpackbits(bits.reshape(-1))[:n].astype(bool)
         dense = np.zeros(n, values.dtype)
         dense[mask] = values[1:]
