@@ -120,7 +120,7 @@ def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_s
     grid = [rel for rel, _ in first]
     per_group = [[r for _, r in first]]
     for p, solver in zip(problems[1:], solvers[1:]):
-        per_group.append([solver.solve(eps=p.eps(rel), warn=False, keep_state=False) for rel in grid])
+        per_group.append([solver.solve(eps=p.eps(rel, method.per_neuron), warn=False, keep_state=False) for rel in grid])
     results = [[per_group[g][j] for g in range(len(problems))] for j in range(len(grid))]
     finished = [[method.finish(p, r, quick=True) for p, r in zip(problems, point)] for point in results]
     nnz = np.array([sum(int(np.count_nonzero(w)) for w, _ in point) for point in finished])
@@ -216,13 +216,20 @@ def keeps_for(curves, chosen, budget):
     return keeps
 
 
-def allocate(net, X_original, selected, keep, method, held_out, keep_solvers=False):
+def allocate(net, X_original, selected, keep, method, held_out, keep_solvers=False, executor=None):
     """Densities for the ``selected`` layers so that together they keep ``keep`` of their weights.
 
-    ``X_original``: {index: the layer's unfolded inputs on the trained network}."""
+    ``X_original``: {index: the layer's unfolded inputs on the trained network}.  ``executor``
+    (another process or machine): the layers' curves are computed there, one job per layer."""
     t0 = time.perf_counter()
-    curves = [layer_curve(k, net.layers[k], X_original[k], method, held_out, stop_density=keep / 5,
-                          keep_solvers=keep_solvers) for k in selected]
+    if executor is None:
+        curves = [layer_curve(k, net.layers[k], X_original[k], method, held_out, stop_density=keep / 5,
+                              keep_solvers=keep_solvers) for k in selected]
+    else:
+        share = getattr(executor, "share", None)
+        futures = [executor.submit(layer_curve, k, net.layers[k], share(X_original[k]) if share else X_original[k],
+                                   method, held_out, keep / 5) for k in selected]
+        curves = [f.result() for f in futures]
     budget = keep * sum(c.size for c in curves)
     chosen = choose(curves, budget)
     if chosen is None:    # not even the sparsest points fit: take them
@@ -271,5 +278,5 @@ class FromCurves:
         best = c.results[j][g]
         t0 = time.perf_counter()
         weights, bias = self.method.finish(problem, best)
-        return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=float(best.eps[0]), status=best.status,
+        return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=float(np.linalg.norm(best.eps)), status=best.status,
                            seconds=time.perf_counter() - t0, final_seconds=time.perf_counter() - t0)

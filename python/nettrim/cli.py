@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -43,7 +44,8 @@ _FLAGS = {"eps_rel": "--eps-rel", "sparsity": "--sparsity", "scope": "--scope", 
           "allocation": "--allocation", "layers": "--layers", "floor": "--floor",
           "nm": "--nm", "structured": "--structured", "threads": "--threads", "max_samples": "--max-samples",
           "seed": "--seed", "checkpoint": "--checkpoint", "scheme": "--scheme", "input_shape": "--input-shape",
-          "refit": "--no-refit"}
+          "refit": "--no-refit", "block_outputs": "--block-outputs", "memory_budget": "--memory-budget",
+          "scheduler": "--scheduler", "workers": "--workers"}
 
 
 def _message(e, args):
@@ -206,6 +208,16 @@ def _pruning_arguments(p, several=False):
     p.add_argument("--max-samples", type=int, default=8000,
                    help="rows per convolution problem (a seeded choice of sample x pixel positions)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled positions and held-out samples")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the parallel scheme's layers (and the allocation's curves) on a Dask cluster: its "
+                        "scheduler's address (tcp://host:port), or 'local' for --workers processes here")
+    p.add_argument("--workers", type=int, default=None,
+                   help="with --scheduler local: worker processes; otherwise the parallel scheme's layers "
+                        "solved at a time in threads (default 1)")
+    p.add_argument("--block-outputs", type=int, default=None, metavar="N",
+                   help="parallel scheme: solve layers in blocks of N output neurons, each a job of its own")
+    p.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="e.g. 4GiB: use at most as many calibration rows per layer as fit (a seeded subset)")
 
 
 def cmd_demo(args):
@@ -296,10 +308,12 @@ def cmd_prune(args):
     progress = Progress(len(net.layers), enabled=False if args.quiet else None)
     kw = _target(args, eps_rel, sparsity)
     try:
-        pruned, report = prune_network(net, X, threads=args.threads,
-                                       max_samples=args.max_samples, seed=args.seed, checkpoint=args.checkpoint,
-                                       on_layer=progress.layer_done, on_trial=progress.trial,
-                                       progress=progress.solver_callback, **kw)
+        with _cluster(args):
+            pruned, report = prune_network(net, X, threads=args.threads,
+                                           max_samples=args.max_samples, seed=args.seed, checkpoint=args.checkpoint,
+                                           on_layer=progress.layer_done, on_trial=progress.trial,
+                                           progress=progress.solver_callback, **kw,
+                                           executor=getattr(args, "client", None))
     finally:
         progress.close()
     tuned = None
@@ -317,7 +331,8 @@ def cmd_prune(args):
     # The report names the model file by its hash: two runs writing the same OUTPUT at once
     # can interleave their renames, and 'nettrim report' then says that the pair does not match.
     atomic_json(base + ".json", {**report.to_dict(), "model": args.model, "output": out, "output_sha256": digest,
-                                 "files": files, "size": sizes, "options": kw,
+                                 "files": files, "size": sizes,
+                                 "options": {**kw, "scheduler": args.scheduler},
                                  **({"finetune": vars(tuned)} if tuned else {})})
     if not args.quiet:
         print(report_table(report))
@@ -367,7 +382,37 @@ def _check_options(args, several=False):
     if getattr(args, "checkpoint", None) is not None:
         from ._validate import check_directory
         check_directory("--checkpoint", args.checkpoint)
+    if args.workers is not None:
+        check_int("--workers", args.workers, low=1, high=1024, what="a number of workers")
+    if args.scheduler is not None and args.workers is not None and args.scheduler != "local":
+        raise CliError("--workers: a number of local worker processes goes with --scheduler local, not with the "
+                       f"cluster at {args.scheduler}")
+    if args.block_outputs is not None:
+        check_int("--block-outputs", args.block_outputs, low=1, what="a number of output neurons")
+        if args.scheme != "parallel":
+            raise CliError("--block-outputs: blocks of output neurons are solved apart in the parallel scheme only")
+    if args.memory_budget is not None:
+        from .prune import parse_bytes
+        parse_bytes(args.memory_budget, "--memory-budget")
     return runs
+
+
+@contextlib.contextmanager
+def _cluster(args):
+    """The Dask client of --scheduler for the whole command (args.client), closed after it."""
+    if args.scheduler is None:
+        yield
+        return
+    from .distributed import connect, disconnect
+    try:
+        args.client = connect(args.scheduler, workers=args.workers)
+    except ImportError as e:
+        raise CliError(f"--scheduler: {e}") from None
+    try:
+        yield
+    finally:
+        disconnect(args.client)
+        args.client = None
 
 
 def _finetune_data(args):
@@ -414,7 +459,9 @@ def _same_file(a, b):
 def _target(args, eps_rel=None, sparsity=None):
     """prune_network's keyword arguments for one run: the options and its eps_rel or sparsity."""
     kw = {"method": args.method, "scheme": args.scheme, "scope": args.scope, "allocation": args.allocation,
-          "floor": args.floor}
+          "floor": args.floor, "block_outputs": args.block_outputs, "memory_budget": args.memory_budget}
+    if args.workers is not None and args.scheduler is None:
+        kw["workers"] = args.workers
     if args.layers:
         kw["layers"] = [int(v) if v.strip().lstrip("-").isdigit() else v.strip() for v in args.layers.split(",")]
     if args.nm:
@@ -514,24 +561,26 @@ def cmd_sweep(args):
     points = []
     base = f"{np.mean(np.argmax(reference, 1) == ye):.4f}" if ye is not None else ""
     rows.append(("trained", "100.0", base, "0", ""))
-    for eps_rel, sparsity in runs:
-        progress = Progress(len(net.layers), enabled=False if args.quiet else None)
-        setting = {"eps_rel": eps_rel} if sparsity is None else {"sparsity": sparsity}
-        try:
-            pruned, report = prune_network(net, X, threads=args.threads, max_samples=args.max_samples,
-                                           seed=args.seed, on_layer=progress.layer_done, on_trial=progress.trial,
-                                           progress=progress.solver_callback, **_target(args, eps_rel, sparsity))
-        finally:
-            progress.close()
-        out = pruned.forward(Xe)
-        err = float(np.linalg.norm(out - reference) / max(np.linalg.norm(reference), 1e-30))
-        acc = float(np.mean(np.argmax(out, 1) == ye)) if ye is not None else None
-        kept = pruned.nnz() / net.size()
-        name, value = next(iter(setting.items()))
-        label = f"{name}={value:g}" if np.ndim(value) == 0 else f"{name}={','.join(f'{v:g}' for v in value)}"
-        rows.append((label, f"{100 * kept:.1f}", "" if acc is None else f"{acc:.4f}",
-                     f"{err:.4f}", f"{report.seconds:.1f}"))
-        points.append((kept, acc if acc is not None else err))
+    with _cluster(args):
+        for eps_rel, sparsity in runs:
+            progress = Progress(len(net.layers), enabled=False if args.quiet else None)
+            setting = {"eps_rel": eps_rel} if sparsity is None else {"sparsity": sparsity}
+            try:
+                pruned, report = prune_network(net, X, threads=args.threads, max_samples=args.max_samples,
+                                               seed=args.seed, on_layer=progress.layer_done, on_trial=progress.trial,
+                                               progress=progress.solver_callback, **_target(args, eps_rel, sparsity),
+                                               executor=getattr(args, "client", None))
+            finally:
+                progress.close()
+            out = pruned.forward(Xe)
+            err = float(np.linalg.norm(out - reference) / max(np.linalg.norm(reference), 1e-30))
+            acc = float(np.mean(np.argmax(out, 1) == ye)) if ye is not None else None
+            kept = pruned.nnz() / net.size()
+            name, value = next(iter(setting.items()))
+            label = f"{name}={value:g}" if np.ndim(value) == 0 else f"{name}={','.join(f'{v:g}' for v in value)}"
+            rows.append((label, f"{100 * kept:.1f}", "" if acc is None else f"{acc:.4f}",
+                         f"{err:.4f}", f"{report.seconds:.1f}"))
+            points.append((kept, acc if acc is not None else err))
     print(f"{args.model}: {args.scheme} scheme, {len(X)} calibration samples, {len(Xe)} evaluation samples")
     print(format_table(rows))
     plot = args.plot if args.plot is not None else os.path.splitext(args.model)[0] + "-sweep.png"

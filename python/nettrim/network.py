@@ -88,10 +88,11 @@ class Network:
     def predict(self, X):
         return np.argmax(self.forward(X), axis=1)
 
-    def sample_positions(self, n_samples, max_samples=None, seed=0):
+    def sample_positions(self, n_samples, max_samples=None, seed=0, max_dense=None):
         """For every prunable layer, the rows of its Net-Trim problem: (images, rows, cols).
 
-        A dense layer uses every sample.  A convolution has one row per sample and output
+        A dense layer uses every sample, or a seeded random subset of ``max_dense`` of them
+        (a memory budget's choice).  A convolution has one row per sample and output
         pixel; when there are more than ``max_samples`` of those, a seeded random subset
         (sorted, so batches can take theirs in order) is used."""
         plan = []
@@ -101,6 +102,8 @@ class Network:
                 continue
             if isinstance(step, Dense):
                 images = np.arange(n_samples)
+                if max_dense is not None and n_samples > max_dense:
+                    images = np.sort(np.random.default_rng([seed, k]).choice(n_samples, int(max_dense), replace=False))
                 plan.append((images, np.zeros_like(images), np.zeros_like(images)))
             else:
                 _, h, w = step.output_shape(in_shape)
@@ -114,8 +117,8 @@ class Network:
             k += 1
         return plan
 
-    def memory_estimate(self, n_samples, *, max_samples=None, scheme="cascade", workers=1, itemsize=4,
-                        engine=True):
+    def memory_estimate(self, n_samples, *, max_samples=None, max_dense=None, scheme="cascade", workers=1,
+                        itemsize=4, engine=True):
         """Bytes that pruning on ``n_samples`` inputs needs, from the shapes alone.
 
         Per prunable layer: ``P`` rows of its problem (samples, or sampled positions of a
@@ -131,7 +134,8 @@ class Network:
             if not isinstance(step, PRUNABLE):
                 continue
             if isinstance(step, Dense):
-                P, cols, fan_in, M, kind = n_samples, step.weight.shape[0], step.weight.shape[0], step.weight.shape[1], "dense"
+                P = n_samples if max_dense is None else min(n_samples, int(max_dense))
+                P, cols, fan_in, M, kind = P, step.weight.shape[0], step.weight.shape[0], step.weight.shape[1], "dense"
             else:
                 _, h, w = step.output_shape(in_shape)
                 total = n_samples * h * w

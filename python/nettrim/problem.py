@@ -50,9 +50,23 @@ class LayerProblem:
     def size(self):
         return self.W.size
 
-    def eps(self, eps_rel):
-        """The absolute tolerance for ``eps_rel``, never below the floor."""
-        return max(float(eps_rel) * self.scale, self.eps_floor)
+    def restricted(self, start, stop):
+        """The problem of output neurons ``start:stop`` only (a block, see
+        :class:`nettrim.schemes.BlockJob`); the floor is shared in proportion to the outputs' norm."""
+        cols = slice(start, stop)
+        block = LayerProblem(f"{self.name}[{start}:{stop}]", self.X, self.Y[:, cols], self.W[:, cols],
+                             None if self.b is None else self.b[cols], self.relu,
+                             None if self.V is None else self.V[:, cols])
+        block.eps_floor = self.eps_floor * block.scale / self.scale if self.eps_floor else 0.0
+        return block
+
+    def eps(self, eps_rel, per_neuron=False):
+        """The absolute tolerance for ``eps_rel``, never below the floor; ``per_neuron``: one
+        per output, relative to that output's norm on Omega (the floor shared likewise)."""
+        if not per_neuron:
+            return max(float(eps_rel) * self.scale, self.eps_floor)
+        norms = np.linalg.norm(np.where(self.omega, self.Y, 0), axis=0)
+        return np.maximum(float(eps_rel) * norms, self.eps_floor * norms / self.scale)
 
 
 FLOORS = ("trained", "refit")

@@ -11,6 +11,7 @@ import math
 import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional
 
 import numpy as np
@@ -30,7 +31,8 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
                   gamma: float = math.sqrt(1.1), floor: str = "refit", sparsity=None, scope: str = "network",
                   allocation: str = "curves", layers=None, method: str = "nettrim", nm=None,
                   structured: bool = False, refit: bool = True, max_samples: Optional[int] = 8000, seed: int = 0,
-                  holdout: float = 0.2, threads: int = 0, workers: int = 1, executor=None, dtype="float32",
+                  holdout: float = 0.2, threads: int = 0, workers: int = 1, executor=None,
+                  block_outputs: Optional[int] = None, memory_budget=None, dtype="float32",
                   checkpoint: Optional[str] = None, on_layer: Optional[Callable[[int, LayerReport], None]] = None,
                   on_trial: Optional[Callable] = None, **solver_options):
     """Prune the layers of ``net`` (Net-Trim, or another method); returns ``(pruned_net, PruneReport)``.
@@ -97,7 +99,19 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         Engine threads per solve (0: automatic, following the machine's load).
     workers, executor
         Parallel scheme: layers solved at a time by a thread pool of ``workers``, or by an
-        ``executor`` (``concurrent.futures``-style: ``submit`` returning futures).
+        ``executor``: any ``concurrent.futures``-style one (``submit`` returning futures; a
+        ``ProcessPoolExecutor``), or a ``dask.distributed.Client``, whose workers get each
+        layer's inputs once (see :mod:`nettrim.distributed`).  With ``allocation="curves"`` the
+        layers' solution paths run on the executor too.  The cascade is sequential and ignores it.
+    block_outputs : int, optional
+        Parallel scheme: a layer with more output neurons is solved in blocks of this many, each
+        a job of its own (for layers too large for one worker).  One constraint per neuron:
+        the same program.  The joint constraint: each block within ``eps_rel`` of its own
+        outputs, a feasible and slightly tighter program (see :class:`nettrim.schemes.BlockJob`).
+    memory_budget : bytes (int) or a string such as "2GiB", optional
+        Choose the calibration rows of every layer (a seeded subset, dense layers included) so
+        that the estimated memory stays within the budget; the report's ``samples`` per layer
+        and a note say what was chosen.
     dtype : {"float32", "float64"}
     checkpoint : path, optional
         A directory where every finished layer is saved; rerunning the same call resumes
@@ -128,11 +142,26 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
     eps_rel, gamma, sparsity, nm = (args[k] for k in ("eps_rel", "gamma", "sparsity", "nm"))
     max_samples, seed, threads, workers = (args[k] for k in ("max_samples", "seed", "threads", "workers"))
     X = check_inputs(net, calibration_inputs, "calibration_inputs")
+    from . import distributed
+    block_outputs = _check_block_outputs(block_outputs, scheme)
+    max_rows = None
+    budget_note = None
+    if memory_budget is not None:
+        max_rows, budget_note = _rows_for_budget(net, len(X), memory_budget, scheme, workers, dtype, method)
+        if max_rows is not None:
+            max_samples = max_rows if max_samples is None else min(max_samples, max_rows)
+    adapted = distributed.as_executor(executor)
+    remote = executor is not None and not isinstance(executor, ThreadPoolExecutor)
+    if remote:                   # callbacks of this process: they would run (or fail to pickle) elsewhere
+        on_trial = None
+        solver_options = {k: v for k, v in solver_options.items() if k != "progress"}
     t0 = time.perf_counter()
     if workers > 1 and threads == 0 and executor is None:   # the engine's threads shared among the workers
         threads = max(1, (os.cpu_count() or 1) // workers)
     with blas_threads():
-        run = _Run(net, X, scheme, gamma, floor, selected, max_samples, seed, executor, workers, on_layer)
+        run = _Run(net, X, scheme, gamma, floor, selected, max_samples, seed, adapted, workers, on_layer,
+                   block_outputs, max_rows, remote)
+
         if checkpoint is not None:
             from .checkpoint import Checkpoint
             run.store = Checkpoint(checkpoint, net, X, dict(
@@ -162,8 +191,11 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
                 if network_wide and method == "magnitude":
                     sparsity = _global_magnitude(net, selected, sparsity)
                 pruned, reports = run.all(layerwise, _targets(selected, eps_rel, sparsity, nm))
+    if adapted is not executor:
+        adapted.shutdown()                   # releases the data scattered to the cluster
     report = PruneReport(scheme, reports, run.samples, time.perf_counter() - t0, method,
-                         allocation if network_wide and method == "nettrim" else None, run.notes)
+                         allocation if network_wide and method == "nettrim" else None, run.notes,
+                         rows=max_rows, memory=budget_note)
     _warn(report)
     return pruned, report
 
@@ -172,13 +204,15 @@ class _Run:
     """One network, its calibration data and the scheme's settings: runs the scheme for given
     per-layer targets (``all``), as often as an allocation needs."""
 
-    def __init__(self, net, X, scheme, gamma, floor, selected, max_samples, seed, executor, workers, on_layer):
+    def __init__(self, net, X, scheme, gamma, floor, selected, max_samples, seed, executor, workers, on_layer,
+                 block_outputs=None, max_rows=None, remote=False):
         self.net, self.X, self.scheme, self.gamma, self.selected = net, X, scheme, gamma, selected
         self.floor = floor
-        self.max_samples, self.seed = max_samples, seed
+        self.max_samples, self.seed, self.max_rows = max_samples, seed, max_rows
         self.executor, self.workers, self.on_layer = executor, workers, on_layer
+        self.block_outputs, self.remote = block_outputs, remote
         self.store, self.notes = None, []
-        self.plan = net.sample_positions(len(X), max_samples, seed)
+        self.plan = net.sample_positions(len(X), max_samples, seed, max_dense=max_rows)
         self.samples = len(X)
 
     def hold_out(self, fraction):
@@ -191,10 +225,10 @@ class _Run:
         H = self.X[held]
         self.X = self.X[kept]
         self.samples = len(self.X)
-        self.plan = self.net.sample_positions(len(self.X), self.max_samples, self.seed)
+        self.plan = self.net.sample_positions(len(self.X), self.max_samples, self.seed, max_dense=self.max_rows)
         return H
 
-    def all(self, method, targets, *, notify=True, key=None):
+    def all(self, method, targets, *, notify=True, key=None, in_process=False):
         """The scheme with ``targets``: {index: Target}, or (cascade) a function
         ``(k, reports so far) -> Target or None`` for the selected layers."""
         lazy = callable(targets)
@@ -208,11 +242,64 @@ class _Run:
 
         jobs = job if lazy else [job(k) for k in range(len(self.net.layers))]
         key = key or (lambda k: f"{method.name}-{chosen[k]!r}")
-        pruned, reports, notes = schemes.run(self.net, self.X, self.plan, self.scheme, jobs, executor=self.executor,
+        executor = None if in_process and self.remote else self.executor
+        pruned, reports, notes = schemes.run(self.net, self.X, self.plan, self.scheme, jobs, executor=executor,
                                              workers=self.workers, on_layer=self.on_layer if notify else None,
-                                             store=self.store, key=key)
+                                             store=self.store, key=key, block_outputs=self.block_outputs)
         self.notes.extend(notes)
         return pruned, reports
+
+
+def _check_block_outputs(block_outputs, scheme):
+    if block_outputs is None:
+        return None
+    from ._validate import check_int
+    block_outputs = check_int("block_outputs", block_outputs, low=1, what="a number of output neurons per block")
+    if scheme != "parallel":
+        raise InvalidArgument("block_outputs: blocks of output neurons are solved apart in the parallel scheme only "
+                              "(the cascade's layers depend on each other's outputs)")
+    return block_outputs
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value, name="memory_budget"):
+    """Bytes from an int or a string such as "512MiB", "2GB", "1.5 GiB"."""
+    import re
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        if m and m.group(2).lower() in _UNITS and float(m.group(1)) > 0:
+            return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    raise InvalidArgument(f"{name}: expected a number of bytes > 0 or a size such as '2GiB', got {value!r}")
+
+
+def _rows_for_budget(net, n_samples, memory_budget, scheme, workers, dtype, method):
+    """The most calibration rows per layer whose estimated memory fits ``memory_budget``
+    (estimated from the shapes, before anything is allocated), and a note saying so."""
+    from ._validate import resolve_dtype
+    budget = parse_bytes(memory_budget)
+    itemsize = np.dtype(resolve_dtype(dtype)).itemsize
+
+    def need(rows):
+        return net.memory_estimate(n_samples, max_samples=rows, max_dense=rows, scheme=scheme, workers=workers,
+                                   itemsize=itemsize, engine=method == "nettrim")["total"]
+
+    most = max(r["P"] for r in net.memory_estimate(n_samples, scheme=scheme)["layers"])
+    if need(most) <= budget:
+        return None, None
+    low, high = 0, most                    # need(low) fits (or low is 0), need(high) does not
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if need(mid) <= budget else (low, mid)
+    if low < 1:
+        raise InvalidArgument(f"memory_budget: {budget >> 20} MiB is not enough for even one calibration row "
+                              f"(the calibration data and the layers' weights need about {need(1) >> 20} MiB)")
+    return low, (f"memory_budget {budget / 2**20:.4g} MiB: each layer's problem uses at most {low} rows (a seeded "
+                 f"subset of the calibration rows; estimated {need(low) / 2**20:.4g} MiB)")
 
 
 def _targets(selected, eps_rel, sparsity, nm):
@@ -231,14 +318,17 @@ def _by_curves(run, nettrim, keep, holdout):
     held_out = alloc.HeldOut(run.net, H)
     originals = run.net.layer_inputs(run.X, run.plan, run.selected)
     parallel = run.scheme == "parallel"
-    choice = alloc.allocate(run.net, originals, run.selected, keep, nettrim, held_out, keep_solvers=parallel)
+    # On another process or machine the curves are computed there (one job per layer), and the
+    # chosen points are finished here: their solutions are here already, and cheap to finish.
+    choice = alloc.allocate(run.net, originals, run.selected, keep, nettrim, held_out,
+                            keep_solvers=parallel and not run.remote, executor=run.executor if run.remote else None)
     run.allocation = choice
     nettrim.close = 0.01      # the searches below land within 1% of their layer's allocation
     if parallel:   # the chosen path points themselves; the fill layer searches between two points
         chosen = alloc.FromCurves(nettrim, choice, {k: layer_problems(run.net.layers[k], originals[k])
                                                     for k in run.selected})
         targets = {k: Target(keep=kp) for k, kp in zip(run.selected, choice.keep)}
-        pruned, reports = run.all(chosen, targets, key=lambda k: f"curves-{targets[k]!r}")
+        pruned, reports = run.all(chosen, targets, key=lambda k: f"curves-{targets[k]!r}", in_process=True)
     else:          # each layer on the pruned prefix, searched to its density: the allocation again
         def target(k, reports):   # for the layers left, under the budget left (a layer may have come out
             done = sum(reports[j].nnz for j in run.selected if j < k)   # sparser than its curve said)

@@ -49,6 +49,8 @@ class PruneReport:
     method: str = "nettrim"
     allocation: Optional[str] = None      # how a whole-network target was shared out, when there was one
     notes: List[str] = field(default_factory=list)   # what the run wants the user to know (unreached targets, ...)
+    rows: Optional[int] = None            # the most rows per layer a memory budget allowed (None: all)
+    memory: Optional[str] = None          # what the memory budget chose, in words
 
     @property
     def nnz_before(self):
@@ -65,7 +67,8 @@ class PruneReport:
     def to_dict(self):
         return {"scheme": self.scheme, "method": self.method, "allocation": self.allocation,
                 "calibration_samples": self.calibration_samples, "seconds": self.seconds,
-                "nnz_before": self.nnz_before, "nnz": self.nnz, "notes": list(self.notes),
+                "nnz_before": self.nnz_before, "nnz": self.nnz, "notes": list(self.notes), "rows": self.rows,
+                "memory": self.memory,
                 "layers": [asdict(r) for r in self.layers]}
 
     def summary(self) -> str:
@@ -78,4 +81,5 @@ class PruneReport:
     @classmethod
     def from_dict(cls, d):
         return cls(d["scheme"], [LayerReport.from_dict(r) for r in d["layers"]], d["calibration_samples"],
-                   d["seconds"], d.get("method", "nettrim"), d.get("allocation"), list(d.get("notes", [])))
+                   d["seconds"], d.get("method", "nettrim"), d.get("allocation"), list(d.get("notes", [])),
+                   d.get("rows"), d.get("memory"))

@@ -53,4 +53,6 @@ def report_summary(report):
     method = "Net-Trim" if report.method == "nettrim" else report.method
     head = (f"{method}, {report.scheme} scheme, {report.calibration_samples} calibration samples: "
             f"{report.nnz} of {report.nnz_before} weights kept ({kept:.1f}%) in {report.seconds:.2f} s")
+    if report.memory:
+        head += f"\n{report.memory}"
     return head + "\n" + report_table(report)

@@ -50,8 +50,55 @@ class LayerJob:
                  for p, o in zip(problems, outcomes)], report, notes)
 
 
+def output_blocks(layer, block_outputs):
+    """The ranges of output neurons (of every group) solved as separate jobs: one range, or
+    blocks of ``block_outputs``."""
+    M = layer.group_matrix(0)[0].shape[1]
+    if not block_outputs or M <= block_outputs:
+        return [(0, M)]
+    return [(start, min(M, start + block_outputs)) for start in range(0, M, block_outputs)]
+
+
+@dataclass
+class BlockJob:
+    """Prune the output neurons ``outputs = (start, stop)`` of a layer's job (every group):
+    the block's problem is the layer's restricted to those columns.  With one constraint per
+    neuron the blocks are independent; with the joint constraint each block gets
+    ``eps_rel * ||Y_block||``, a share of the layer's ``eps`` in proportion to the block's
+    output norm (the squares add up to the layer's eps^2: feasible for the layer, slightly
+    tighter than the joint program).  A density target applies to each block alike."""
+    job: LayerJob
+    outputs: tuple
+
+    def __call__(self, X_original):
+        problems = layer_problems(self.job.layer, X_original, None, self.job.gamma, self.job.floor)
+        return [self.job.method.prune(p.restricted(*self.outputs), self.job.target) for p in problems]
+
+
+def merge_blocks(job, X_original, blocks):
+    """A layer's ``(matrices, biases, report, notes)`` from its blocks' outcomes (in order)."""
+    problems = layer_problems(job.layer, X_original, None, job.gamma, job.floor)
+    outcomes = []
+    for g, p in enumerate(problems):
+        parts = [block[g] for block in blocks]
+        bias = None if p.b is None else np.concatenate(
+            [np.zeros(o.weight.shape[1]) if o.bias is None else o.bias for o in parts])
+        bad = [o.status for o in parts if o.status not in ("converged", "done")]
+        outcomes.append(PrunedLayer(
+            weight=np.hstack([o.weight for o in parts]), bias=bias, method=parts[0].method,
+            status=bad[0] if bad else parts[0].status,
+            eps=None if any(o.eps is None for o in parts) else math.sqrt(sum(o.eps ** 2 for o in parts)),
+            iterations=sum(o.iterations for o in parts), solves=sum(o.solves for o in parts),
+            seconds=sum(o.seconds for o in parts), search_seconds=sum(o.search_seconds for o in parts),
+            final_seconds=sum(o.final_seconds for o in parts), notes=[n for o in parts for n in o.notes]))
+    report = layer_report(job.layer, problems, outcomes, sum(o.seconds for o in outcomes), len(X_original))
+    return ([np.asarray(o.weight, np.float32) for o in outcomes],
+            [np.zeros(p.W.shape[1], np.float32) if o.bias is None else np.asarray(o.bias, np.float32)
+             for p, o in zip(problems, outcomes)], report, [n for o in outcomes for n in o.notes])
+
+
 def run(net, X, plan, scheme, jobs, *, executor=None, workers=1, on_layer: Optional[Callable] = None,
-        store=None, key=""):
+        store=None, key="", block_outputs: Optional[int] = None):
     """Prune the layers of ``net`` that have a job (None: left as they are).
 
     ``jobs``: one :class:`LayerJob` (or None) per prunable layer; in the cascade also a
@@ -97,10 +144,26 @@ def run(net, X, plan, scheme, jobs, *, executor=None, workers=1, on_layer: Optio
         todo = [k for k in range(len(layers)) if start(k, jobs[k])]
         own = executor is None
         pool = ThreadPoolExecutor(max_workers=max(1, int(workers))) if own else executor
+        share = getattr(pool, "share", None)     # executors that move data (Dask) send each input once
         try:
-            futures = {pool.submit(jobs[k], originals[k], None): k for k in todo}
+            futures, blocks = {}, {}
+            for k in todo:
+                ranges = output_blocks(layers[k], block_outputs)
+                inputs = share(originals[k], broadcast=len(ranges) > 1) if share else originals[k]
+                if len(ranges) == 1:
+                    futures[pool.submit(jobs[k], inputs, None)] = (k, None)
+                    continue
+                blocks[k] = [None] * len(ranges)
+                for j, outputs in enumerate(ranges):
+                    futures[pool.submit(BlockJob(jobs[k], outputs), inputs)] = (k, j)
             for future in as_completed(futures):
-                done(futures[future], future.result())
+                k, j = futures[future]
+                if j is None:
+                    done(k, future.result())
+                    continue
+                blocks[k][j] = future.result()
+                if all(b is not None for b in blocks[k]):
+                    done(k, merge_blocks(jobs[k], originals[k], blocks.pop(k)))
         finally:
             if own:
                 pool.shutdown(wait=True, cancel_futures=True)

@@ -47,6 +47,7 @@ class NetTrim:
         # on_trial(layer, kind, number, eps_rel, density): each solve of a search or curve, as it ends.
         self.on_trial = options.pop("on_trial", None)
         self.options = options
+        self.per_neuron = options.get("constraint") == "neuron"
 
     def solver(self, problem) -> LayerSolver:
         """A solver set up for ``problem`` (the factorisation is done here, once)."""
@@ -66,7 +67,7 @@ class NetTrim:
         tried = []
 
         def run(rel):
-            res = solver.solve(eps=problem.eps(rel), warn=False, keep_state=False)
+            res = solver.solve(eps=problem.eps(rel, self.per_neuron), warn=False, keep_state=False)
             tried.append(res)
             if self.on_trial:
                 self.on_trial(problem.name, "search trial" if target.keep is not None else "solve", len(tried),
@@ -84,7 +85,8 @@ class NetTrim:
         t1 = time.perf_counter()
         weights, bias = self.finish(problem, best, target.nm)
         t2 = time.perf_counter()
-        return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=float(best.eps[0]), status=best.status,
+        return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=float(np.linalg.norm(best.eps)),
+                           status=best.status,
                            iterations=sum(r.iterations for r in tried), solves=len(tried), seconds=t2 - t0,
                            search_seconds=t1 - t0, final_seconds=t2 - t1, notes=notes)
 
@@ -101,7 +103,7 @@ class NetTrim:
         points = {}
 
         def solve(rel):
-            res = solver.solve(eps=problem.eps(rel), warn=False, keep_state=False)
+            res = solver.solve(eps=problem.eps(rel, self.per_neuron), warn=False, keep_state=False)
             points[rel] = res
             if self.on_trial:
                 self.on_trial(problem.name, "curve point", len(points), rel, res.density)
@@ -143,5 +145,5 @@ class NetTrim:
         weights, bias = refit_on_support(X, Y, mask, relu=problem.relu, V=problem.V, fit_bias=problem.has_bias,
                                          bias=problem.b)
         if not nm:   # keep Net-Trim's guarantee: no further than eps from the outputs on Omega
-            weights, bias = within_ball(X, Y, omega, (best.weight, best.bias), (weights, bias), float(best.eps[0]))
+            weights, bias = within_ball(X, Y, omega, (best.weight, best.bias), (weights, bias), float(np.linalg.norm(best.eps)))
         return weights, bias
