@@ -34,6 +34,11 @@ class PrunedLayer:
     def nnz(self) -> int:
         return int(np.count_nonzero(self.weight))
 
+    def __repr__(self) -> str:        # the arrays are in the fields; a repr that fits on a line
+        shape = "x".join(map(str, np.shape(self.weight)))
+        return (f"{type(self).__name__}(method={self.method!r}, status={self.status!r}, weight={shape}, "
+                f"nnz={self.nnz}, seconds={self.seconds:.3g})")
+
     @property
     def density(self) -> float:
         return self.nnz / max(1, self.weight.size)
@@ -44,7 +49,7 @@ class PrunedLayer:
         return sp.csr_matrix(self.weight)
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, repr=False)
 class LayerResult(PrunedLayer):
     """A Net-Trim layer solve: the pruned layer and how the solve went.
 
@@ -96,6 +101,10 @@ class SolutionPath:
     results: List[LayerResult]
     setup_seconds: float                 # seconds of the one factorisation the path shared
     seconds: float = 0.0           # seconds of the path's solves and checks
+
+    def __repr__(self) -> str:
+        rel = None if self.eps_rel is None else [float(v) for v in self.eps_rel]
+        return f"SolutionPath({len(self.results)} points, eps_rel={rel}, nnz={[int(v) for v in self.nnz]})"
 
     def _column(self, name, dtype=float):
         return np.array([getattr(r, name) for r in self.results], dtype=dtype)
