@@ -11,6 +11,10 @@
 
 #include "nettrim/nettrim.hpp"
 
+#ifdef NETTRIM_WITH_CUDA
+#include "cuda_backend.hpp"
+#endif
+
 namespace py = pybind11;
 using namespace nettrim;
 
@@ -199,6 +203,22 @@ PYBIND11_MODULE(_core, m) {
   bind_solver<double>(m, "Float64");
 
   m.def("available_backends", &available_backends, "Names of the backends this build and machine have.");
+#ifdef NETTRIM_WITH_CUDA
+  m.attr("cuda") = true;   // compiled in; whether a device is present: available_backends()
+  m.def("cuda_device_count", &cuda::device_count, "CUDA devices visible (0 without a GPU or driver).");
+  m.def("cuda_device_name", &cuda::device_name, "The current CUDA device's name and compute capability.");
+  m.def(
+      "cuda_gemm_seconds",
+      [](long P, long N, long M, bool float64, bool tf32, int repeats) {
+        py::gil_scoped_release release;
+        return cuda::gemm_seconds(P, N, M, float64, tf32, repeats);
+      },
+      py::arg("P"), py::arg("N"), py::arg("M"), py::arg("float64") = false, py::arg("tf32") = false,
+      py::arg("repeats") = 5,
+      "Median seconds of an iteration's two P x N x M products (X U and X^T B) with cuBLAS on random data.");
+#else
+  m.attr("cuda") = false;
+#endif
   m.attr("max_threads") = kMaxThreads;
   m.attr("version") = NETTRIM_VERSION;
 #ifdef _OPENMP

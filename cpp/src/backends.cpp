@@ -24,17 +24,18 @@ template <class T>
 std::unique_ptr<Backend<T>> make_backend(const std::string& name) {
   if (name == "cpu") return std::make_unique<cpu::CpuBackend<T>>();
 #ifdef NETTRIM_WITH_CUDA
-  if (name == "cuda") {
+  // "cuda:tf32": the same backend, its float32 products on TF32 tensor cores (opt-in).
+  if (name == "cuda" || name == "cuda:tf32") {
     if (cuda::device_count() == 0) {
-      throw std::invalid_argument("backend: 'cuda' is built in, but no CUDA device is visible");
+      throw std::invalid_argument("backend: '" + name + "' is built in, but no CUDA device is visible");
     }
-    return cuda::make_backend<T>();
+    return cuda::make_backend<T>(name == "cuda:tf32");
   }
 #endif
   std::string have;
   for (const std::string& n : available_backends()) have += (have.empty() ? "'" : ", '") + n + "'";
   throw std::invalid_argument("backend: expected one of " + have + ", got '" + name + "'" +
-                              (name == "cuda" ? " (this build has no CUDA backend)" : ""));
+                              (name.rfind("cuda", 0) == 0 ? " (this build has no CUDA backend)" : ""));
 }
 
 template std::unique_ptr<Backend<float>> make_backend(const std::string&);

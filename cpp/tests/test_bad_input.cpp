@@ -1,5 +1,8 @@
 // Bad data and settings throw, naming what was wrong; misuse of the lifecycle too.
+#include <algorithm>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "check.hpp"
 
@@ -25,6 +28,12 @@ int main() {
   bad.tol = -1;
   CHECK_THROWS(bad.validate(), std::invalid_argument, "tol: expected a finite value >= 0");
   CHECK_THROWS(Solver<double>("gpu"), std::invalid_argument, "backend: expected one of 'cpu'");
+  // CUDA asked for where the build or the machine has none: an error naming the argument.
+  const std::vector<std::string> names = available_backends();
+  if (std::find(names.begin(), names.end(), "cuda") == names.end()) {
+    CHECK_THROWS(Solver<float>("cuda"), std::invalid_argument, "backend: ");
+    CHECK_THROWS(Solver<double>("cuda:tf32"), std::invalid_argument, "backend: ");
+  }
 
   Solver<double> solver;
   CHECK_THROWS(solver.update_target(L.Y), std::logic_error, "call setup");

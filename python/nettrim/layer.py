@@ -67,7 +67,10 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
         Precision of the solve: float32 is the fast path.  The returned matrix's
         violations and error are evaluated in double precision either way.
     backend : str
-        Engine backend (see :func:`nettrim.backends`).
+        Engine backend (see :func:`nettrim.backends`): "cpu", or "cuda" in a build with the
+        CUDA backend on a machine with a GPU; "cuda:tf32" is the CUDA backend with its
+        float32 products on TF32 tensor cores (faster, about 1e-3 relative rounding).
+        A backend the build or the machine lacks raises ``InvalidArgument``.
     threads : int
         Threads for the engine (0: automatic, or the environment variable ``NETTRIM_THREADS``
         when it is set).

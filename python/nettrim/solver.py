@@ -46,7 +46,9 @@ SETTINGS = tuple(_CHOICES) + tuple(_INTS) + _BOOLS + _REALS + _OPTIONAL_REALS
 
 
 def backends():
-    """Names of the engine backends this build and machine have, e.g. ``['cpu']``."""
+    """Names of the engine backends this build and machine have, e.g. ``['cpu']``, or
+    ``['cpu', 'cuda']`` for a build with the CUDA backend (NETTRIM_CUDA=ON) where a GPU
+    is visible."""
     return list(_core.available_backends())
 
 
@@ -121,7 +123,10 @@ class LayerSolver:
         Precision of the solve; float32 is the fast path.  Returned matrices are
         re-checked in float64 either way.
     backend : str
-        Engine backend (see :func:`nettrim.backends`).
+        Engine backend (see :func:`nettrim.backends`): "cpu", or "cuda" in a build with the
+        CUDA backend on a machine with a GPU; "cuda:tf32" is the CUDA backend with its
+        float32 products on TF32 tensor cores (faster, about 1e-3 relative rounding).
+        A backend the build or the machine lacks raises ``InvalidArgument``.
     progress : callable(iteration, primal_residual, dual_residual, elapsed), optional
         Called at every convergence check of every solve.
     **settings
