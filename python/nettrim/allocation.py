@@ -115,12 +115,14 @@ def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_s
     t0 = time.perf_counter()
     problems = layer_problems(layer, X_original)
     solvers = [method.solver(p) for p in problems]
-    # The groups of a grouped convolution share the first group's eps_rel values.
-    first = method.curve(problems[0], solvers[0], stop_density=stop_density)
-    grid = [rel for rel, _ in first]
-    per_group = [[r for _, r in first]]
-    for p, solver in zip(problems[1:], solvers[1:]):
-        per_group.append([solver.solve(eps=p.eps(rel, method.per_neuron), warn=False, keep_state=False) for rel in grid])
+    with method.loose(solvers):
+        # The groups of a grouped convolution share the first group's eps_rel values.
+        first = method.curve(problems[0], solvers[0], stop_density=stop_density)
+        grid = [rel for rel, _ in first]
+        per_group = [[r for _, r in first]]
+        for p, solver in zip(problems[1:], solvers[1:]):
+            per_group.append([solver.solve(eps=p.eps(rel, method.per_neuron), warn=False, keep_state=False)
+                              for rel in grid])
     results = [[per_group[g][j] for g in range(len(problems))] for j in range(len(grid))]
     finished = [[method.finish(p, r, quick=True) for p, r in zip(problems, point)] for point in results]
     nnz = np.array([sum(int(np.count_nonzero(w)) for w, _ in point) for point in finished])
@@ -272,11 +274,10 @@ class FromCurves:
         c, j, keep, g = self.where[problem.name]
         if j is None:
             return PrunedLayer(weight=problem.W, bias=problem.b, method=self.name)
-        if abs(keep * c.size - c.nnz[j]) >= 0.5:      # between two points: search
-            solver = c.solvers[g] if c.solvers else None
-            return self.method.prune(problem, Target(keep=keep, eps_rel=float(c.eps_rel[j - 1])), solver=solver)
-        best = c.results[j][g]
-        t0 = time.perf_counter()
-        weights, bias = self.method.finish(problem, best)
-        return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=float(np.linalg.norm(best.eps)), status=best.status,
-                           seconds=time.perf_counter() - t0, final_seconds=time.perf_counter() - t0)
+        # The curve's points were solved to loose tolerances: search to the chosen density at
+        # the full ones, from the chosen point (or, between two points, the denser one).
+        between = abs(keep * c.size - c.nnz[j]) >= 0.5
+        start = j - 1 if between else j
+        solver = c.solvers[g] if c.solvers else self.method.solver(problem)
+        solver.warm_start(c.results[start][g].U)
+        return self.method.prune(problem, Target(keep=keep, eps_rel=float(c.eps_rel[start])), solver=solver)

@@ -338,7 +338,18 @@ def _by_curves(run, nettrim, keep, holdout):
             c = next(c for c in choice.curves if c.index == k)
             return Target(keep=keep_k, eps_rel=float(c.eps_rel[j]) if j is not None else None)
 
+        before = len(run.notes)
         pruned, reports = run.all(nettrim, target)
+        # A layer of the cascade may be unable to keep what the re-plan gave it (its floor on
+        # the pruned signals caps its density); what counts is the network's total, said once.
+        names = {run.net.layers[k].name for k in run.selected}
+        run.notes[before:] = [n for n in run.notes[before:]
+                              if not (n.split(":")[0].split("/")[0] in names and "not reachable" in n)]
+        kept = sum(reports[k].nnz for k in run.selected)
+        total = sum(run.net.layers[k].size for k in run.selected)
+        if abs(kept - choice.budget) > 0.01 * total:      # more than 1% of the weights off
+            run.notes.append(f"{1 - choice.budget / total:.3g} removed: the cascade removed {1 - kept / total:.3g} "
+                             f"(the pruned signals' floors capped some layers)")
     for c, r in zip(choice.curves, (reports[k] for k in run.selected)):
         r.iterations += c.iterations
         r.solves += c.solves

@@ -9,6 +9,7 @@ For whole-network targets, :meth:`NetTrim.curve` gives a layer's solution path, 
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Optional
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..result import PrunedLayer
 from ..search import search_eps
-from ..solver import LayerSolver
+from ..solver import DEFAULTS, LayerSolver
 from .base import Target
 from .masks import n_of_m
 from .refit import refit_on_support, within_ball
@@ -110,11 +111,20 @@ class NetTrim:
             return res
 
         rel, res = start, solve(start)
+        rejected = None       # (eps_rel, result, state) of the last step found too long
         while res.density > stop_density and rel < 1.0 and len(points) < max_points:
             state = solver.state()
             step = min(1.0, rel * factor)
-            nres = solve(step)
+            if rejected is not None and abs(step / rejected[0] - 1) < 1e-9:
+                # After a midpoint the next step lands on the step that was too long: its
+                # solution is at hand (and valid), so continue from it rather than solve again.
+                step, nres = rejected[0], rejected[1]
+                solver.warm_start(rejected[2])
+                rejected = None
+            else:
+                nres = solve(step)
             while nres.density < max_drop * res.density and step / rel > 1.03 and len(points) < max_points:
+                rejected = (step, nres, solver.state())
                 solver.warm_start(state)
                 step = float(np.sqrt(rel * step))
                 nres = solve(step)
@@ -123,6 +133,25 @@ class NetTrim:
                 factor = min(2.5, factor * 1.5)
             rel, res = step, nres
         return sorted(points.items())
+
+    # A curve only has to rank its points (nonzeros against cost), so its solves stop at
+    # looser tolerances; the chosen density is then searched at the full ones.  Measured on
+    # the Fashion MLP's second layer (1600 samples): 31.9 s -> 14.0 s for the same 19 points,
+    # densities within 2-5% of the tight solves.
+    CURVE_SETTINGS = dict(tol=1e-2, dual_tol=5e-2, max_iter=1000)
+
+    @contextlib.contextmanager
+    def loose(self, solvers):
+        """The solvers at the curve's tolerances for the duration of a ``with``."""
+        keep = {k: self.options.get(k, getattr(DEFAULTS, k)) for k in self.CURVE_SETTINGS}
+        loose = {k: max(v, keep[k]) if k != "max_iter" else min(v, keep[k]) for k, v in self.CURVE_SETTINGS.items()}
+        for s in solvers:
+            s.update_settings(**loose)
+        try:
+            yield
+        finally:
+            for s in solvers:
+                s.update_settings(**keep)
 
     def finish(self, problem, best, nm=None, quick=False):
         """The layer's weights from a solution: its N:M pattern re-fitted, or its support re-fitted
