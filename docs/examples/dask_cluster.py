@@ -1,4 +1,5 @@
 """Tutorial, "Beyond one machine": the parallel scheme on a Dask cluster, blocks, a memory budget."""
+# ruff: noqa: I001  (each snippet imports what it introduces, in the tutorial's order)
 from digits_setup import X_train, mlp
 
 import nettrim

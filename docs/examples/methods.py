@@ -1,4 +1,5 @@
 """Tutorial, "Other methods": the comparison methods, one layer and whole networks."""
+# ruff: noqa: I001  (each snippet imports what it introduces, in the tutorial's order)
 import numpy as np
 from digits_setup import X_test, X_train, mlp, y_test
 

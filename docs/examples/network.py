@@ -1,6 +1,6 @@
 """Tutorial, "Whole networks": prune_network on the digits MLP, read through its adapter."""
+# ruff: noqa: I001  (each snippet imports what it introduces, in the tutorial's order)
 import tempfile
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 from digits_setup import X_test, X_train, mlp, y_test

@@ -1,4 +1,5 @@
 """Tutorial, "One layer": prune_layer and LayerSolver on the first layer of the digits MLP."""
+# ruff: noqa: I001  (each snippet imports what it introduces, in the tutorial's order)
 from digits_setup import X_train, mlp
 
 # --- example: prune_layer ---

@@ -1,11 +1,11 @@
 """Tutorial, "From a PyTorch model to a pruned ONNX file": a small CNN on the digits."""
+# ruff: noqa: I001  (each snippet imports what it introduces, in the tutorial's order)
 import os
 import tempfile
 
 from digits_setup import X_test, X_train, y_test, y_train
 
 # --- example: train ---
-import numpy as np
 import torch
 from torch import nn
 
