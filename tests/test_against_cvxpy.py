@@ -1,4 +1,4 @@
-"""Every variant of formulation.md section 1 against a general convex solver (Clarabel)."""
+"""Every variant of docs/formulation.rst, "The program of one layer", against a general convex solver (Clarabel)."""
 import nettrim
 import numpy as np
 import pytest

@@ -7,7 +7,7 @@ from nettrim.metrics import constraint_violations
 
 
 def test_recovers_sparse_teacher():
-    # formulation.md section 5: a sparse teacher, Gaussian inputs, enough samples.
+    # docs/formulation.rst, "What theory promises": a sparse teacher, Gaussian inputs, enough samples.
     X, Y, W, b = relu_layer(7, P=600, n_in=40, M=5, sparse_teacher=0.15)
     res = nettrim.prune_layer(X, Y, eps_rel=1e-3, dtype="float64", tol=1e-4, dual_tol=1e-3)
     support = np.abs(res.weight) > 1e-3 * np.abs(W).max()

@@ -2,10 +2,10 @@
 
 A convolution with weights ``(C_out, C_in / groups, kh, kw)`` is, at every output position,
 a dense layer applied to the patch under the kernel.  Unfolding the patches at a set of
-positions into rows turns a convolutional layer into the section-1 problem of
-formulation.md; the pruned ``(fan_in, C_out / groups)`` matrices fold back with
-:func:`fold_weight`.  Layouts follow PyTorch (NCHW; weights OIHW), so folded weights drop
-into ``nn.Conv2d`` unchanged.
+positions into rows turns a convolutional layer into the problem of one layer
+(docs/formulation.rst, "Convolutional layers"); the pruned ``(fan_in, C_out / groups)``
+matrices fold back with :func:`fold_weight`.  Layouts follow PyTorch (NCHW; weights OIHW),
+so folded weights drop into ``nn.Conv2d`` unchanged.
 """
 from __future__ import annotations
 

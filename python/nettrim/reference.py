@@ -1,7 +1,7 @@
 """Plain numpy ADMM for one Net-Trim layer: the readable, executable specification.
 
-This module implements exactly the iteration of the C++ engine (formulation.md,
-section 2) with none of its speed tricks, so that the two can be compared iterate by
+This module implements exactly the iteration of the C++ engine (docs/formulation.rst,
+"The ADMM") with none of its speed tricks, so that the two can be compared iterate by
 iterate.  Everything works on the *formulation-level* arrays:
 
     Xs : (P, N)  samples by input features, the bias column of ones already appended
@@ -9,7 +9,7 @@ iterate.  Everything works on the *formulation-level* arrays:
     V  : (P, M)  upper bound on inactive pre-activations (cascade); None means 0
     eps: scalar (joint) or (M,) (per-neuron) absolute tolerances
 
-Names follow the formulation: ``Z1 = U^T X`` (stored transposed, as ``A = Xs @ U``),
+Names follow docs/formulation.rst: ``Z1 = X U`` (P x M, samples by neurons; ``A = Xs @ U``),
 ``Z2 = U``, scaled duals ``L1`` and ``L2``, two penalties ``rho1`` and ``rho2``.
 """
 from __future__ import annotations

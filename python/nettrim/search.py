@@ -13,7 +13,7 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02):
     ``best`` is the chosen one of those, ``note`` None or a sentence for the user when the
     target cannot be reached (returned, not warned: searches run in worker threads).
 
-    The number of nonzeros falls as eps grows (formulation.md, section 4): bracket on
+    The number of nonzeros falls as eps grows (docs/formulation.rst, "Targets"): bracket on
     log(eps_rel) from ``start`` within [1e-3, 1] (at eps_rel >= 1, U = 0 is the answer), then
     narrow the bracket, stopping early at a solution that keeps between ``(1 - close) * keep`` and
     ``keep``.  ``run`` may warm start each solve from the one before (LayerSolver does):
