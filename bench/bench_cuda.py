@@ -32,13 +32,11 @@ import sys
 import time
 import warnings
 
+import data  # this folder is on sys.path when a script here runs
 import nettrim
 import numpy as np
 from nettrim import _core
 from nettrim.metrics import constraint_violations
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import data  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 CONFIGS = [("cpu", "float32"), ("cpu", "float64"), ("cuda", "float32"), ("cuda:tf32", "float32"),

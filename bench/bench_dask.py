@@ -20,16 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
 import warnings
 from functools import partial
 
+import data  # this folder is on sys.path when a script here runs
 import nettrim
 import numpy as np
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import data  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 import warnings
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(__file__))
 
 
 def lenet(torch):

@@ -23,14 +23,12 @@ import sys
 import time
 import warnings
 
+import data  # this folder is on sys.path when a script here runs
 import nettrim
 import numpy as np
 from nettrim import reference
 from nettrim.metrics import constraint_violations, objective
 from threadpoolctl import threadpool_limits
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import data  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 

@@ -22,14 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sys
 import time
 import warnings
 
-import numpy as np
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import nettrim  # noqa: E402
+import numpy as np
 from data import CACHE, accuracy_axes, digits, fashion_mnist, train, trained_mlp  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"

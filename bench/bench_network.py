@@ -15,14 +15,11 @@ import argparse
 import json
 import pathlib
 import resource
-import sys
 import time
 import warnings
 
-import numpy as np
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import nettrim  # noqa: E402
+import numpy as np
 from data import CACHE, accuracy_axes, fashion_mnist, train, trained_mlp  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"

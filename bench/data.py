@@ -37,12 +37,8 @@ def fashion_mnist():
 
 def digits():
     """scikit-learn's bundled digits, split 75/25 (seeded): (Xtr, ytr, Xte, yte)."""
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    X = (d.data / 16.0).astype(np.float32)
-    idx = np.random.default_rng(0).permutation(len(X))
-    tr, te = idx[:1347], idx[1347:]
-    return X[tr], d.target[tr], X[te], d.target[te]
+    from nettrim.examples import digits_split
+    return digits_split()
 
 
 def trained_mlp(name, hidden, X, y, max_iter=30):

@@ -1,5 +1,4 @@
 import os
-import warnings
 
 # The suite must not depend on an idle machine: with another busy process on a 2-core
 # machine, two engine threads were measured 5-10x slower than one on the digits layers
@@ -32,26 +31,14 @@ def relu_layer(seed, P=300, n_in=20, M=6, dead=0, sparse_teacher=None):
 @pytest.fixture(scope="session")
 def digits_mlp():
     """A 64-128-64-10 ReLU MLP trained on scikit-learn's digits (seeded, about a second)."""
-    from sklearn.datasets import load_digits
-    from sklearn.neural_network import MLPClassifier
-    d = load_digits()
-    X = (d.data / 16.0).astype(np.float32)
-    idx = np.random.default_rng(0).permutation(len(X))
-    tr, te = idx[:1347], idx[1347:]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf = MLPClassifier((128, 64), max_iter=300, random_state=0).fit(X[tr], d.target[tr])
-    return clf, X[tr], d.target[tr], X[te], d.target[te]
+    from nettrim.examples import digits_mlp
+    return digits_mlp()
 
 
 def digits_images():
     """Digits as (n, 1, 8, 8) float32 images in [0, 1], split as in ``digits_mlp``."""
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    X = (d.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    idx = np.random.default_rng(0).permutation(len(X))
-    tr, te = idx[:1347], idx[1347:]
-    return X[tr], d.target[tr], X[te], d.target[te]
+    from nettrim.examples import digits_split
+    return digits_split(images=True)
 
 
 @pytest.fixture(scope="session")
