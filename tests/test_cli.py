@@ -268,3 +268,24 @@ def test_per_layer_sparsity_layers_and_deprecated_eps(digits_mlp, tmp_path):
     assert old.returncode == 0 and "--eps is deprecated" in old.stderr and "use --eps-rel" in old.stderr
     bad = nettrim_cli(*base, "-o", str(tmp_path / "c.npz"), "--sparsity", "0.5,0.8", "--layers", "dense7")
     assert bad.returncode == 2 and "--layers: 'dense7' is not one of" in bad.stderr
+
+
+def test_backend_block_and_budget_options(digits_mlp, tmp_path):
+    import nettrim
+    clf, Xtr, *_ = digits_mlp
+    from_sklearn(clf).save_npz(tmp_path / "model.npz")
+    np.save(tmp_path / "calib.npy", Xtr[:300])
+    base = ["prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"), "--quiet", "--threads", "1"]
+    if "cuda" not in nettrim.backends():
+        out = nettrim_cli(*base, "-o", str(tmp_path / "a.npz"), "--backend", "cuda")
+        assert out.returncode == 2 and out.stderr.startswith("nettrim: error: --backend:"), out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+    out = nettrim_cli(*base, "-o", str(tmp_path / "b.npz"), "--block-outputs", "16")
+    assert out.returncode == 2 and "--block-outputs:" in out.stderr and "parallel" in out.stderr
+    out = nettrim_cli(*base, "-o", str(tmp_path / "c.npz"), "--scheme", "parallel", "--block-outputs", "16",
+                      "--memory-budget", "1MiB")
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "c.json").read_text())
+    assert report["rows"] is not None and report["rows"] < 300 and "rows" in report["memory"]
+    out = nettrim_cli(*base, "-o", str(tmp_path / "d.npz"), "--memory-budget", "lots")
+    assert out.returncode == 2 and "--memory-budget:" in out.stderr

@@ -12,8 +12,8 @@ Net-Trim's default ("curves"):
    nonzeros: an exact dynamic program over budget buckets (0.05% of the weights), then a
    local refinement that moves pairs of layers one grid step in opposite directions while
    the discrepancy of the whole pruned network, measured, goes down.
-4. **Exactly the budget.** The layer whose cost grows slowest toward denser points takes
-   the remaining budget, so that the total lands within 1% of the target.
+4. **Exactly the budget.** The layer whose denser neighbour saves the most cost per weight
+   given back takes the remaining budget, so that the total lands within 1% of the target.
 
 The cascade then solves each layer on the pruned network's signals to its allocated
 density (a warm-started eps search per layer, starting at the eps its curve chose); the

@@ -45,7 +45,7 @@ _FLAGS = {"eps_rel": "--eps-rel", "sparsity": "--sparsity", "scope": "--scope", 
           "nm": "--nm", "structured": "--structured", "threads": "--threads", "max_samples": "--max-samples",
           "seed": "--seed", "checkpoint": "--checkpoint", "scheme": "--scheme", "input_shape": "--input-shape",
           "refit": "--no-refit", "block_outputs": "--block-outputs", "memory_budget": "--memory-budget",
-          "scheduler": "--scheduler", "workers": "--workers"}
+          "scheduler": "--scheduler", "workers": "--workers", "backend": "--backend"}
 
 
 def _message(e, args):
@@ -216,6 +216,9 @@ def _pruning_arguments(p, several=False):
                         "solved at a time in threads (default 1)")
     p.add_argument("--block-outputs", type=int, default=None, metavar="N",
                    help="parallel scheme: solve layers in blocks of N output neurons, each a job of its own")
+    p.add_argument("--backend", default="cpu",
+                   help="nettrim: the engine's backend ('cpu'; 'cuda' or 'cuda:tf32' in a CUDA build on a machine "
+                        "with a GPU: see nettrim.backends())")
     p.add_argument("--memory-budget", default=None, metavar="SIZE",
                    help="e.g. 4GiB: use at most as many calibration rows per layer as fit (a seeded subset)")
 
@@ -481,6 +484,8 @@ def _target(args, eps_rel=None, sparsity=None):
         kw["nm"] = args.nm
     if args.method == "nettrim":
         kw.update(structured=args.structured, refit=args.refit)
+        if args.backend != "cpu":
+            kw["backend"] = args.backend
     if sparsity is not None:
         return {**kw, "sparsity": sparsity}
     return {**kw, "eps_rel": 0.05 if eps_rel is None else eps_rel}

@@ -48,9 +48,9 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02):
                             f"{res_lo.density:.3%} of the weights are kept")
     # Regula falsi (Illinois variant) on density against log(eps), measured near-linear from
     # 50% down to 1% kept on the digits MLP: 3-5 solves land in the window that bisection
-    # needed 7-9 for.  When one end has moved three times in a row the curve is stepping
-    # away from the line and the next step bisects, so the search never does worse than
-    # bisection by more than a factor of three.
+    # needed 7-9 for.  When one end has moved twice in a row the curve is stepping away
+    # from the line and the next step bisects, so the search never does much worse than
+    # bisection.
     aim = (1 - close / 2) * keep
     f_lo, f_hi, moved, run_length = res_lo.density - aim, res_hi.density - aim, None, 0
     for _ in range(steps):
