@@ -211,6 +211,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="digits and synthetic only")
     ap.add_argument("--full", action="store_true", help="also the fixed-rho run on the Fashion first layer")
     ap.add_argument("--paths", action="store_true", help="only the solution-path table")
+    ap.add_argument("--path-layers", default="digits L2,fashion L2,fashion L1", help="layers of the path table")
     args = ap.parse_args()
     rows = []
     if args.paths:
@@ -275,7 +276,10 @@ def paths_main(args):
         fprobs = data.layer_problems(Wf, bf, Ftr[:10000])
         layers += [("fashion L2", *fprobs[1][:2]), ("fashion L1", *fprobs[0][:2])]
     rows = []
+    wanted = [v.strip() for v in args.path_layers.split(",")]
     for name, X, Y in layers:
+        if name not in wanted:
+            continue
         rows.append(path_row(name, X, Y, args.repeats))
         print_path_table(rows)
     RESULTS.mkdir(exist_ok=True)
