@@ -1,4 +1,5 @@
 """Long solves release the GIL and answer Ctrl-C promptly."""
+import queue
 import signal
 import subprocess
 import sys
@@ -42,7 +43,10 @@ def test_ctrl_c_interrupts_a_long_solve_and_frees_its_buffers():
     # engine's buffers are freed; how fast is a benchmark (bench/bench_interrupt.py), since
     # on a loaded machine the scheduler, not the engine, sets the latency.
     script = textwrap.dedent("""
-        import os, sys, time, numpy as np, nettrim
+        import os, signal, sys, time, numpy as np, nettrim
+        # A process started in the background of a non-interactive shell inherits SIGINT
+        # ignored, and Python then installs no handler: make Ctrl-C raise KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
         def rss_mib():
             with open("/proc/self/statm") as f:
@@ -69,12 +73,24 @@ def test_ctrl_c_interrupts_a_long_solve_and_frees_its_buffers():
             print("interrupted %.1f" % rss_mib(), flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
+
+    def next_line(limit):
+        """The child's next line, or a failure (never a hang) after ``limit`` seconds."""
+        try:
+            return lines.get(timeout=limit)
+        except queue.Empty:
+            proc.kill()
+            raise AssertionError(f"the child said nothing for {limit} s") from None
+
     rss = []
     for attempt in range(3):
-        assert proc.stdout.readline().strip() == "solving"   # inside the iterations
+        assert next_line(120).strip() == "solving"   # inside the iterations
         sent = time.perf_counter()
         proc.send_signal(signal.SIGINT)
-        line = proc.stdout.readline()
+        line = next_line(60)
         latency = time.perf_counter() - sent
         assert line.startswith("interrupted"), line
         rss.append(float(line.split()[1]))
