@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import statistics
 import sys
-import time
 import warnings
 
 import data  # this folder is on sys.path when a script here runs
 import nettrim
 import numpy as np
+from bench_layer import gemm_time
 from nettrim import _core
 from nettrim.metrics import constraint_violations
 
@@ -53,27 +54,11 @@ def cuda_skip_reason():
     return None
 
 
-def numpy_gemm_seconds(N, P, M, dtype, repeats=5):
-    """Seconds for one iteration's two GEMMs with numpy (A = X U and R = X^T B)."""
-    rng = np.random.default_rng(0)
-    X = rng.random((P, N)).astype(dtype)
-    U = rng.random((N, M)).astype(dtype)
-    B = rng.random((P, M)).astype(dtype)
-    X @ U  # warm up
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        X @ U
-        X.T @ B
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
-
-
 def gemm_seconds(backend, dtype, N, P, M, cache):
     key = (backend, dtype, N, P, M)
     if key not in cache:
         if backend == "cpu":
-            cache[key] = numpy_gemm_seconds(N, P, M, np.dtype(dtype))
+            cache[key] = gemm_time(N, P, M, np.dtype(dtype), os.cpu_count())   # bench_layer's timer
         else:
             cache[key] = _core.cuda_gemm_seconds(P, N, M, float64=dtype == "float64", tf32=backend == "cuda:tf32")
     return cache[key]

@@ -36,6 +36,21 @@ def cvxpy_optimum(X, Y, eps, *, mode, constraint, penalty, lam=None, V=None):
     return prob.value
 
 
+def case_layer(case, seed, P, n_in, M, perturb_seed):
+    """``(settings, X, Y, V)`` of one CASES entry: a ReLU layer (linear outputs in linear mode),
+    and for the cascade a perturbed input, as the pruned network would give: V = W^T Xhat."""
+    case = dict(case)
+    cascade = case.pop("cascade", False)
+    X, Y, W, b = relu_layer(seed, P=P, n_in=n_in, M=M)
+    if case["mode"] == "linear":
+        Y = X @ W + b
+    V = None
+    if cascade:
+        Xhat = X + 0.05 * np.random.default_rng(perturb_seed).standard_normal(X.shape)
+        V, X = Xhat @ W + b, Xhat
+    return case, X, Y, V
+
+
 CASES = [
     dict(mode="relu", constraint="joint", penalty="l1"),
     dict(mode="relu", constraint="neuron", penalty="l1"),
@@ -49,16 +64,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_matches_clarabel(case, dtype):
-    case = dict(case)
-    cascade = case.pop("cascade", False)
-    X, Y, W, b = relu_layer(1, P=400, n_in=24, M=6)
-    if case["mode"] == "linear":
-        Y = X @ W + b
-    V = None
-    if cascade:  # a perturbed input, as the pruned network would give: V = W^T Xhat
-        Xhat = X + 0.05 * np.random.default_rng(2).standard_normal(X.shape)
-        V = Xhat @ W + b
-        X = Xhat
+    case, X, Y, V = case_layer(case, 1, 400, 24, 6, perturb_seed=2)
     res = nettrim.prune_layer(X, Y, eps_rel=0.1, V=V, dtype=dtype, **case)
     assert res.status == "converged"
     lam = case.get("lam")
@@ -88,15 +94,7 @@ CONSTRAINED = [c for c in CASES if "lam" not in c]
 def test_dual_bound_is_a_certificate(case, dtype):
     """The reported dual bound lies below Clarabel's optimum, and with gap_tol the solve stops
     only once the optimum is pinned between the bound and the returned objective."""
-    case = dict(case)
-    cascade = case.pop("cascade", False)
-    X, Y, W, b = relu_layer(3, P=300, n_in=20, M=5)
-    if case["mode"] == "linear":
-        Y = X @ W + b
-    V = None
-    if cascade:
-        Xhat = X + 0.05 * np.random.default_rng(4).standard_normal(X.shape)
-        V, X = Xhat @ W + b, Xhat
+    case, X, Y, V = case_layer(case, 3, 300, 20, 5, perturb_seed=4)
     gap_tol = 1e-3 if dtype == "float64" else 0.0   # float32 duals are too noisy to certify 1e-3
     res = nettrim.prune_layer(X, Y, eps_rel=0.1, V=V, dtype=dtype, gap_tol=gap_tol, **case)
     assert res.status == "converged"
