@@ -53,6 +53,7 @@ class LayerCurve:
     solves: int = 0
     seconds: float = 0.0
     solvers: list = field(default_factory=list, repr=False)   # per group, kept for a final search
+    rows: int = 0                       # calibration rows the path was solved on
 
 
 @dataclass
@@ -109,10 +110,20 @@ def with_weights(layer, groups):
     return out
 
 
-def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_solvers=False):
+def curve_sample(X, max_rows, seed=0):
+    """At most ``max_rows`` rows of ``X`` (a seeded subset, in order) for a layer's curve."""
+    if max_rows is None or len(X) <= max_rows:
+        return X
+    rows = np.sort(np.random.default_rng([seed, 11]).choice(len(X), max_rows, replace=False))
+    return X[rows]
+
+
+def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_solvers=False, max_rows=None):
     """Layer ``k``'s solution path (trained network's signals, see ``NetTrim.curve``) and the
-    cost of each point, measured with the quickly re-fitted weights."""
+    cost of each point, measured with the quickly re-fitted weights.  ``max_rows``: the path
+    is solved on at most that many calibration rows (see :data:`CURVE_ROWS`)."""
     t0 = time.perf_counter()
+    X_original = curve_sample(X_original, max_rows)
     problems = layer_problems(layer, X_original)
     solvers = [method.solver(p) for p in problems]
     with method.loose(solvers):
@@ -130,7 +141,8 @@ def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_s
     status = [next((r.status for r in point if r.status != "converged"), "converged") for point in results]
     iterations = sum(r.iterations for point in results for r in point)
     return LayerCurve(k, layer.name, layer.size, np.array(grid), nnz, cost, results, finished, status, iterations,
-                      len(grid) * len(problems), time.perf_counter() - t0, solvers if keep_solvers else [])
+                      len(grid) * len(problems), time.perf_counter() - t0, solvers if keep_solvers else [],
+                      len(X_original))
 
 
 def choose(curves, budget, buckets=2000):
@@ -168,6 +180,23 @@ def choose(curves, budget, buckets=2000):
         chosen.append(j)
         b -= math.ceil((c.size if j == -1 else int(c.nnz[j])) / unit)
     return list(reversed(chosen))
+
+
+def eps_at(curve, nnz):
+    """``(eps_rel, slope)``: the eps_rel at which ``curve`` would keep ``nnz`` weights,
+    interpolated linearly in log eps against log nonzeros between its points around it (its
+    end point outside them), and that segment's slope d log(nonzeros) / d log(eps)."""
+    nonzero = curve.nnz > 0
+    if nonzero.sum() < 2:
+        return float(curve.eps_rel[-1]), None
+    x = np.log(curve.nnz[nonzero].astype(float))[::-1]       # increasing (the nonzeros fall with eps)
+    y = np.log(curve.eps_rel[nonzero])[::-1]
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    at = np.log(max(nnz, 1.0))
+    i = int(np.clip(np.searchsorted(x, at), 1, len(x) - 1))
+    slope = (x[i] - x[i - 1]) / (y[i] - y[i - 1]) if y[i] != y[i - 1] else None
+    return float(np.exp(np.interp(at, x, y))), slope
 
 
 def nnz_of(curves, chosen):
@@ -218,19 +247,30 @@ def keeps_for(curves, chosen, budget):
     return keeps
 
 
-def allocate(net, X_original, selected, keep, method, held_out, keep_solvers=False, executor=None):
+# The curves only rank each layer's points (nonzeros against output discrepancy); solved on a
+# seeded subset of at most this many calibration rows, their cost does not grow with the
+# calibration set, and the chosen densities are then searched on every row.
+CURVE_ROWS = 2000
+
+
+def allocate(net, X_original, selected, keep, method, held_out, keep_solvers=False, executor=None,
+             curve_rows=CURVE_ROWS):
     """Densities for the ``selected`` layers so that together they keep ``keep`` of their weights.
 
     ``X_original``: {index: the layer's unfolded inputs on the trained network}.  ``executor``
-    (another process or machine): the layers' curves are computed there, one job per layer."""
+    (another process or machine): the layers' curves are computed there, one job per layer.
+    ``curve_rows``: the rows each curve is solved on (None: all)."""
     t0 = time.perf_counter()
+    # Allocations measured chose their densest layer at keep / 1.15 to keep / 1.5 (Fashion MLP
+    # at 90% and 95% removed): the curve need not go much below keep.
+    stop = keep / 3
     if executor is None:
-        curves = [layer_curve(k, net.layers[k], X_original[k], method, held_out, stop_density=keep / 5,
-                              keep_solvers=keep_solvers) for k in selected]
+        curves = [layer_curve(k, net.layers[k], X_original[k], method, held_out, stop_density=stop,
+                              keep_solvers=keep_solvers, max_rows=curve_rows) for k in selected]
     else:
         share = getattr(executor, "share", None)
         futures = [executor.submit(layer_curve, k, net.layers[k], share(X_original[k]) if share else X_original[k],
-                                   method, held_out, keep / 5) for k in selected]
+                                   method, held_out, stop, False, curve_rows) for k in selected]
         curves = [f.result() for f in futures]
     budget = keep * sum(c.size for c in curves)
     chosen = choose(curves, budget)
@@ -278,6 +318,7 @@ class FromCurves:
         # the full ones, from the chosen point (or, between two points, the denser one).
         between = abs(keep * c.size - c.nnz[j]) >= 0.5
         start = j - 1 if between else j
-        solver = c.solvers[g] if c.solvers else self.method.solver(problem)
-        solver.warm_start(c.results[start][g].U)
+        same_rows = c.solvers and c.rows == len(problem.X)
+        solver = c.solvers[g] if same_rows else self.method.solver(problem)
+        solver.warm_start(c.results[start][g].U)    # (from a subset's solution: the same unknowns)
         return self.method.prune(problem, Target(keep=keep, eps_rel=float(c.eps_rel[start])), solver=solver)

@@ -32,6 +32,7 @@ class LayerProblem:
     relu: bool
     V: Optional[np.ndarray] = None   # (P, M) bound on inactive outputs (cascade); None: 0
     eps_floor: float = 0.0    # smallest eps that keeps the trained weights feasible
+    on_pruned_signals: bool = False   # X is the pruned network's (cascade), not the trained one's
 
     @property
     def omega(self):
@@ -44,7 +45,9 @@ class LayerProblem:
     @property
     def scale(self):
         """||Y_Omega||: what eps_rel is relative to (1 when the outputs are all zero)."""
-        return float(np.linalg.norm(np.where(self.omega, self.Y, 0))) or 1.0
+        # (summed in float64: a float32 norm can fall below the engine's, so that eps_rel 1
+        # would miss the ball that makes U = 0 the answer)
+        return float(np.linalg.norm(np.where(self.omega, self.Y, 0).astype(np.float64))) or 1.0
 
     @property
     def size(self):
@@ -56,7 +59,7 @@ class LayerProblem:
         cols = slice(start, stop)
         block = LayerProblem(f"{self.name}[{start}:{stop}]", self.X, self.Y[:, cols], self.W[:, cols],
                              None if self.b is None else self.b[cols], self.relu,
-                             None if self.V is None else self.V[:, cols])
+                             None if self.V is None else self.V[:, cols], on_pruned_signals=self.on_pruned_signals)
         block.eps_floor = self.eps_floor * block.scale / self.scale if self.eps_floor else 0.0
         return block
 
@@ -65,7 +68,7 @@ class LayerProblem:
         per output, relative to that output's norm on Omega (the floor shared likewise)."""
         if not per_neuron:
             return max(float(eps_rel) * self.scale, self.eps_floor)
-        norms = np.linalg.norm(np.where(self.omega, self.Y, 0), axis=0)
+        norms = np.linalg.norm(np.where(self.omega, self.Y, 0).astype(np.float64), axis=0)
         return np.maximum(float(eps_rel) * norms, self.eps_floor * norms / self.scale)
 
 
@@ -89,6 +92,7 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained")
             Xs = np.ascontiguousarray(X_pruned[:, cols])
             V = Xs @ W + b
             problem.X = Xs
+            problem.on_pruned_signals = True
             problem.V = V if layer.relu else None
             error = float(np.linalg.norm(np.where(problem.omega, V - Y, 0)))
             if floor == "refit":

@@ -332,7 +332,7 @@ def _by_curves(run, nettrim, keep, holdout):
     else:          # each layer on the pruned prefix, searched to its density: the allocation again
         def target(k, reports):   # for the layers left, under the budget left (a layer may have come out
             done = sum(reports[j].nnz for j in run.selected if j < k)   # sparser than its curve said)
-            keep_k, j = alloc.replan(choice, done, k)
+            keep_k, _ = alloc.replan(choice, done, k)
             # A layer before may have come out denser than planned (its bound on the pruned
             # signals keeps weights that the trained signals did not need): the re-plan may then
             # take from the layers after it, but never more than half of a layer's planned
@@ -341,11 +341,19 @@ def _by_curves(run, nettrim, keep, holdout):
             # says so.
             planned = choice.keep[run.selected.index(k)]
             if keep_k < 0.5 * planned:
-                keep_k, j = 0.5 * planned, None
-            if keep_k >= 1.0:
-                return None
+                keep_k = 0.5 * planned
+            if keep_k >= 1.0:     # kept dense, re-fitted to the pruned signals (NetTrim.prune)
+                return Target(keep=1.0)
             c = next(c for c in choice.curves if c.index == k)
-            return Target(keep=keep_k, eps_rel=float(c.eps_rel[j]) if j is not None else None)
+            # The search may stop short of the layer's density by up to 0.5% of the selected
+            # weights (at most 10% of its own) when a layer after it is to be pruned: that one is
+            # re-planned with what this one left, so the network still lands within 1% of its
+            # target, in fewer solves.
+            close = nettrim.close
+            if any(kp < 1 for c2, kp in zip(choice.curves, choice.keep) if c2.index > k):
+                close = min(0.1, max(close, 0.005 * choice.budget / keep / (keep_k * c.size)))
+            eps_rel, slope = alloc.eps_at(c, (1 - close / 2) * keep_k * c.size)
+            return Target(keep=keep_k, eps_rel=eps_rel, close=close, slope=slope)
 
         before = len(run.notes)
         pruned, reports = run.all(nettrim, target)

@@ -5,8 +5,10 @@ on log(eps_rel) finds the eps for a target density.
 """
 from __future__ import annotations
 
+import numpy as np
 
-def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02):
+
+def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, factor=4.0, slope=None):
     """The smallest eps whose solution keeps at most ``keep`` of the weights: ``(best, note)``.
 
     ``run(eps_rel)`` solves and returns an object with ``density`` (nonzeros / weights);
@@ -16,9 +18,21 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02):
     The number of nonzeros falls as eps grows (docs/formulation.rst, "Targets"): bracket on
     log(eps_rel) from ``start`` within [1e-3, 1] (at eps_rel >= 1, U = 0 is the answer), then
     narrow the bracket, stopping early at a solution that keeps between ``(1 - close) * keep`` and
-    ``keep``.  ``run`` may warm start each solve from the one before (LayerSolver does):
-    measured on the digits layers, warm starts across 4x steps of eps took 0.5x to 1.5x the
-    iterations of cold ones."""
+    ``keep``.  ``factor``: the bracketing step (4 from a guess; a start predicted from a layer's
+    curve needs a small one: from such a start on a Fashion-MNIST first layer, a 4x step went
+    to eps_rel 1 and its warm start cost the next solve 600 s).  ``slope``: d log(density) /
+    d log(eps) near ``start`` when known (from the curve): the first step then aims at the
+    window along it, within ``factor``.  ``run`` may warm start each solve from the one before
+    (LayerSolver does): measured on the digits layers, warm starts across 4x steps of eps took
+    0.5x to 1.5x the iterations of cold ones."""
+    def step(res):
+        """The ratio of the next eps to this one's while bracketing."""
+        if slope is None or slope >= 0 or res.density <= 0:
+            return factor if res.density > keep else 1 / factor
+        ratio = float(np.exp(np.log((1 - close / 2) * keep / res.density) / slope))
+        return min(max(ratio, 1.02), factor) if res.density > keep else \
+            max(min(ratio, 1 / 1.02), 1 / factor)
+
     def good(res):
         return (1 - close) * keep <= res.density <= keep
 
@@ -30,7 +44,7 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02):
     if res.density > keep:
         while res_hi.density > keep and hi < 1.0:
             lo, res_lo = hi, res_hi
-            hi = min(1.0, hi * 4)
+            hi = min(1.0, hi * step(res_hi))
             res_hi = run(hi)
         if res_hi.density > keep:
             return res_hi, (f"{1 - keep:.3g} removed is not reachable; at eps_rel {hi:.3g} "
@@ -38,7 +52,7 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02):
     else:
         while res_lo.density <= keep and lo > max(floor_rel, 1e-3):
             hi, res_hi = lo, res_lo
-            lo = max(lo / 4, floor_rel, 1e-3)
+            lo = max(lo * step(res_lo), floor_rel, 1e-3)
             res_lo = run(lo)
             if good(res_lo):
                 return res_lo, None

@@ -21,6 +21,8 @@ class Target:
     eps_rel: Optional[float] = None       # Net-Trim's relative tolerance
     keep: Optional[float] = None          # fraction of the weights to keep (1 - sparsity)
     nm: Optional[Tuple[int, int]] = None  # N nonzeros in every M inputs
+    close: Optional[float] = None         # with keep: a density in [(1 - close) keep, keep] will do
+    slope: Optional[float] = None         # d log(density) / d log(eps) near eps_rel, when known (a curve)
 
 
 class Layerwise:

@@ -37,6 +37,29 @@ def _scaled(problem, best):
     return weights, bias
 
 
+def kept_dense(problem):
+    """A layer that keeps every weight: the trained ones on the trained network's signals; on
+    the pruned network's (cascade) every weight re-fitted by least squares
+    to the trained outputs, since its inputs changed, when that errs less on Omega than the
+    trained weights (both meet the bound V on the inactive outputs).
+
+    Measured on the Fashion MLP (cascade, 1600 samples, first two layers pruned to 8.7% and
+    16.1%, the logits layer kept): test accuracy 0.792 with the trained logits layer, 0.832
+    with it re-fitted; at 3.5% / 6% 0.639 against 0.768."""
+    if not problem.on_pruned_signals:
+        return problem.W, problem.b
+    weights, bias = refit_on_support(problem.X, problem.Y, np.ones(problem.W.shape, bool), relu=problem.relu,
+                                     V=problem.V, fit_bias=problem.has_bias, bias=problem.b)
+    omega = problem.omega
+
+    def error(w, b):
+        return float(np.linalg.norm(np.where(omega, problem.X @ w + (0 if b is None else b) - problem.Y, 0)))
+
+    if error(weights, bias) < error(problem.W, problem.b):
+        return weights, bias
+    return problem.W, problem.b
+
+
 class NetTrim:
     name = "nettrim"
 
@@ -64,6 +87,10 @@ class NetTrim:
         keeping between ``(1 - close) keep`` and ``keep`` of the weights; otherwise one solve
         at ``target.eps_rel``.  ``solver``: one already set up for ``problem`` (warm)."""
         t0 = time.perf_counter()
+        if target.keep is not None and target.keep >= 1.0 and target.nm is None:
+            weights, bias = kept_dense(problem)
+            return PrunedLayer(weight=weights, bias=bias, method=self.name, seconds=time.perf_counter() - t0,
+                               final_seconds=time.perf_counter() - t0)
         solver = solver or self.solver(problem)
         tried = []
 
@@ -78,7 +105,9 @@ class NetTrim:
         notes = []
         if target.keep is not None and target.nm is None:
             best, note = search_eps(run, target.keep, problem.eps_floor / problem.scale,
-                                    start=target.eps_rel or 0.05, close=self.close)
+                                    start=target.eps_rel or 0.05,
+                                    close=self.close if target.close is None else target.close,
+                                    factor=4.0 if target.eps_rel is None else 1.3, slope=target.slope)
             if note:
                 notes.append(f"{problem.name}: {note}")
         else:
@@ -137,8 +166,11 @@ class NetTrim:
     # A curve only has to rank its points (nonzeros against cost), so its solves stop at
     # looser tolerances; the chosen density is then searched at the full ones.  Measured on
     # the Fashion MLP's second layer (1600 samples): 31.9 s -> 14.0 s for the same 19 points,
-    # densities within 2-5% of the tight solves.
-    CURVE_SETTINGS = dict(tol=1e-2, dual_tol=5e-2, max_iter=1000)
+    # densities within 2-5% of the tight solves.  On its first layer (1600 samples, down to 2%
+    # kept) 300 iterations at most instead of 1000: 78.7 s -> 45.1 s; the points below 10%
+    # kept stop at the limit with 4-25% more nonzeros, and their cost is measured on what they
+    # are, so the ranking stays sound.
+    CURVE_SETTINGS = dict(tol=1e-2, dual_tol=5e-2, max_iter=300)
 
     @contextlib.contextmanager
     def loose(self, solvers):
