@@ -254,13 +254,14 @@ CURVE_ROWS = 2000
 
 
 def allocate(net, X_original, selected, keep, method, held_out, keep_solvers=False, executor=None,
-             curve_rows=CURVE_ROWS):
+             curve_rows=None):
     """Densities for the ``selected`` layers so that together they keep ``keep`` of their weights.
 
     ``X_original``: {index: the layer's unfolded inputs on the trained network}.  ``executor``
     (another process or machine): the layers' curves are computed there, one job per layer.
-    ``curve_rows``: the rows each curve is solved on (None: all)."""
+    ``curve_rows``: the most rows each curve is solved on (default :data:`CURVE_ROWS`)."""
     t0 = time.perf_counter()
+    curve_rows = CURVE_ROWS if curve_rows is None else curve_rows
     # Allocations measured chose their densest layer at keep / 1.15 to keep / 1.5 (Fashion MLP
     # at 90% and 95% removed): the curve need not go much below keep.
     stop = keep / 3
