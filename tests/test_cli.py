@@ -249,7 +249,8 @@ def test_options_shared_by_prune_and_sweep():
     # --eps (which always meant --eps-rel) still works with a warning.
     prune, sweep = (nettrim_cli(cmd, "--help").stdout for cmd in ("prune", "sweep"))
     for option in ("--eps-rel", "--sparsity", "--scope", "--allocation", "--layers", "--method", "--nm",
-                   "--structured", "--no-refit", "--floor", "--threads", "--max-samples", "--seed"):
+                   "--structured", "--no-refit", "--no-final-refit", "--floor", "--threads", "--max-samples",
+                   "--seed"):
         assert option in prune and option in sweep, option
 
 
@@ -268,6 +269,22 @@ def test_per_layer_sparsity_layers_and_deprecated_eps(digits_mlp, tmp_path):
     assert old.returncode == 0 and "--eps is deprecated" in old.stderr and "use --eps-rel" in old.stderr
     bad = nettrim_cli(*base, "-o", str(tmp_path / "c.npz"), "--sparsity", "0.5,0.8", "--layers", "dense7")
     assert bad.returncode == 2 and "--layers: 'dense7' is not one of" in bad.stderr
+
+
+def test_no_final_refit_keeps_the_parallel_logits_layer_as_pruned(digits_mlp, tmp_path):
+    from nettrim.network import Network
+    clf, Xtr, *_ = digits_mlp
+    from_sklearn(clf).save_npz(tmp_path / "model.npz")
+    np.save(tmp_path / "calib.npy", Xtr[:400])
+    base = ["prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"), "--quiet", "--threads", "1",
+            "--scheme", "parallel", "--sparsity", "0.5", "--scope", "layer", "--method", "magnitude"]
+    for name, extra in (("a", ()), ("b", ("--no-final-refit",))):
+        out = nettrim_cli(*base, "-o", str(tmp_path / f"{name}.npz"), *extra)
+        assert out.returncode == 0, out.stderr
+    a, b = (Network.load_npz(tmp_path / f"{name}.npz") for name in "ab")
+    np.testing.assert_array_equal(a.layers[0].weight, b.layers[0].weight)
+    assert not np.array_equal(a.layers[-1].weight, b.layers[-1].weight)
+    assert np.all(a.layers[-1].weight[b.layers[-1].weight == 0] == 0)     # within the support kept
 
 
 def test_backend_block_and_budget_options(digits_mlp, tmp_path):

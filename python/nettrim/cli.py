@@ -45,7 +45,8 @@ _FLAGS = {"eps_rel": "--eps-rel", "sparsity": "--sparsity", "scope": "--scope", 
           "nm": "--nm", "structured": "--structured", "threads": "--threads", "max_samples": "--max-samples",
           "seed": "--seed", "checkpoint": "--checkpoint", "scheme": "--scheme", "input_shape": "--input-shape",
           "refit": "--no-refit", "block_outputs": "--block-outputs", "memory_budget": "--memory-budget",
-          "scheduler": "--scheduler", "workers": "--workers", "backend": "--backend"}
+          "scheduler": "--scheduler", "workers": "--workers", "backend": "--backend",
+          "final_refit": "--no-final-refit"}
 
 
 def _message(e, args):
@@ -201,6 +202,9 @@ def _pruning_arguments(p, several=False):
                    help="nettrim: remove whole neurons (group penalty); their weights become zero")
     p.add_argument("--no-refit", dest="refit", action="store_false",
                    help="nettrim: keep the l1 solution's values (without it, the kept weights are re-fitted)")
+    p.add_argument("--no-final-refit", dest="final_refit", action="store_false",
+                   help="parallel scheme: keep the last layer as pruned (without it, its kept weights are "
+                        "re-fitted at the end to the pruned network's signals)")
     p.add_argument("--floor", choices=["refit", "trained"], default="refit",
                    help="nettrim, cascade: the tolerance floor from the trained weights re-fitted to the pruned "
                         "signals, or from the trained weights (the papers')")
@@ -475,7 +479,8 @@ def _same_file(a, b):
 def _target(args, eps_rel=None, sparsity=None):
     """prune_network's keyword arguments for one run: the options and its eps_rel or sparsity."""
     kw = {"method": args.method, "scheme": args.scheme, "scope": args.scope, "allocation": args.allocation,
-          "floor": args.floor, "block_outputs": args.block_outputs, "memory_budget": args.memory_budget}
+          "floor": args.floor, "block_outputs": args.block_outputs, "memory_budget": args.memory_budget,
+          "final_refit": args.final_refit}
     if args.workers is not None and args.scheduler is None:
         kw["workers"] = args.workers
     if args.layers:

@@ -31,7 +31,7 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
                   gamma: float = math.sqrt(1.1), floor: str = "refit", sparsity=None, scope: str = "network",
                   allocation: str = "curves", layers=None, method: str = "nettrim", nm=None,
                   structured: bool = False, refit: bool = True, max_samples: Optional[int] = 8000, seed: int = 0,
-                  holdout: float = 0.2, threads: int = 0, workers: int = 1, executor=None,
+                  holdout: float = 0.2, final_refit: bool = True, threads: int = 0, workers: int = 1, executor=None,
                   block_outputs: Optional[int] = None, memory_budget=None, dtype="float32",
                   checkpoint: Optional[str] = None, on_layer: Optional[Callable[[int, LayerReport], None]] = None,
                   on_trial: Optional[Callable] = None, **solver_options):
@@ -95,6 +95,12 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
     holdout : float in [0, 0.5]
         With allocation "curves": the fraction of the calibration samples (at most 1000) set
         aside to measure output discrepancies; the layers are solved on the rest.
+    final_refit : bool
+        Parallel scheme: once every layer is pruned, the last layer (when it is linear, the
+        logits) keeps its support and is re-fitted by least squares to the trained network's
+        outputs on the pruned network's signals (one forward pass), so that it makes up for the
+        errors of the layers before it, as in the cascade.  Any method.  Fashion MLP, 90%
+        removed: test accuracy 0.788 without, 0.846 with.
     threads : int
         Engine threads per solve (0: automatic, following the machine's load).
     workers, executor
@@ -135,6 +141,8 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         on_layer=on_layer, solver_options=solver_options, layers=layers, allocation=allocation, holdout=holdout,
         executor=executor)
     check_callable("on_trial", on_trial, "a function (layer, kind, number, eps_rel, density)")
+    from ._validate import check_bool
+    final_refit = check_bool("final_refit", final_refit)
     from .problem import FLOORS
     if floor not in FLOORS:
         raise InvalidArgument(f"floor: expected one of {', '.join(map(repr, FLOORS))}, got {floor!r}")
@@ -160,7 +168,7 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         threads = max(1, (os.cpu_count() or 1) // workers)
     with blas_threads():
         run = _Run(net, X, scheme, gamma, floor, selected, max_samples, seed, adapted, workers, on_layer,
-                   block_outputs, max_rows, remote)
+                   block_outputs, max_rows, remote, final_refit)
 
         if checkpoint is not None:
             from .checkpoint import Checkpoint
@@ -205,12 +213,12 @@ class _Run:
     per-layer targets (``all``), as often as an allocation needs."""
 
     def __init__(self, net, X, scheme, gamma, floor, selected, max_samples, seed, executor, workers, on_layer,
-                 block_outputs=None, max_rows=None, remote=False):
+                 block_outputs=None, max_rows=None, remote=False, final_refit=False):
         self.net, self.X, self.scheme, self.gamma, self.selected = net, X, scheme, gamma, selected
         self.floor = floor
         self.max_samples, self.seed, self.max_rows = max_samples, seed, max_rows
         self.executor, self.workers, self.on_layer = executor, workers, on_layer
-        self.block_outputs, self.remote = block_outputs, remote
+        self.block_outputs, self.remote, self.final_refit = block_outputs, remote, final_refit
         self.store, self.notes = None, []
         self.plan = net.sample_positions(len(X), max_samples, seed, max_dense=max_rows)
         self.samples = len(X)
@@ -245,7 +253,8 @@ class _Run:
         executor = None if in_process and self.remote else self.executor
         pruned, reports, notes = schemes.run(self.net, self.X, self.plan, self.scheme, jobs, executor=executor,
                                              workers=self.workers, on_layer=self.on_layer if notify else None,
-                                             store=self.store, key=key, block_outputs=self.block_outputs)
+                                             store=self.store, key=key, block_outputs=self.block_outputs,
+                                             final_refit=self.final_refit)
         self.notes.extend(notes)
         return pruned, reports
 
