@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import InvalidArgument
 from .methods.base import Target
+from .methods.refit import kept_dense
 from .metrics import constraint_violations, relative_error
 from .problem import layer_problems
 from .report import LayerReport
@@ -42,7 +43,11 @@ class LayerJob:
         """``(matrices, biases, report, notes)`` of the pruned layer."""
         t0 = time.perf_counter()
         problems = layer_problems(self.layer, X_original, X_pruned, self.gamma, self.floor)
-        outcomes = [self.method.prune(p, self.target) for p in problems]
+        if self.target.keep is not None and self.target.keep >= 1.0 and self.target.nm is None:
+            # Every weight kept, whatever the method: on the pruned signals, re-fitted to them.
+            outcomes = [PrunedLayer(weight=w, bias=b, method="dense") for w, b in map(kept_dense, problems)]
+        else:
+            outcomes = [self.method.prune(p, self.target) for p in problems]
         report = layer_report(self.layer, problems, outcomes, time.perf_counter() - t0, len(X_original))
         notes = [n for o in outcomes for n in o.notes]
         return ([np.asarray(o.weight, np.float32) for o in outcomes],
@@ -197,12 +202,12 @@ def refit_last(net, pruned, X, plan, X_original, reports):
     p = problems[0]
     weights, bias = refit_on_support(p.X, p.Y, layer.weight != 0, relu=False, fit_bias=p.has_bias, bias=p.b)
     outcome = PrunedLayer(weight=weights, bias=bias, method="refit")
-    seconds = reports[k].seconds + time.perf_counter() - t0
-    report = layer_report(trained, problems, [outcome], seconds, reports[k].samples)
+    elapsed = time.perf_counter() - t0
+    report = layer_report(trained, problems, [outcome], reports[k].seconds + elapsed, reports[k].samples)
     report.iterations, report.solves = reports[k].iterations, reports[k].solves
     report.status = reports[k].status
     report.search_seconds = reports[k].search_seconds
-    report.final_seconds = reports[k].final_seconds + time.perf_counter() - t0
+    report.final_seconds = reports[k].final_seconds + elapsed
     layer.set_groups([weights], [np.zeros(p.W.shape[1], np.float32) if bias is None else bias])
     reports[k] = report
 
