@@ -15,7 +15,9 @@ def test_zeros_survive_and_adam_state_stays_zero(digits_cnn, monkeypatch):
     model, Xtr, ytr, Xte, yte = digits_cnn
     torch.set_num_threads(1)
     net = from_torch(model, (1, 8, 8))
-    pruned, _ = nettrim.prune_network(net, Xtr, method="magnitude", sparsity=0.9, scheme="parallel", threads=1)
+    # (without the final re-fit of the logits layer, which alone brings it to 0.94: a damaged network to tune)
+    pruned, _ = nettrim.prune_network(net, Xtr, method="magnitude", sparsity=0.9, scheme="parallel", threads=1,
+                                      final_refit=False)
     optimizers = []
     real_adam = torch.optim.Adam
 
