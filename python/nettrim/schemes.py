@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import InvalidArgument
 from .methods.base import Target
-from .methods.refit import kept_dense
+from .methods.refit import kept_dense, refit_on_support
 from .metrics import constraint_violations, relative_error
 from .problem import layer_problems
 from .report import LayerReport
@@ -193,13 +193,12 @@ def refit_last(net, pruned, X, plan, X_original, reports):
     The layers were pruned apart, each on the trained signals; this one step lets the output
     layer make up for the errors of the layers before it, as in the cascade.  Measured on the
     Fashion MLP (2000 samples, 90% removed): test accuracy 0.788 -> 0.846."""
-    from .methods.refit import refit_on_support
     k = len(pruned.layers) - 1
     layer, trained = pruned.layers[k], net.layers[k]
     t0 = time.perf_counter()
     X_pruned = pruned.layer_inputs(X, plan, [k])[k]
     problems = layer_problems(trained, X_original, X_pruned)
-    p = problems[0]
+    p = problems[0]                                  # (one group: a dense or ungrouped layer)
     weights, bias = refit_on_support(p.X, p.Y, layer.weight != 0, relu=False, fit_bias=p.has_bias, bias=p.b)
     outcome = PrunedLayer(weight=weights, bias=bias, method="refit")
     elapsed = time.perf_counter() - t0
