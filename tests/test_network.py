@@ -57,6 +57,20 @@ def test_target_sparsity_per_layer(digits_mlp):
         assert r.nnz >= 0.3 * r.nnz_before  # the bisection lands near the target
 
 
+def logits_error(net, pruned, X):
+    """``(error, logits)``: ``error(layer)`` is the distance of a logits layer's outputs on the
+    features of ``pruned`` (all its layers but the last) from the trained network's logits."""
+    features = X.astype(np.float32)
+    for step in pruned.steps[:-1]:
+        features = step(features)
+    logits = net.forward(X).astype(np.float64)
+
+    def error(layer):
+        return np.linalg.norm(features @ layer.weight.astype(np.float64) + layer.bias - logits)
+
+    return error, logits
+
+
 @pytest.mark.parametrize("method", ["nettrim", "sparsegpt"])
 def test_a_layer_kept_dense_in_the_cascade_is_refitted_to_the_pruned_signals(digits_mlp, method):
     """Sparsity 0 for the logits layer: in the cascade its inputs changed, so every weight is
@@ -70,14 +84,7 @@ def test_a_layer_kept_dense_in_the_cascade_is_refitted_to_the_pruned_signals(dig
     # (the weights of inputs that the pruned layers silenced come out zero: measured 550 of 640)
     assert 0.5 * trained.size <= last.nnz() <= trained.size and report.layers[2].nnz == last.nnz()
     assert not np.array_equal(last.weight, trained.weight)
-    features = Xtr.astype(np.float32)
-    for step in pruned.steps[:-1]:
-        features = step(features)
-    logits = net.forward(Xtr).astype(np.float64)
-
-    def error(layer):
-        return np.linalg.norm(features @ layer.weight.astype(np.float64) + layer.bias - logits)
-
+    error, logits = logits_error(net, pruned, Xtr)
     assert error(last) < 0.9 * error(trained)
     assert report.layers[2].relative_error <= error(last) / np.linalg.norm(logits) * (1 + 1e-3)
     kept_trained = net.copy()
@@ -107,14 +114,7 @@ def test_parallel_final_refit_of_the_logits_layer(digits_mlp, method):
     before, after = plain.layers[-1], refitted.layers[-1]
     assert np.all(after.weight[before.weight == 0] == 0)          # the support kept
     assert report.layers[-1].nnz == after.nnz()
-    features = Xtr.astype(np.float32)
-    for step in plain.steps[:-1]:
-        features = step(features)
-    logits = net.forward(Xtr).astype(np.float64)
-
-    def error(layer):
-        return np.linalg.norm(features @ layer.weight.astype(np.float64) + layer.bias - logits)
-
+    error, logits = logits_error(net, plain, Xtr)
     assert error(after) < 0.8 * error(before)
     # (the report's error is on the solve rows, without the samples held out for the allocation)
     assert report.layers[-1].relative_error == pytest.approx(error(after) / np.linalg.norm(logits), rel=0.05)
