@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from nettrim.adapters.sklearn import from_sklearn
 from nettrim.methods import apoz, lobs, magnitude, n_of_m, refit_on_support, sparsegpt, wanda
+from nettrim.methods.refit import constrained_lsq
 from nettrim.structured import shrink
 
 
@@ -157,6 +158,66 @@ def test_refit_on_support_keeps_inactive_relus_inactive():
         # the active-set heuristic pins violated rows to their bound: measured 1.10x-1.29x the optimum
         assert best <= ours <= 1.35 * best + 1e-6, (j, ours, best)
     assert np.all(Wp[~mask] == 0)
+
+
+def test_constrained_lsq_reaches_the_clarabel_optimum_from_a_feasible_start():
+    """The active-set re-fit: the optimum of min ||A u - y|| s.t. B u <= v (Clarabel), every
+    bound met, and a start that exceeds a bound only relaxes that bound to the start's value."""
+    cp = pytest.importorskip("cvxpy")
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        n = 8 + 3 * trial
+        A, y = rng.standard_normal((5 * n, n)), rng.standard_normal(5 * n)
+        B, v = rng.standard_normal((20 * n, n)), np.abs(rng.standard_normal(20 * n))
+        u0 = np.zeros(n)
+        u, iterations, converged = constrained_lsq(A, y, B, v, u0, max_iter=1000)
+        x = cp.Variable(n)
+        cp.Problem(cp.Minimize(cp.sum_squares(A @ x - y)), [B @ x <= v]).solve(solver=cp.CLARABEL)
+        assert converged and iterations > 1
+        assert np.max(B @ u - v) <= 1e-9
+        assert np.linalg.norm(A @ u - y) <= np.linalg.norm(A @ x.value - y) * (1 + 1e-7) + 1e-9, trial
+    # A start above one bound: that row may stay at the start's value, no higher.
+    v_tight = v.copy()
+    u_start = rng.standard_normal(n) * 0.01
+    v_tight[0] = B[0] @ u_start - 1.0
+    v_tight[1:] = np.maximum(v_tight[1:], B[1:] @ u_start)
+    u, _, _ = constrained_lsq(A, y, B, v_tight, u_start, max_iter=1000)
+    assert B[0] @ u <= B[0] @ u_start + 1e-9 and np.max(B[1:] @ u - v_tight[1:]) <= 1e-9
+
+
+def test_constrained_lsq_stopped_early_is_feasible_and_no_worse_than_its_start():
+    rng = np.random.default_rng(4)
+    A, y = rng.standard_normal((200, 30)), rng.standard_normal(200)
+    B, v = rng.standard_normal((600, 30)), np.abs(rng.standard_normal(600))
+    start_error = np.linalg.norm(y)
+    errors = []
+    for limit in (1, 3, 10):
+        u, iterations, converged = constrained_lsq(A, y, B, v, np.zeros(30), max_iter=limit)
+        assert iterations == limit and not converged
+        assert np.max(B @ u - v) <= 1e-9
+        errors.append(np.linalg.norm(A @ u - y))
+    assert errors[0] < start_error and errors == sorted(errors, reverse=True)
+
+
+def test_nettrim_refit_errs_no_more_than_the_l1_solution_and_keeps_its_support(digits_mlp):
+    """finish(): the exact re-fit from the solution lowers the error on Omega (here by more
+    than 10%), keeps the support and the inactive outputs inactive, so the eps guarantee holds."""
+    from nettrim.methods.nettrim import NetTrim
+    from nettrim.problem import layer_problems
+    clf, Xtr, _, _, _ = digits_mlp
+    problem = layer_problems(from_sklearn(clf).layers[0], Xtr.astype(np.float32))[0]
+    method = NetTrim()
+    solution = method.solver(problem).solve(eps=problem.eps(0.3))
+    weights, bias = method.finish(problem, solution)
+    omega = problem.omega
+
+    def error(w, b):
+        return np.linalg.norm(np.where(omega, problem.X.astype(np.float64) @ w + b - problem.Y, 0))
+
+    assert np.all((weights != 0) <= (solution.weight != 0))
+    assert error(weights, bias) < 0.9 * error(solution.weight, solution.bias) <= 0.9 * 1.001 * np.linalg.norm(solution.eps)
+    Z = problem.X.astype(np.float64) @ weights + bias
+    assert np.max(np.where(omega, -np.inf, Z)) <= 1e-4 * np.abs(problem.Y).max()
 
 
 def _planted_mlp(seed=0, dead=(1, 4, 6)):

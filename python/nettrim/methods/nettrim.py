@@ -3,7 +3,8 @@
 A target tolerance is one solve; a target density is an eps search on one
 :class:`~nettrim.LayerSolver` (one factorisation, warm-started solves); N:M keeps the N:M
 pattern of the solution's largest ``|u| ||x||`` and re-fits the kept weights; ``refit``
-re-fits the solution's own support by least squares and moves back inside the eps ball.
+re-fits the solution's own support: the constrained least squares solved from the solution,
+which never errs more than it (so stays inside the eps ball).
 For whole-network targets, :meth:`NetTrim.curve` gives a layer's solution path, and
 :meth:`NetTrim.finish` turns one of its points into the layer's weights.
 """
@@ -20,7 +21,7 @@ from ..search import search_eps
 from ..solver import DEFAULTS, LayerSolver
 from .base import Target
 from .masks import n_of_m
-from .refit import kept_dense, refit_on_support, within_ball
+from .refit import kept_dense, refit_on_support
 from .wanda import wanda_scores
 
 
@@ -164,7 +165,7 @@ class NetTrim:
 
     def finish(self, problem, best, nm=None, quick=False):
         """The layer's weights from a solution: its N:M pattern re-fitted, or its support re-fitted
-        and kept inside the eps ball, or (``refit=False``) the l1 solution itself.
+        from it (never further from the outputs than it), or (``refit=False``) the l1 solution itself.
 
         ``quick``: instead of the re-fit, each output's weights and bias scaled by the one
         factor that fits it best on Omega (one pass over the responses, for ranking many
@@ -173,15 +174,14 @@ class NetTrim:
             return best.weight, best.bias
         if quick and not nm and problem.V is None:
             return _scaled(problem, best)
-        X, Y, omega = problem.X, problem.Y, problem.omega
+        X, Y = problem.X, problem.Y
         if nm:
             # Net-Trim's nonzeros rank first (by |u| ||x||), the rest by the trained weights' Wanda score.
             trained = wanda_scores(X, problem.W)
             mask = n_of_m(np.where(best.weight != 0, wanda_scores(X, best.weight) + trained.max() + 1, trained), *nm)
-        else:
-            mask = best.weight != 0
-        weights, bias = refit_on_support(X, Y, mask, relu=problem.relu, V=problem.V, fit_bias=problem.has_bias,
-                                         bias=problem.b)
-        if not nm:   # keep Net-Trim's guarantee: no further than eps from the outputs on Omega
-            weights, bias = within_ball(X, Y, omega, (best.weight, best.bias), (weights, bias), float(np.linalg.norm(best.eps)))
-        return weights, bias
+            return refit_on_support(X, Y, mask, relu=problem.relu, V=problem.V, fit_bias=problem.has_bias,
+                                    bias=problem.b)
+        # From the solution itself: the exact constrained least squares on its support, which
+        # errs no more than the solution on Omega, so Net-Trim's guarantee (within eps) holds.
+        return refit_on_support(X, Y, best.weight != 0, relu=problem.relu, V=problem.V, fit_bias=problem.has_bias,
+                                bias=problem.b, start=(best.weight, best.bias))

@@ -3,14 +3,21 @@
 Used for N:M Net-Trim (choose the N:M mask, then fit the kept weights) and to undo the
 shrinkage of the l1 solution ("debiasing").  Each output neuron ``j`` is a least-squares
 problem over its support: fit ``Y`` on the active rows ``Omega_j = {p : Y_pj > 0}`` (all
-rows for a linear layer) subject to ``(X U)_pj <= V_pj`` on the inactive rows.  The
-inequality is handled by a short active-set loop: inactive rows that the fit pushes above
-their bound are pinned to it and the fit repeated (normal equations in float64, updated
-with the pinned rows, a tiny ridge for rank-deficient supports).  Whatever violation is
-left after ``rounds`` is removed as the engine's polish does, by lowering the bias.
-Pinning is a heuristic: on random layers its error on Omega measured 1.10-1.29x that of
-the exact constrained least squares (Clarabel), whose dual (an NNLS per neuron) measured
-about 100x slower on a Fashion-MNIST first layer.
+rows for a linear layer) subject to ``(X U)_pj <= V_pj`` on the inactive rows.
+
+From a feasible start (a Net-Trim solution) that program is solved exactly by a primal
+active-set method (:func:`constrained_lsq`): every iterate meets the bounds and errs no more
+than the one before, so the result stays inside the start's eps ball, and a neuron stopped at
+its iteration limit is still no worse than its start.  On the Fashion MLP's first layer
+(parallel, 90% removed, 1600 samples) it lowered the error on Omega from 0.406 to 0.267 of
+``||Y||`` (0.423 -> 0.293 on test images) where the heuristic below gave 0.573.
+
+Without a start, the inequality is handled by a short heuristic loop: inactive rows that the
+fit pushes above their bound are pinned to it and the fit repeated (normal equations in
+float64, updated with the pinned rows, a tiny ridge for rank-deficient supports).  Whatever
+violation is left after ``rounds`` is removed as the engine's polish does, by lowering the
+bias.  On random layers its error on Omega measured 1.10-1.29x that of the exact constrained
+least squares (Clarabel).
 """
 from __future__ import annotations
 
@@ -19,21 +26,84 @@ import numpy as np
 from ..errors import InvalidArgument
 
 
-def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None, ridge=1e-9, rounds=6):
+def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None, ridge=1e-9, rounds=6,
+                     start=None, max_iter=None):
     """Least-squares weights on the support ``mask`` (n_in, M); returns ``(weights, bias)``.
 
     X : (P, n_in) layer inputs.  Y : (P, M) the outputs to keep (ReLU outputs when ``relu``).
     V : (P, M) upper bound on inactive pre-activations (cascade); default 0.
     bias : the bias to keep when ``fit_bias`` is False (default zero).
+    start : ``(weights, bias)`` meeting the bounds (a Net-Trim solution on this support): the
+        exact constrained least squares from there (:func:`constrained_lsq`, at most
+        ``max_iter`` steps a neuron, default ``3 (support + 1) + 20``); without it, the pinning
+        heuristic (``rounds``).
 
     The per-neuron problems are small: numpy's BLAS runs them on one thread (measured 68x
     faster than its default threads on a loaded 2-core machine, see nettrim._threads)."""
     from .._threads import blas_threads
     with blas_threads(1):
-        return _refit(X, Y, mask, relu=relu, V=V, fit_bias=fit_bias, bias=bias, ridge=ridge, rounds=rounds)
+        return _refit(X, Y, mask, relu=relu, V=V, fit_bias=fit_bias, bias=bias, ridge=ridge, rounds=rounds,
+                      start=start, max_iter=max_iter)
 
 
-def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds):
+def constrained_lsq(A, y, B, v, u0, *, ridge=1e-9, max_iter=100):
+    """``argmin ||A u - y||`` subject to ``B u <= v``, from ``u0`` meeting the bounds (a row that
+    ``u0`` exceeds has its bound raised to ``B u0``, so that no row ends worse than it began).
+
+    The primal active-set method (Nocedal & Wright, Numerical Optimization, Algorithm 16.3):
+    step toward the least-squares minimiser on the working set's equalities, stop at the first
+    bound in the way and add it; at that minimiser, drop the bound with the most negative
+    multiplier, or stop when none is.  Every iterate meets the bounds and the error never
+    rises.  The working set's Schur complement is kept as ``Z = L^-1 B_W^T`` (``G = L L^T``),
+    one triangular solve per added bound.  Returns ``(u, iterations, converged)``."""
+    from scipy.linalg import solve_triangular
+    n = A.shape[1]
+    G = A.T @ A
+    G[np.diag_indices(n)] += ridge * (np.trace(G) / n + 1.0)
+    L = np.linalg.cholesky(G)
+    free = solve_triangular(L, solve_triangular(L, A.T @ y, lower=True), lower=True, trans="T")
+    u = np.array(u0, np.float64)
+    Bu = B @ u
+    v = np.maximum(v, Bu)
+    tiny = 1e-12 * (np.linalg.norm(B, axis=1) + 1e-300)
+    work, Z = [], np.empty((n, 0))
+    for iteration in range(1, max_iter + 1):
+        if work:
+            S = Z.T @ Z
+            try:
+                mu = np.linalg.solve(S, B[work] @ free - v[work])
+            except np.linalg.LinAlgError:
+                mu = np.linalg.lstsq(S, B[work] @ free - v[work], rcond=None)[0]
+            target = free - solve_triangular(L, Z @ mu, lower=True, trans="T")
+        else:
+            target, mu = free, np.zeros(0)
+        d = target - u
+        if np.linalg.norm(d) <= 1e-12 * (1.0 + np.linalg.norm(u)):
+            if not work or mu.min() >= -1e-10 * (1.0 + np.abs(mu).max()):
+                return u, iteration, True
+            drop = int(np.argmin(mu))
+            work.pop(drop)
+            Z = np.delete(Z, drop, axis=1)
+            continue
+        Bd = B @ d
+        blocking = Bd > tiny
+        blocking[work] = False
+        step, i = 1.0, -1
+        if blocking.any():
+            rows = np.flatnonzero(blocking)
+            ratio = np.maximum(v[rows] - Bu[rows], 0.0) / Bd[rows]
+            k = int(np.argmin(ratio))
+            if ratio[k] < 1.0:
+                step, i = float(ratio[k]), int(rows[k])
+        u += step * d
+        Bu += step * Bd
+        if i >= 0:
+            work.append(i)
+            Z = np.column_stack([Z, solve_triangular(L, B[i], lower=True)])
+    return u, max_iter, False
+
+
+def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_iter):
     from .._validate import as_float_matrix
     X = np.asarray(as_float_matrix("X", X), np.float64)
     Y = np.asarray(as_float_matrix("Y", Y, rows=X.shape[0]), np.float64)
@@ -51,6 +121,15 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds):
     fixed = np.zeros(M) if bias is None or fit_bias else np.asarray(bias, np.float64)
     bound = np.zeros((P, M)) if V is None else np.asarray(V, np.float64)
     U = np.zeros((Xs.shape[1], M))
+    exact = start is not None and relu
+    if exact:
+        if np.shape(start[0]) != (n, M) or (start[1] is not None and np.shape(start[1]) != (M,)):
+            raise InvalidArgument(f"start: expected (weights ({n}, {M}), bias ({M},) or None), got "
+                                  f"({np.shape(start[0])}, {None if start[1] is None else np.shape(start[1])})")
+        U0 = np.zeros_like(U)
+        U0[:n] = np.asarray(start[0], np.float64)
+        if fit_bias and start[1] is not None:
+            U0[n] = np.asarray(start[1], np.float64)
     for j in range(M):
         cols = np.flatnonzero(mask[:, j])
         if fit_bias:
@@ -58,6 +137,11 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds):
         if cols.size == 0:
             continue
         active = Y[:, j] > 0 if relu else np.ones(P, bool)
+        if exact:
+            U[cols, j], _, _ = constrained_lsq(
+                Xs[active][:, cols], Y[active, j] - fixed[j], Xs[~active][:, cols], bound[~active, j] - fixed[j],
+                U0[cols, j], ridge=ridge, max_iter=max_iter or 3 * len(cols) + 20)
+            continue
         A = Xs[active][:, cols]
         G = A.T @ A
         rhs = A.T @ (Y[active, j] - fixed[j])
@@ -81,31 +165,11 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds):
     if not fit_bias:
         return weights, bias
     b = U[n]
-    if relu:   # what the active set left: lower the bias until the inactive rows meet their bound
+    if relu and not exact:   # what the active set left: lower the bias until the inactive rows meet their bound
         Z = X @ U[:n] + b
         excess = np.where(Y > 0, -np.inf, Z - bound).max(axis=0, initial=-np.inf)
         b = b - np.maximum(excess, 0)
     return weights, b.astype(np.float32)
-
-
-def within_ball(X, Y, omega, start, refit, eps):
-    """The point of the segment from ``start`` to ``refit`` (each ``(weights, bias)``) nearest
-    ``refit`` whose error on Omega stays within ``eps``: both ends meet the inactive rows'
-    bounds, so every point between does; ``start`` (a Net-Trim solution) meets the ball."""
-    def pre(w, b):
-        return X @ w + (0 if b is None else b)
-    D0 = np.where(omega, pre(*start) - Y, 0).astype(np.float64)
-    D1 = np.where(omega, pre(*refit) - Y, 0).astype(np.float64)
-    if np.linalg.norm(D1) <= eps:
-        return refit
-    # ||D0 + t (D1 - D0)||^2 = eps^2 has its larger root in [0, 1] when ||D0|| <= eps.
-    d = D1 - D0
-    a, b2, c = float(np.sum(d * d)), float(np.sum(D0 * d)), float(np.sum(D0 * D0)) - eps ** 2
-    t = 0.0 if a == 0 or c > 0 else (-b2 + np.sqrt(max(b2 * b2 - a * c, 0.0))) / a
-    t = min(max(t, 0.0), 1.0)
-    w = (1 - t) * start[0] + t * refit[0]
-    bias = None if start[1] is None else (1 - t) * start[1] + t * refit[1]
-    return w.astype(np.float32), None if bias is None else np.asarray(bias, np.float32)
 
 
 def kept_dense(problem):
