@@ -202,6 +202,28 @@ PYBIND11_MODULE(_core, m) {
   bind_solver<float>(m, "Float32");
   bind_solver<double>(m, "Float64");
 
+  m.def(
+      "refit_support",
+      [](const ConstRowRef<double>& X, const ConstRowRef<double>& Y, const Eigen::Ref<const RowMatrix<double>>& support,
+         const ConstRowRef<double>& start_weights, const Eigen::Ref<const Eigen::VectorXd>& start_bias,
+         const ConstRowRef<double>& V, bool fit_bias, int max_iter, double ridge, int threads) {
+        RefitSettings settings;
+        settings.max_iter = max_iter;
+        settings.ridge = ridge;
+        settings.threads = threads;
+        RefitResult r;
+        {
+          py::gil_scoped_release release;
+          r = refit_support(X, Y, support, start_weights, start_bias, V, fit_bias, settings);
+        }
+        return py::make_tuple(std::move(r.weights), std::move(r.bias), std::move(r.iterations), r.unconverged);
+      },
+      py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("support").noconvert(),
+      py::arg("start_weights").noconvert(), py::arg("start_bias").noconvert(), py::arg("V").noconvert(),
+      py::arg("fit_bias"), py::arg("max_iter") = 0, py::arg("ridge") = 1e-9, py::arg("threads") = 0,
+      "Exact least squares on a fixed support from a start meeting the inactive rows' bounds "
+      "(float64, C order): (weights, bias, iterations per neuron, neurons unconverged).");
+
   m.def("available_backends", &available_backends, "Names of the backends this build and machine have.");
 #ifdef NETTRIM_WITH_CUDA
   m.attr("cuda") = true;   // compiled in; whether a device is present: available_backends()

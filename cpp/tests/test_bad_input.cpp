@@ -35,6 +35,23 @@ int main() {
     CHECK_THROWS(Solver<double>("cuda:tf32"), std::invalid_argument, "backend: ");
   }
 
+  // The re-fit on a support: shapes and finiteness, named.
+  {
+    const RowMatrix<double> support = RowMatrix<double>::Ones(9, 3), start = RowMatrix<double>::Zero(9, 3);   // (X has a bias column)
+    const Eigen::VectorXd bias = Eigen::VectorXd::Zero(3);
+    const RowMatrix<double> Y = L.Y.cast<double>(), none(0, 3);
+    CHECK_THROWS(refit_support(L.X, Y, RowMatrix<double>::Ones(7, 3), start, bias, none, true), std::invalid_argument,
+                 "support: expected shape (9, 3), got (7, 3)");
+    CHECK_THROWS(refit_support(L.X, Y.topRows(50), support, start, bias, none, true), std::invalid_argument,
+                 "Y: expected shape (100, 3)");
+    CHECK_THROWS(refit_support(L.X, Y, support, start, Eigen::VectorXd::Zero(2), none, true), std::invalid_argument,
+                 "start_bias: expected shape (3, 1)");
+    RowMatrix<double> nan_start = start;
+    nan_start(1, 1) = std::numeric_limits<double>::quiet_NaN();
+    CHECK_THROWS(refit_support(L.X, Y, support, nan_start, bias, none, true), std::invalid_argument,
+                 "start_weights: expected finite");
+  }
+
   Solver<double> solver;
   CHECK_THROWS(solver.update_target(L.Y), std::logic_error, "call setup");
   solver.setup(L.X, s);

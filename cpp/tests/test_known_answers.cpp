@@ -1,6 +1,8 @@
 // Known answers: problems whose solution is known in closed form or by construction.
 #include "check.hpp"
 
+#include <Eigen/Cholesky>
+
 using namespace nettrim;
 
 // Linear mode, one constant feature: min |u| s.t. ||u 1 - y|| <= eps has the solution
@@ -84,6 +86,59 @@ void precisions_agree() {
   CHECK(std::abs(r32.info.objective / r64.info.objective - 1) <= 2e-3);
 }
 
+// The re-fit on a support: with every output active there is no inequality, and the answer
+// is the least squares on the support (normal equations); with inactive rows, every bound
+// is met and the error is no larger than the start's.
+void refit_is_least_squares_on_the_support() {
+  const long P = 120, n = 6, M = 3;
+  RowMatrix<double> X(P, n), Y(P, M), support(n, M), start = RowMatrix<double>::Zero(n, M);
+  for (long p = 0; p < P; ++p)
+    for (long i = 0; i < n; ++i) X(p, i) = std::sin(0.37 * double((i + 1) * p) + double(i));
+  for (long i = 0; i < n; ++i)
+    for (long j = 0; j < M; ++j) support(i, j) = (i + j) % 2 == 0 ? 1.0 : 0.0;
+  for (long p = 0; p < P; ++p)
+    for (long j = 0; j < M; ++j) Y(p, j) = 30.0 + X.row(p).sum() * double(j + 1) + std::cos(double(p));
+  const Eigen::VectorXd bias = Eigen::VectorXd::Zero(M);
+  const RowMatrix<double> none(0, M);
+  RefitSettings exact;
+  exact.ridge = 0;   // the normal equations as they are
+  const RefitResult all_active = refit_support(X, Y, support, start, bias, none, true, exact);
+  CHECK(all_active.unconverged == 0);
+  for (long j = 0; j < M; ++j) {
+    std::vector<long> cols;
+    for (long i = 0; i < n; ++i)
+      if (support(i, j) != 0) cols.push_back(i);
+    Eigen::MatrixXd A(P, long(cols.size()) + 1);
+    for (long c = 0; c < long(cols.size()); ++c) A.col(c) = X.col(cols[size_t(c)]);
+    A.col(long(cols.size())).setOnes();
+    const Eigen::VectorXd want = (A.transpose() * A).ldlt().solve(A.transpose() * Y.col(j));
+    for (long c = 0; c < long(cols.size()); ++c) CHECK(std::abs(all_active.weights(cols[size_t(c)], j) - want(c)) < 1e-8);
+    CHECK(std::abs(all_active.bias(j) - want(long(cols.size()))) < 1e-8);
+    for (long i = 0; i < n; ++i)
+      if (support(i, j) == 0) CHECK(all_active.weights(i, j) == 0.0);
+  }
+  // ReLU outputs: a third of the rows inactive, from the zero weights and a bias low enough.
+  RowMatrix<double> R = Y;
+  for (long p = 0; p < P; p += 3) R.row(p).setZero();
+  const Eigen::VectorXd low = Eigen::VectorXd::Constant(M, -1.0);
+  const RefitResult relu = refit_support(X, R, support, start, low, none, true);
+  CHECK(relu.unconverged == 0);
+  const Eigen::MatrixXd Z = (X * relu.weights).rowwise() + relu.bias.transpose();
+  for (long j = 0; j < M; ++j) {
+    double fitted = 0, started = 0;
+    for (long p = 0; p < P; ++p) {
+      if (R(p, j) > 0) {
+        fitted += (Z(p, j) - R(p, j)) * (Z(p, j) - R(p, j));
+        started += (-1.0 - R(p, j)) * (-1.0 - R(p, j));
+      } else {
+        CHECK(Z(p, j) <= 1e-8);
+      }
+    }
+    CHECK(fitted < started);
+  }
+  std::printf("refit on a support: least squares, bounds met\n");
+}
+
 int main() {
   one_feature<float>();
   one_feature<double>();
@@ -93,5 +148,6 @@ int main() {
   reported_violations_are_the_matrix_s<float>();
   reported_violations_are_the_matrix_s<double>();
   precisions_agree();
+  refit_is_least_squares_on_the_support();
   return report("known_answers");
 }

@@ -1,5 +1,5 @@
 """Type stubs of the compiled engine module (cpp/bindings/module.cpp)."""
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -111,6 +111,13 @@ class SolverFloat32(_Solver): ...
 class SolverFloat64(_Solver): ...
 
 def available_backends() -> List[str]: ...
+
+def refit_support(X: np.ndarray, Y: np.ndarray, support: np.ndarray, start_weights: np.ndarray,
+                  start_bias: np.ndarray, V: np.ndarray, fit_bias: bool, max_iter: int = 0, ridge: float = 1e-9,
+                  threads: int = 0) -> Tuple[np.ndarray, np.ndarray, List[int], int]:
+    """Exact least squares on a fixed support from a start meeting the inactive rows' bounds
+    (float64, C order; V of shape (0, M) for bounds 0): weights, bias, active-set steps per
+    neuron, neurons stopped at max_iter."""
 
 max_threads: int
 version: str

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 
 @dataclass
@@ -193,3 +194,76 @@ def _feasible(A, Y, omega, V, eps, constraint, lam, relu, tol):
     v_omega, v_comp = constraint_violations(A, Y, omega, V if relu else None, eps, constraint,
                                             regularized=lam is not None)
     return v_omega <= tol and v_comp <= tol
+
+
+def constrained_lsq(A, y, B, v, u0, *, ridge=1e-9, max_iter=100):
+    """``argmin ||A u - y||`` subject to ``B u <= v``, from ``u0`` meeting the bounds (a row that
+    ``u0`` exceeds has its bound raised to ``B u0``, so that no row ends worse than it began).
+
+    The re-fit of Net-Trim's solution on its support (nettrim.methods.refit_on_support with a
+    start); the engine's ``refit_support`` (cpp/src/refit.cpp) takes the same steps.  The
+    primal active-set method (Nocedal & Wright, Numerical Optimization, Algorithm 16.3):
+    step toward the least-squares minimiser on the working set's equalities, stop at the first
+    bound in the way and add it; at that minimiser, drop the bound with the most negative
+    multiplier, or stop when none is.  Every iterate meets the bounds and the error never
+    rises.  The working set's Schur complement is kept as ``Z = L^-1 B_W^T`` (``G = L L^T``),
+    one triangular solve per added bound.  Returns ``(u, iterations, converged)``."""
+    n = A.shape[1]
+    G = A.T @ A
+    G[np.diag_indices(n)] += ridge * (np.trace(G) / n + 1.0)
+    L = np.linalg.cholesky(G)
+    free = solve_triangular(L, solve_triangular(L, A.T @ y, lower=True), lower=True, trans="T")
+    u0 = np.array(u0, np.float64)
+    u = u0.copy()
+    Bu = B @ u
+    norms = np.linalg.norm(B, axis=1)
+    # Bounds at the start's value, and rows tight at once, make steps of length zero that can
+    # cycle: each bound gets a distinct slack of order 1e-10 of its row's scale (the classic
+    # perturbation against degeneracy; the violation it allows is of that order).
+    v = np.maximum(v, Bu) + 1e-10 * norms * (1.0 + np.linalg.norm(u)) * (1.0 + np.arange(len(v)) / max(len(v), 1))
+    tiny = 1e-12 * (norms + 1e-300)
+    work, Z = [], np.empty((n, 0))
+    for iteration in range(1, max_iter + 1):
+        if work:
+            S = Z.T @ Z
+            try:
+                mu = np.linalg.solve(S, B[work] @ free - v[work])
+            except np.linalg.LinAlgError:
+                mu = np.linalg.lstsq(S, B[work] @ free - v[work], rcond=None)[0]
+            target = free - solve_triangular(L, Z @ mu, lower=True, trans="T")
+        else:
+            target, mu = free, np.zeros(0)
+        d = target - u
+        if np.linalg.norm(d) <= 1e-10 * (1.0 + np.linalg.norm(u)):
+            if not work or mu.min() >= -1e-10 * (1.0 + np.abs(mu).max()):
+                return _safeguarded(A, y, B, v, u0, u, iteration, True)
+            drop = int(np.argmin(mu))
+            work.pop(drop)
+            Z = np.delete(Z, drop, axis=1)
+            continue
+        Bd = B @ d
+        blocking = Bd > tiny
+        blocking[work] = False
+        step, i = 1.0, -1
+        if blocking.any():
+            rows = np.flatnonzero(blocking)
+            ratio = np.maximum(v[rows] - Bu[rows], 0.0) / Bd[rows]
+            k = int(np.argmin(ratio))
+            if ratio[k] < 1.0:
+                step, i = float(ratio[k]), int(rows[k])
+        u += step * d
+        Bu += step * Bd
+        if i >= 0:
+            work.append(i)
+            Z = np.column_stack([Z, solve_triangular(L, B[i], lower=True)])
+    return _safeguarded(A, y, B, v, u0, u, max_iter, False)
+
+
+def _safeguarded(A, y, B, v, u0, u, iterations, converged):
+    """``u``, or the start where rounding took ``u`` outside the bounds or uphill (a degenerate
+    corner: more bounds tight than unknowns, nearly dependent), flagged as not converged."""
+    size = 1.0 + np.linalg.norm(u0)
+    outside = np.any(B @ u - v > 1e-9 * (np.linalg.norm(B, axis=1) + 1e-300) * size)
+    if outside or np.linalg.norm(A @ u - y) > np.linalg.norm(A @ u0 - y) * (1 + 1e-12) + 1e-300:
+        return u0, iterations, False
+    return u, iterations, converged

@@ -6,7 +6,8 @@ problem over its support: fit ``Y`` on the active rows ``Omega_j = {p : Y_pj > 0
 rows for a linear layer) subject to ``(X U)_pj <= V_pj`` on the inactive rows.
 
 From a feasible start (a Net-Trim solution) that program is solved exactly by a primal
-active-set method (:func:`constrained_lsq`): every iterate meets the bounds and errs no more
+active-set method (the engine's ``refit_support``, cpp/src/refit.cpp; its numpy twin is
+:func:`nettrim.reference.constrained_lsq`): every iterate meets the bounds and errs no more
 than the one before, so the result stays inside the start's eps ball, and a neuron stopped at
 its iteration limit is still no worse than its start.  On the Fashion MLP's first layer
 (parallel, 90% removed, 1600 samples) it lowered the error on Omega from 0.406 to 0.267 of
@@ -34,9 +35,9 @@ def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None,
     V : (P, M) upper bound on inactive pre-activations (cascade); default 0.
     bias : the bias to keep when ``fit_bias`` is False (default zero).
     start : ``(weights, bias)`` meeting the bounds (a Net-Trim solution on this support): the
-        exact constrained least squares from there (:func:`constrained_lsq`, at most
-        ``max_iter`` steps a neuron, default ``3 (support + 1) + 20``); without it, the pinning
-        heuristic (``rounds``).
+        exact constrained least squares from there (the engine's active-set method, at most
+        ``max_iter`` steps a neuron, default ``3 (support + 1) + 20``, OpenMP over the
+        neurons); without it, the pinning heuristic (``rounds``).
 
     The per-neuron problems are small: numpy's BLAS runs them on one thread (measured 68x
     faster than its default threads on a loaded 2-core machine, see nettrim._threads)."""
@@ -44,63 +45,6 @@ def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None,
     with blas_threads(1):
         return _refit(X, Y, mask, relu=relu, V=V, fit_bias=fit_bias, bias=bias, ridge=ridge, rounds=rounds,
                       start=start, max_iter=max_iter)
-
-
-def constrained_lsq(A, y, B, v, u0, *, ridge=1e-9, max_iter=100):
-    """``argmin ||A u - y||`` subject to ``B u <= v``, from ``u0`` meeting the bounds (a row that
-    ``u0`` exceeds has its bound raised to ``B u0``, so that no row ends worse than it began).
-
-    The primal active-set method (Nocedal & Wright, Numerical Optimization, Algorithm 16.3):
-    step toward the least-squares minimiser on the working set's equalities, stop at the first
-    bound in the way and add it; at that minimiser, drop the bound with the most negative
-    multiplier, or stop when none is.  Every iterate meets the bounds and the error never
-    rises.  The working set's Schur complement is kept as ``Z = L^-1 B_W^T`` (``G = L L^T``),
-    one triangular solve per added bound.  Returns ``(u, iterations, converged)``."""
-    from scipy.linalg import solve_triangular
-    n = A.shape[1]
-    G = A.T @ A
-    G[np.diag_indices(n)] += ridge * (np.trace(G) / n + 1.0)
-    L = np.linalg.cholesky(G)
-    free = solve_triangular(L, solve_triangular(L, A.T @ y, lower=True), lower=True, trans="T")
-    u = np.array(u0, np.float64)
-    Bu = B @ u
-    v = np.maximum(v, Bu)
-    tiny = 1e-12 * (np.linalg.norm(B, axis=1) + 1e-300)
-    work, Z = [], np.empty((n, 0))
-    for iteration in range(1, max_iter + 1):
-        if work:
-            S = Z.T @ Z
-            try:
-                mu = np.linalg.solve(S, B[work] @ free - v[work])
-            except np.linalg.LinAlgError:
-                mu = np.linalg.lstsq(S, B[work] @ free - v[work], rcond=None)[0]
-            target = free - solve_triangular(L, Z @ mu, lower=True, trans="T")
-        else:
-            target, mu = free, np.zeros(0)
-        d = target - u
-        if np.linalg.norm(d) <= 1e-12 * (1.0 + np.linalg.norm(u)):
-            if not work or mu.min() >= -1e-10 * (1.0 + np.abs(mu).max()):
-                return u, iteration, True
-            drop = int(np.argmin(mu))
-            work.pop(drop)
-            Z = np.delete(Z, drop, axis=1)
-            continue
-        Bd = B @ d
-        blocking = Bd > tiny
-        blocking[work] = False
-        step, i = 1.0, -1
-        if blocking.any():
-            rows = np.flatnonzero(blocking)
-            ratio = np.maximum(v[rows] - Bu[rows], 0.0) / Bd[rows]
-            k = int(np.argmin(ratio))
-            if ratio[k] < 1.0:
-                step, i = float(ratio[k]), int(rows[k])
-        u += step * d
-        Bu += step * Bd
-        if i >= 0:
-            work.append(i)
-            Z = np.column_stack([Z, solve_triangular(L, B[i], lower=True)])
-    return u, max_iter, False
 
 
 def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_iter):
@@ -117,19 +61,23 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_ite
         V = as_float_matrix("V", V, rows=P, cols=M)
     if bias is not None and np.shape(bias) != (M,):
         raise InvalidArgument(f"bias: expected shape ({M},), got {np.shape(bias)}")
+    if start is not None and relu:
+        if np.shape(start[0]) != (n, M) or (start[1] is not None and np.shape(start[1]) != (M,)):
+            raise InvalidArgument(f"start: expected (weights ({n}, {M}), bias ({M},) or None), got "
+                                  f"({np.shape(start[0])}, {None if start[1] is None else np.shape(start[1])})")
+        from .. import _core
+        start_bias = start[1] if fit_bias else bias
+        start_bias = np.zeros(M) if start_bias is None else np.asarray(start_bias, np.float64)
+        weights, b, _, _ = _core.refit_support(
+            np.ascontiguousarray(X), np.ascontiguousarray(Y), np.ascontiguousarray(mask, np.float64),
+            np.ascontiguousarray(start[0], np.float64), np.ascontiguousarray(start_bias),
+            np.zeros((0, M)) if V is None else np.ascontiguousarray(V, np.float64), bool(fit_bias),
+            max_iter=int(max_iter or 0), ridge=float(ridge))
+        return weights.astype(np.float32), (b.astype(np.float32) if fit_bias or bias is not None else None)
     Xs = np.hstack([X, np.ones((P, 1))]) if fit_bias else X
     fixed = np.zeros(M) if bias is None or fit_bias else np.asarray(bias, np.float64)
     bound = np.zeros((P, M)) if V is None else np.asarray(V, np.float64)
     U = np.zeros((Xs.shape[1], M))
-    exact = start is not None and relu
-    if exact:
-        if np.shape(start[0]) != (n, M) or (start[1] is not None and np.shape(start[1]) != (M,)):
-            raise InvalidArgument(f"start: expected (weights ({n}, {M}), bias ({M},) or None), got "
-                                  f"({np.shape(start[0])}, {None if start[1] is None else np.shape(start[1])})")
-        U0 = np.zeros_like(U)
-        U0[:n] = np.asarray(start[0], np.float64)
-        if fit_bias and start[1] is not None:
-            U0[n] = np.asarray(start[1], np.float64)
     for j in range(M):
         cols = np.flatnonzero(mask[:, j])
         if fit_bias:
@@ -137,11 +85,6 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_ite
         if cols.size == 0:
             continue
         active = Y[:, j] > 0 if relu else np.ones(P, bool)
-        if exact:
-            U[cols, j], _, _ = constrained_lsq(
-                Xs[active][:, cols], Y[active, j] - fixed[j], Xs[~active][:, cols], bound[~active, j] - fixed[j],
-                U0[cols, j], ridge=ridge, max_iter=max_iter or 3 * len(cols) + 20)
-            continue
         A = Xs[active][:, cols]
         G = A.T @ A
         rhs = A.T @ (Y[active, j] - fixed[j])
@@ -165,7 +108,7 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_ite
     if not fit_bias:
         return weights, bias
     b = U[n]
-    if relu and not exact:   # what the active set left: lower the bias until the inactive rows meet their bound
+    if relu:   # what the active set left: lower the bias until the inactive rows meet their bound
         Z = X @ U[:n] + b
         excess = np.where(Y > 0, -np.inf, Z - bound).max(axis=0, initial=-np.inf)
         b = b - np.maximum(excess, 0)

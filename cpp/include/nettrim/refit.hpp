@@ -1,0 +1,43 @@
+// Re-fit on a fixed support: Net-Trim's least squares without the l1 term ("debiasing").
+//
+// For each output neuron j, over the weights on its support (and the bias):
+//   minimise    || (X u + b - Y_j) on Omega_j ||       Omega_j = {p : Y_pj > 0}
+//   subject to  (X u + b)_p <= V_pj  for p not in Omega_j   (V = 0 when none is given)
+// solved exactly from a start that meets the bounds (a Net-Trim solution): the primal
+// active-set method (Nocedal & Wright, Numerical Optimization, Algorithm 16.3).  Every
+// iterate meets the bounds and the error never rises, so the result errs on Omega no more
+// than the start, and a neuron stopped at its iteration limit is still no worse than it.
+// A row the start exceeds has its bound raised to the start's value.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <vector>
+
+#include "nettrim/types.hpp"
+
+namespace nettrim {
+
+struct RefitSettings {
+  int max_iter = 0;       // active-set steps per neuron; 0: 3 (support + 1) + 20
+  double ridge = 1e-9;    // relative to the mean diagonal of the normal equations
+  int threads = 0;        // OpenMP threads over the neurons; 0: the OpenMP default
+};
+
+struct RefitResult {
+  Matrix<double> weights;        // n_in x M, zero off the support
+  Eigen::VectorXd bias;          // M (the given bias where it is not fitted)
+  std::vector<int> iterations;   // active-set steps per neuron
+  int unconverged = 0;           // neurons stopped at max_iter (feasible, no worse than the start)
+};
+
+// X: P x n_in; Y: P x M (ReLU outputs); support: n_in x M (nonzero = kept); start_weights:
+// n_in x M, start_bias: M (read on the support, and for the bias when fit_bias).  V: P x M
+// bounds on the inactive rows, or an empty matrix for 0.  fit_bias false: the bias stays
+// start_bias.  Throws std::invalid_argument naming the argument on a shape mismatch.
+RefitResult refit_support(const ConstRowRef<double>& X, const ConstRowRef<double>& Y,
+                          const Eigen::Ref<const RowMatrix<double>>& support,
+                          const ConstRowRef<double>& start_weights, const Eigen::Ref<const Eigen::VectorXd>& start_bias,
+                          const ConstRowRef<double>& V, bool fit_bias, const RefitSettings& settings = {});
+
+}  // namespace nettrim
