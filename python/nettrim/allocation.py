@@ -110,12 +110,18 @@ def with_weights(layer, groups):
     return out
 
 
+def sample_rows(n_rows, max_rows, seed=0):
+    """The indices of at most ``max_rows`` of ``n_rows`` rows (a seeded subset, in order), or
+    None for all of them: the rows a layer's curve is solved on, and its searches after."""
+    if max_rows is None or n_rows <= max_rows:
+        return None
+    return np.sort(np.random.default_rng([seed, 11]).choice(n_rows, max_rows, replace=False))
+
+
 def curve_sample(X, max_rows, seed=0):
-    """At most ``max_rows`` rows of ``X`` (a seeded subset, in order) for a layer's curve."""
-    if max_rows is None or len(X) <= max_rows:
-        return X
-    rows = np.sort(np.random.default_rng([seed, 11]).choice(len(X), max_rows, replace=False))
-    return X[rows]
+    """At most ``max_rows`` rows of ``X`` (see :func:`sample_rows`) for a layer's curve."""
+    rows = sample_rows(len(X), max_rows, seed)
+    return X if rows is None else X[rows]
 
 
 def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_solvers=False, max_rows=None):
@@ -249,7 +255,11 @@ def keeps_for(curves, chosen, budget):
 
 # The curves only rank each layer's points (nonzeros against output discrepancy); solved on a
 # seeded subset of at most this many calibration rows, their cost does not grow with the
-# calibration set, and the chosen densities are then searched on every row.
+# calibration set.  The chosen densities are searched on the same rows (NetTrim.search_rows),
+# and each support found is re-fitted on every row: with 10,000 calibration samples (Fashion
+# MLP, 90% removed) that took the first layer's searches on 9000 rows (141-151 s) down to a few
+# seconds, the whole target 167 s -> 74 s (cascade) and 188 s -> 84 s (parallel), test
+# accuracy 0.856 -> 0.857 and 0.856 -> 0.859.
 CURVE_ROWS = 2000
 
 
@@ -319,7 +329,8 @@ class FromCurves:
         # the full ones, from the chosen point (or, between two points, the denser one).
         between = abs(keep * c.size - c.nnz[j]) >= 0.5
         start = j - 1 if between else j
-        same_rows = c.solvers and c.rows == len(problem.X)
-        solver = c.solvers[g] if same_rows else self.method.solver(problem)
+        searched = self.method.search_problem(problem)
+        same_rows = c.solvers and c.rows == len(searched.X)
+        solver = c.solvers[g] if same_rows else self.method.solver(searched)
         solver.warm_start(c.results[start][g].U)    # (from a subset's solution: the same unknowns)
         return self.method.prune(problem, Target(keep=keep, eps_rel=float(c.eps_rel[start])), solver=solver)

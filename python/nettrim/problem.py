@@ -63,6 +63,14 @@ class LayerProblem:
         block.eps_floor = self.eps_floor * block.scale / self.scale if self.eps_floor else 0.0
         return block
 
+    def rows(self, rows):
+        """The problem on calibration rows ``rows`` only (a search on a subset, see
+        ``NetTrim.search_rows``); the floor is shared in proportion to the outputs' norm."""
+        subset = LayerProblem(self.name, self.X[rows], self.Y[rows], self.W, self.b, self.relu,
+                              None if self.V is None else self.V[rows], on_pruned_signals=self.on_pruned_signals)
+        subset.eps_floor = self.eps_floor * subset.scale / self.scale if self.eps_floor else 0.0
+        return subset
+
     def eps(self, eps_rel, per_neuron=False):
         """The absolute tolerance for ``eps_rel``, never below the floor; ``per_neuron``: one
         per output, relative to that output's norm on Omega (the floor shared likewise)."""

@@ -333,6 +333,8 @@ def _by_curves(run, nettrim, keep, holdout):
                             keep_solvers=parallel and not run.remote, executor=run.executor if run.remote else None)
     run.allocation = choice
     nettrim.close = 0.01      # the searches below land within 1% of their layer's allocation
+    # ... on the rows the curves were solved on; each support is then re-fitted on every row.
+    nettrim.search_rows = alloc.CURVE_ROWS
     if parallel:   # the chosen path points themselves; the fill layer searches between two points
         chosen = alloc.FromCurves(nettrim, choice, {k: layer_problems(run.net.layers[k], originals[k])
                                                     for k in run.selected})

@@ -50,6 +50,17 @@ class NetTrim:
         self.on_trial = options.pop("on_trial", None)
         self.options = options
         self.per_neuron = options.get("constraint") == "neuron"
+        # Density searches on at most this many calibration rows (None: all), the solution's
+        # support then re-fitted on every row: set for whole-network targets, whose curves
+        # are solved on the same rows (nettrim.allocation.CURVE_ROWS).
+        self.search_rows = None
+
+    def search_problem(self, problem):
+        """The problem a density search runs on: ``problem``, or, with more than
+        ``search_rows`` rows, the seeded subset of them that the layer's curve was solved on."""
+        from ..allocation import sample_rows
+        rows = sample_rows(len(problem.X), self.search_rows)
+        return problem if rows is None else problem.rows(rows)
 
     def solver(self, problem) -> LayerSolver:
         """A solver set up for ``problem`` (the factorisation is done here, once)."""
@@ -69,11 +80,15 @@ class NetTrim:
             weights, bias = kept_dense(problem)
             return PrunedLayer(weight=weights, bias=bias, method=self.name, seconds=time.perf_counter() - t0,
                                final_seconds=time.perf_counter() - t0)
-        solver = solver or self.solver(problem)
+        searching = target.keep is not None and target.nm is None
+        # (on a subset of the rows, see search_rows: the support found is re-fitted on every
+        # row by finish(), its start's bias lowered to meet every row's bound first)
+        searched = self.search_problem(problem) if searching else problem
+        solver = solver or self.solver(searched)
         tried = []
 
         def run(rel):
-            res = solver.solve(eps=problem.eps(rel, self.per_neuron), warn=False, keep_state=False)
+            res = solver.solve(eps=searched.eps(rel, self.per_neuron), warn=False, keep_state=False)
             tried.append(res)
             if self.on_trial:
                 self.on_trial(problem.name, "search trial" if target.keep is not None else "solve", len(tried),
@@ -81,8 +96,8 @@ class NetTrim:
             return res
 
         notes = []
-        if target.keep is not None and target.nm is None:
-            best, note = search_eps(run, target.keep, problem.eps_floor / problem.scale,
+        if searching:
+            best, note = search_eps(run, target.keep, searched.eps_floor / searched.scale,
                                     start=target.eps_rel or 0.05,
                                     close=self.close if target.close is None else target.close,
                                     factor=4.0 if target.eps_rel is None else 1.3, slope=target.slope)
@@ -93,7 +108,8 @@ class NetTrim:
         t1 = time.perf_counter()
         weights, bias = self.finish(problem, best, target.nm)
         t2 = time.perf_counter()
-        return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=float(np.linalg.norm(best.eps)),
+        eps = float(np.linalg.norm(best.eps)) * problem.scale / searched.scale   # (the same eps_rel on every row)
+        return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=eps,
                            status=best.status,
                            iterations=sum(r.iterations for r in tried), solves=len(tried), seconds=t2 - t0,
                            search_seconds=t1 - t0, final_seconds=t2 - t1, notes=notes)

@@ -34,8 +34,9 @@ def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None,
     X : (P, n_in) layer inputs.  Y : (P, M) the outputs to keep (ReLU outputs when ``relu``).
     V : (P, M) upper bound on inactive pre-activations (cascade); default 0.
     bias : the bias to keep when ``fit_bias`` is False (default zero).
-    start : ``(weights, bias)`` meeting the bounds (a Net-Trim solution on this support): the
-        exact constrained least squares from there (the engine's active-set method, at most
+    start : ``(weights, bias)`` meeting the bounds (a Net-Trim solution on this support; one
+        solved on a subset of the rows has its bias lowered until it meets them on every row):
+        the exact constrained least squares from there (the engine's active-set method, at most
         ``max_iter`` steps a neuron, default ``3 (support + 1) + 20``, OpenMP over the
         neurons); without it, the pinning heuristic (``rounds``).
 
@@ -68,6 +69,13 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_ite
         from .. import _core
         start_bias = start[1] if fit_bias else bias
         start_bias = np.zeros(M) if start_bias is None else np.asarray(start_bias, np.float64)
+        if fit_bias and relu:
+            # A start solved on other rows (a subset of these) may exceed the bounds here: its
+            # bias is lowered until it meets them all, so that the re-fit keeps every one.
+            Z = X @ np.asarray(start[0], np.float64) + start_bias
+            bound0 = 0.0 if V is None else np.asarray(V, np.float64)
+            excess = np.where(Y > 0, -np.inf, Z - bound0).max(axis=0, initial=-np.inf)
+            start_bias = start_bias - np.maximum(excess, 0.0)
         weights, b, _, _ = _core.refit_support(
             np.ascontiguousarray(X), np.ascontiguousarray(Y), np.ascontiguousarray(mask, np.float64),
             np.ascontiguousarray(start[0], np.float64), np.ascontiguousarray(start_bias),
