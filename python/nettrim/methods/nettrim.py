@@ -109,6 +109,12 @@ class NetTrim:
         weights, bias = self.finish(problem, best, target.nm)
         t2 = time.perf_counter()
         eps = float(np.linalg.norm(best.eps)) * problem.scale / searched.scale   # (the same eps_rel on every row)
+        if searched is not problem:
+            # The support was found on a subset: on every row the re-fit may err a little more
+            # than that eps (measured up to 1.5% more with 1200 of 9000 rows); the eps reported
+            # is the one the weights meet on every row.
+            A = problem.X @ weights + (0 if bias is None else bias)
+            eps = max(eps, float(np.linalg.norm(np.where(problem.omega, A - problem.Y, 0).astype(np.float64))))
         return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=eps,
                            status=best.status,
                            iterations=sum(r.iterations for r in tried), solves=len(tried), seconds=t2 - t0,
