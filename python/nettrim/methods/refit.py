@@ -35,10 +35,10 @@ def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None,
     V : (P, M) upper bound on inactive pre-activations (cascade); default 0.
     bias : the bias to keep when ``fit_bias`` is False (default zero).
     start : ``(weights, bias)`` meeting the bounds (a Net-Trim solution on this support; one
-        solved on a subset of the rows has its bias lowered until it meets them on every row):
-        the exact constrained least squares from there (the engine's active-set method, at most
-        ``max_iter`` steps a neuron, default ``3 (support + 1) + 20``, OpenMP over the
-        neurons); without it, the pinning heuristic (``rounds``).
+    solved on a subset of the rows has its bias lowered until it meets them on every row): the
+    exact constrained least squares from there (the engine's active-set method, at most
+    ``max_iter`` steps a neuron, default ``3 (support + 1) + 20``, OpenMP over the neurons);
+    without it, the pinning heuristic (``rounds``).
 
     The per-neuron problems are small: numpy's BLAS runs them on one thread (measured 68x
     faster than its default threads on a loaded 2-core machine, see nettrim._threads)."""
