@@ -69,13 +69,11 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_ite
         from .. import _core
         start_bias = start[1] if fit_bias else bias
         start_bias = np.zeros(M) if start_bias is None else np.asarray(start_bias, np.float64)
-        if fit_bias and relu:
+        if fit_bias:
             # A start solved on other rows (a subset of these) may exceed the bounds here: its
             # bias is lowered until it meets them all, so that the re-fit keeps every one.
-            Z = X @ np.asarray(start[0], np.float64) + start_bias
-            bound0 = 0.0 if V is None else np.asarray(V, np.float64)
-            excess = np.where(Y > 0, -np.inf, Z - bound0).max(axis=0, initial=-np.inf)
-            start_bias = start_bias - np.maximum(excess, 0.0)
+            start_bias = _bias_within_bounds(X, Y, np.asarray(start[0], np.float64), start_bias,
+                                             0.0 if V is None else np.asarray(V, np.float64))
         weights, b, _, _ = _core.refit_support(
             np.ascontiguousarray(X), np.ascontiguousarray(Y), np.ascontiguousarray(mask, np.float64),
             np.ascontiguousarray(start[0], np.float64), np.ascontiguousarray(start_bias),
@@ -116,11 +114,16 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_ite
     if not fit_bias:
         return weights, bias
     b = U[n]
-    if relu:   # what the active set left: lower the bias until the inactive rows meet their bound
-        Z = X @ U[:n] + b
-        excess = np.where(Y > 0, -np.inf, Z - bound).max(axis=0, initial=-np.inf)
-        b = b - np.maximum(excess, 0)
+    if relu:   # what the active set left: removed as the polish does
+        b = _bias_within_bounds(X, Y, U[:n], b, bound)
     return weights, b.astype(np.float32)
+
+
+def _bias_within_bounds(X, Y, weights, bias, bound):
+    """``bias`` lowered, output by output, until every inactive row (``Y <= 0``) of
+    ``X weights + bias`` meets its ``bound``."""
+    excess = np.where(Y > 0, -np.inf, X @ weights + bias - bound).max(axis=0, initial=-np.inf)
+    return bias - np.maximum(excess, 0.0)
 
 
 def kept_dense(problem):
