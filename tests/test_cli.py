@@ -249,7 +249,7 @@ def test_options_shared_by_prune_and_sweep():
     # --eps (which always meant --eps-rel) still works with a warning.
     prune, sweep = (nettrim_cli(cmd, "--help").stdout for cmd in ("prune", "sweep"))
     for option in ("--eps-rel", "--sparsity", "--scope", "--allocation", "--layers", "--method", "--nm",
-                   "--structured", "--no-refit", "--no-final-refit", "--floor", "--threads", "--max-samples",
+                   "--structured", "--refit", "--no-refit", "--no-final-refit", "--floor", "--threads", "--max-samples",
                    "--seed"):
         assert option in prune and option in sweep, option
 
@@ -306,3 +306,24 @@ def test_backend_block_and_budget_options(digits_mlp, tmp_path):
     assert report["rows"] is not None and report["rows"] < 300 and "rows" in report["memory"]
     out = nettrim_cli(*base, "-o", str(tmp_path / "d.npz"), "--memory-budget", "lots")
     assert out.returncode == 2 and "--memory-budget:" in out.stderr
+
+
+def test_refit_option(digits_mlp, tmp_path):
+    """--refit bounded keeps every inactive output inactive (the report says so, layer by
+    layer); the default (relu) may not, and reports its layers as such; --refit is refused
+    with another method, in one line."""
+    clf, Xtr, *_ = digits_mlp
+    from_sklearn(clf).save_npz(tmp_path / "model.npz")
+    np.save(tmp_path / "calib.npy", Xtr[:400])
+    base = ["prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"), "--quiet"]
+    for refit in ("bounded", "relu"):
+        out = nettrim_cli(*base, "-o", str(tmp_path / f"{refit}.npz"), "--eps-rel", "0.2", "--refit", refit)
+        assert out.returncode == 0, out.stderr
+        layers = json.loads((tmp_path / f"{refit}.json").read_text())["layers"]
+        assert [layer["kept_inactive"] for layer in layers[:2]] == [refit == "bounded"] * 2
+        if refit == "bounded":
+            assert max(layer["complement_violation"] for layer in layers) <= 1e-3
+        assert all(layer["relative_error"] <= layer["eps_rel"] * (1 + 1e-3) for layer in layers)
+    out = nettrim_cli(*base, "-o", str(tmp_path / "m.npz"), "--method", "magnitude", "--sparsity", "0.5",
+                      "--refit", "bounded")
+    assert out.returncode == 2 and out.stderr.strip() == "nettrim: error: --refit bounded: a Net-Trim option, not for --method magnitude"

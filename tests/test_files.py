@@ -329,7 +329,7 @@ def test_flag_help_shows_no_default_of_its_destination():
     assert out.returncode == 0
     text = " ".join(out.stdout.split())
     assert "(default: True)" not in text and "(default: False)" not in text
-    assert "--no-refit nettrim: keep the l1 solution's values (without it, the kept weights are re-fitted)" in text
+    assert "--no-refit nettrim: keep the l1 solution's values (the same as --refit none)" in text
 
 
 # --- memory ------------------------------------------------------------------------------------------

@@ -251,24 +251,91 @@ def test_constrained_lsq_stopped_early_is_feasible_and_no_worse_than_its_start()
 
 
 def test_nettrim_refit_errs_no_more_than_the_l1_solution_and_keeps_its_support(digits_mlp):
-    """finish(): the exact re-fit from the solution lowers the error on Omega (here by more
-    than 10%), keeps the support and the inactive outputs inactive, so the eps guarantee holds."""
+    """finish(): the bounded re-fit from the solution lowers the error on Omega (here by more
+    than 10%), keeps the support and the inactive outputs inactive, so the eps guarantee holds;
+    the relu re-fit (the default) lowers the layer's output error below both, within eps too."""
     from nettrim.methods.nettrim import NetTrim
     from nettrim.problem import layer_problems
     clf, Xtr, _, _, _ = digits_mlp
     problem = layer_problems(from_sklearn(clf).layers[0], Xtr.astype(np.float32))[0]
-    method = NetTrim()
-    solution = method.solver(problem).solve(eps=problem.eps(0.3))
-    weights, bias = method.finish(problem, solution)
+    bounded = NetTrim(refit="bounded")
+    solution = bounded.solver(problem).solve(eps=problem.eps(0.3))
+    weights, bias = bounded.finish(problem, solution)
     omega = problem.omega
+    X = problem.X.astype(np.float64)
 
     def error(w, b):
-        return np.linalg.norm(np.where(omega, problem.X.astype(np.float64) @ w + b - problem.Y, 0))
+        return np.linalg.norm(np.where(omega, X @ w + b - problem.Y, 0))
 
+    def output_error(w, b):
+        return np.linalg.norm(np.maximum(X @ w + b, 0) - problem.Y)
+
+    eps = 1.001 * np.linalg.norm(solution.eps)
     assert np.all((weights != 0) <= (solution.weight != 0))
-    assert error(weights, bias) < 0.9 * error(solution.weight, solution.bias) <= 0.9 * 1.001 * np.linalg.norm(solution.eps)
-    Z = problem.X.astype(np.float64) @ weights + bias
+    assert error(weights, bias) < 0.9 * error(solution.weight, solution.bias) <= 0.9 * eps
+    Z = X @ weights + bias
     assert np.max(np.where(omega, -np.inf, Z)) <= 1e-4 * np.abs(problem.Y).max()
+
+    relu_w, relu_b = NetTrim().finish(problem, solution)
+    assert np.all((relu_w != 0) <= (solution.weight != 0))
+    assert output_error(relu_w, relu_b) < 0.95 * output_error(weights, bias)
+    assert output_error(relu_w, relu_b) <= output_error(solution.weight, solution.bias) <= eps
+    assert np.max(np.where(omega, -np.inf, X @ relu_w + relu_b)) > 0   # some inactive output moved up
+
+
+def test_relu_refit_takes_the_reference_steps_and_finds_clarabels_minimiser():
+    """refit_support(inactive="relu") against the numpy reference (same Newton steps, same
+    weights), with the bias fitted and kept fixed, and both against Clarabel's minimiser of
+    ||A u - y||^2 + ||max(0, B u)||^2; a start far off is no obstacle (no bounds to meet)."""
+    import cvxpy as cp
+    from nettrim.reference import relu_lsq
+    rng = np.random.default_rng(6)
+    P, n, M = 300, 15, 6
+    X = rng.standard_normal((P, n))
+    Y = np.maximum(X @ rng.standard_normal((n, M)) - 0.3, 0)
+    mask = rng.random((n, M)) < 0.6
+    start_w = np.where(mask, rng.standard_normal((n, M)), 0)
+    V = np.full((P, M), -5.0)   # not used by the relu re-fit
+    for fit_bias, start_b in ((True, np.full(M, 1.0)), (False, np.full(M, 0.2))):
+        weights, bias, steps, unconverged = _core.refit_support(X, Y, mask.astype(float), start_w, start_b, V,
+                                                                fit_bias, inactive="relu")
+        assert unconverged == 0 and min(steps) > 1
+        for j in range(M):
+            cols = np.flatnonzero(mask[:, j])
+            A = np.hstack([X[:, cols], np.ones((P, 1))]) if fit_bias else X[:, cols]
+            u0 = np.append(start_w[cols, j], start_b[j]) if fit_bias else start_w[cols, j]
+            fixed = 0.0 if fit_bias else start_b[j]
+            on = Y[:, j] > 0
+            u, iterations, converged = relu_lsq(A[on], Y[on, j] - fixed, A[~on], np.full((~on).sum(), -fixed), u0)
+            assert converged and iterations == steps[j], (j, iterations, steps[j])
+            np.testing.assert_allclose(weights[cols, j], u[:len(cols)], rtol=1e-7, atol=1e-9)
+            assert np.all(weights[~mask[:, j], j] == 0)
+            np.testing.assert_allclose(bias[j], u[-1] if fit_bias else start_b[j], rtol=1e-7, atol=1e-9)
+            x = cp.Variable(len(u))
+            cp.Problem(cp.Minimize(cp.sum_squares(A[on] @ x - (Y[on, j] - fixed))
+                                   + cp.sum_squares(cp.pos(A[~on] @ x + fixed)))).solve(solver=cp.CLARABEL)
+            np.testing.assert_allclose(u, x.value, rtol=1e-5, atol=1e-6)
+
+
+def test_relu_refit_stopped_early_is_no_worse_than_its_start():
+    from nettrim.reference import relu_lsq
+    rng = np.random.default_rng(7)
+    A, y = rng.standard_normal((200, 30)), rng.standard_normal(200)
+    B = rng.standard_normal((600, 30))
+    u0 = rng.standard_normal(30)
+
+    def f(u):
+        return np.sum((A @ u - y) ** 2) + np.sum(np.maximum(B @ u, 0) ** 2)
+
+    u_end, needed, converged = relu_lsq(A, y, B, np.zeros(600), u0)
+    assert converged and needed >= 3
+    values = [f(u0)]
+    for limit in range(1, needed):
+        u, iterations, converged = relu_lsq(A, y, B, np.zeros(600), u0, max_iter=limit)
+        assert iterations == limit and not converged
+        values.append(f(u))
+    values.append(f(u_end))
+    assert values == sorted(values, reverse=True) and values[-1] < values[0]
 
 
 def _planted_mlp(seed=0, dead=(1, 4, 6)):

@@ -1,5 +1,6 @@
 """Whole networks: parallel and cascade pruning of a ReLU MLP trained on digits."""
 import os
+import warnings
 
 import nettrim
 import numpy as np
@@ -33,7 +34,10 @@ def test_schemes_at_fixed_eps(digits_mlp, scheme, min_removed, max_drop):
     assert [r.nnz for r in report.layers] == [layer.nnz() for layer in pruned.layers]
     for r in report.layers:
         assert r.status == "converged"
-        assert r.omega_violation <= 1e-3 and r.complement_violation <= 1e-3
+        assert r.omega_violation <= 1e-3
+        # the relu re-fit (the default) lets inactive outputs rise; its promise is the output error
+        assert r.complement_violation <= 1e-3 or not r.kept_inactive
+        assert r.relative_error <= r.eps_rel * (1 + 1e-3)
     # The original network is untouched.
     assert net.nnz() == sum(w.size for w in clf.coefs_)
 
@@ -42,7 +46,10 @@ def test_target_sparsity_for_the_network(digits_mlp):
     # Measured: cascade at 70% removed keeps 0.973 test accuracy (from 0.989).
     clf, Xtr, ytr, Xte, yte = digits_mlp
     net = from_sklearn(clf)
-    pruned, report = nettrim.prune_network(net, Xtr, scheme="cascade", sparsity=0.7)
+    with warnings.catch_warnings():
+        # the cascade removes 71% here (a layer's floor on the pruned signals caps it), and says so
+        warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+        pruned, report = nettrim.prune_network(net, Xtr, scheme="cascade", sparsity=0.7)
     kept = pruned.nnz() / net.nnz()
     assert 0.22 <= kept <= 0.30
     assert accuracy(pruned, Xte, yte) >= accuracy(net, Xte, yte) - 0.03
@@ -199,11 +206,12 @@ def test_eps_search_from_a_curve_start_takes_its_slope(keep):
     assert counts[0] <= 3 and counts[0] < counts[1] <= counts[2], counts    # measured [3, 4, 6]
 
 
-@pytest.mark.parametrize("scheme", ["parallel", "cascade"])
-def test_curves_on_a_subset_of_the_rows_still_meet_the_budget(digits_mlp, monkeypatch, scheme):
+@pytest.mark.parametrize("scheme, refit", [("parallel", "relu"), ("cascade", "bounded")])
+def test_curves_on_a_subset_of_the_rows_still_meet_the_budget(digits_mlp, monkeypatch, scheme, refit):
     """Curves solved on 400 of the 1078 solve rows (as on 2000 of 9000 for Fashion): the
     chosen densities are searched on those rows, each support is re-fitted on every row (the
-    inactive outputs of all of them kept inactive), and the network lands within 1% of its target."""
+    bounded re-fit keeps the inactive outputs of all of them inactive; the relu one's output
+    error is within the eps reported), and the network lands within 1% of its target."""
     import nettrim.allocation as alloc
     clf, Xtr, ytr, Xte, yte = digits_mlp
     net = from_sklearn(clf)
@@ -217,12 +225,15 @@ def test_curves_on_a_subset_of_the_rows_still_meet_the_budget(digits_mlp, monkey
 
     monkeypatch.setattr(alloc, "CURVE_ROWS", 400)
     monkeypatch.setattr(alloc, "layer_curve", spy)
-    pruned, report = nettrim.prune_network(net, Xtr, scheme=scheme, sparsity=0.8)
+    pruned, report = nettrim.prune_network(net, Xtr, scheme=scheme, sparsity=0.8, refit=refit)
     assert rows == [400, 400, 400]
     assert abs(pruned.nnz() / net.size() - 0.2) <= 0.01
     assert report.layers[0].samples == len(Xtr) - round(0.2 * len(Xtr))    # the layers on every row
-    for layer in report.layers[:2]:      # the hidden layers: bounds met on all 1078 rows
-        assert layer.complement_violation <= 1e-5, (layer.name, layer.complement_violation)
+    for layer in report.layers[:2]:      # the hidden layers, on all 1078 rows
+        assert layer.kept_inactive == (refit == "bounded")
+        if refit == "bounded":
+            assert layer.complement_violation <= 1e-5, (layer.name, layer.complement_violation)
+        assert layer.relative_error <= layer.eps_rel * (1 + 1e-6), layer.name
     # measured 0.976 (parallel) and 0.971 (cascade); with curves on every row 0.967 and 0.980
     assert accuracy(pruned, Xte, yte) >= accuracy(net, Xte, yte) - 0.04
 

@@ -206,8 +206,13 @@ PYBIND11_MODULE(_core, m) {
       "refit_support",
       [](const ConstRowRef<double>& X, const ConstRowRef<double>& Y, const Eigen::Ref<const RowMatrix<double>>& support,
          const ConstRowRef<double>& start_weights, const Eigen::Ref<const Eigen::VectorXd>& start_bias,
-         const ConstRowRef<double>& V, bool fit_bias, int max_iter, double ridge, int threads) {
+         const ConstRowRef<double>& V, bool fit_bias, int max_iter, double ridge, int threads,
+         const std::string& inactive) {
         RefitSettings settings;
+        if (inactive == "relu")
+          settings.inactive = Inactive::relu;
+        else if (inactive != "bounded")
+          throw std::invalid_argument("inactive: expected 'bounded' or 'relu', got '" + inactive + "'");
         settings.max_iter = max_iter;
         settings.ridge = ridge;
         settings.threads = threads;
@@ -221,7 +226,9 @@ PYBIND11_MODULE(_core, m) {
       py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("support").noconvert(),
       py::arg("start_weights").noconvert(), py::arg("start_bias").noconvert(), py::arg("V").noconvert(),
       py::arg("fit_bias"), py::arg("max_iter") = 0, py::arg("ridge") = 1e-9, py::arg("threads") = 0,
+      py::arg("inactive") = "bounded",
       "Exact least squares on a fixed support from a start meeting the inactive rows' bounds "
+      "(inactive='bounded'), or with the inactive rows' ReLU outputs in the error (inactive='relu') "
       "(float64, C order): (weights, bias, iterations per neuron, neurons unconverged).");
 
   m.def("available_backends", &available_backends, "Names of the backends this build and machine have.");

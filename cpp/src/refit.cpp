@@ -124,6 +124,84 @@ Outcome active_set(const RowMatrixXd& A, const VectorXd& y, const RowMatrixXd& B
   return out;
 }
 
+// argmin ||A u - y||^2 + ||max(0, B u - v)||^2 (+ the ridge r ||u||^2) from u.  The function is
+// convex and piecewise quadratic: on the rows of B with a positive value it is the least
+// squares with those rows' targets at v, so Newton's step is that least squares' solution
+// (the semismooth Newton method; a few steps in practice), taken whole when it lowers the
+// function and halved until it does otherwise.  It stops at the minimiser: a full step
+// whose rows are the ones it was computed on.
+Outcome relu_newton(const RowMatrixXd& A, const VectorXd& y, const RowMatrixXd& B, const VectorXd& v, VectorXd& u,
+                    double ridge, int max_iter) {
+  const long n = A.cols(), m = B.rows();
+  MatrixXd GA = MatrixXd::Zero(n, n);
+  cpu::blas::syrk_lower(n, A.rows(), A.data(), n, GA.data());
+  const double r = ridge * (GA.trace() / double(n) + 1.0);
+  GA.diagonal().array() += r;
+  const VectorXd c = A.transpose() * y;
+  const VectorXd u0 = u;
+  VectorXd Au = A * u, Bu = B * u - v, Ad(A.rows()), Bd(m), d(n), rhs(n);
+  const auto value = [&](const VectorXd& a, const VectorXd& b, const VectorXd& w) {
+    return (a - y).squaredNorm() + b.cwiseMax(0.0).squaredNorm() + r * w.squaredNorm();
+  };
+  double f = value(Au, Bu, u);
+  const double f0 = (Au - y).squaredNorm() + Bu.cwiseMax(0.0).squaredNorm();
+  std::vector<char> counted(size_t(m), 0);
+  RowMatrixXd Bc(m, n);
+  MatrixXd G(n, n);
+  Outcome out;
+  for (int iteration = 1; iteration <= max_iter; ++iteration) {
+    out.iterations = iteration;
+    long k = 0;
+    for (long p = 0; p < m; ++p) {
+      counted[size_t(p)] = Bu(p) > 0;
+      if (counted[size_t(p)]) Bc.row(k++) = B.row(p);
+    }
+    G = GA;
+    rhs = c;
+    if (k > 0) {
+      cpu::blas::syrk_lower(n, k, Bc.data(), n, G.data());
+      for (long p = 0; p < m; ++p)
+        if (counted[size_t(p)]) rhs.noalias() += v(p) * B.row(p).transpose();
+    }
+    const Eigen::LLT<MatrixXd, Eigen::Lower> llt(G);
+    if (llt.info() != Eigen::Success) break;
+    d = llt.solve(rhs) - u;
+    if (d.norm() <= 1e-12 * (1.0 + u.norm())) {
+      out.converged = true;
+      break;
+    }
+    Ad.noalias() = A * d;
+    Bd.noalias() = B * d;
+    double step = 1.0, f_new = value(Au + Ad, Bu + Bd, u + d);
+    while (!(f_new < f) && step > 1e-10) {
+      step *= 0.5;
+      f_new = value(Au + step * Ad, Bu + step * Bd, u + step * d);
+    }
+    if (!(f_new < f)) {   // Newton's direction descends unless at the minimiser: rounding
+      out.converged = true;
+      break;
+    }
+    u += step * d;
+    Au += step * Ad;
+    Bu += step * Bd;
+    f = f_new;
+    if (step == 1.0) {
+      bool same = true;
+      for (long p = 0; p < m && same; ++p) same = (Bu(p) > 0) == bool(counted[size_t(p)]);
+      if (same) {
+        out.converged = true;
+        break;
+      }
+    }
+  }
+  // The ridge aside, the error never rises; guard against rounding all the same.
+  if (!((Au - y).squaredNorm() + Bu.cwiseMax(0.0).squaredNorm() <= f0 * (1 + 1e-12) + 1e-300)) {
+    out.converged = false;
+    u = u0;
+  }
+  return out;
+}
+
 void check_shape(const char* name, long rows, long cols, long want_rows, long want_cols) {
   if (rows != want_rows || cols != want_cols)
     throw std::invalid_argument(std::string(name) + ": expected shape (" + std::to_string(want_rows) + ", " +
@@ -165,6 +243,7 @@ RefitResult refit_support(const ConstRowRef<double>& X, const ConstRowRef<double
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) reduction(+ : unconverged)
 #endif
   for (long j = 0; j < M; ++j) {
+    const bool relu = settings.inactive == Inactive::relu;
     std::vector<long> cols;
     for (long i = 0; i < n; ++i)
       if (support(i, j) != 0) cols.push_back(i);
@@ -181,12 +260,13 @@ RefitResult refit_support(const ConstRowRef<double>& X, const ConstRowRef<double
       for (long c = 0; c < long(cols.size()); ++c) row(c) = X(p, cols[size_t(c)]);
       if (fit_bias) row(k - 1) = 1.0;
       if (on) y(a++) = Y(p, j) - fixed;
-      else v(b++) = (V.size() ? V(p, j) : 0.0) - fixed;
+      else v(b++) = (relu || !V.size() ? 0.0 : V(p, j)) - fixed;
     }
     for (long c = 0; c < long(cols.size()); ++c) u(c) = start_weights(cols[size_t(c)], j);
     if (fit_bias) u(k - 1) = start_bias(j);
     const int limit = settings.max_iter > 0 ? settings.max_iter : int(3 * k + 20);
-    const Outcome out = active_set(A, y, B, v, u, settings.ridge, limit);
+    const Outcome out = relu ? relu_newton(A, y, B, v, u, settings.ridge, limit)
+                             : active_set(A, y, B, v, u, settings.ridge, limit);
     result.iterations[size_t(j)] = out.iterations;
     unconverged += out.converged ? 0 : 1;
     for (long c = 0; c < long(cols.size()); ++c) result.weights(cols[size_t(c)], j) = u(c);

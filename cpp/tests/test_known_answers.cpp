@@ -136,7 +136,35 @@ void refit_is_least_squares_on_the_support() {
     }
     CHECK(fitted < started);
   }
-  std::printf("refit on a support: least squares, bounds met\n");
+  // Inactive::relu: with every output active, the same least squares; with inactive rows, the
+  // minimiser of the error with their ReLU outputs counted: its gradient vanishes, and it errs
+  // less than the bounded re-fit, which is a point of the same function.
+  RefitSettings counted = exact;
+  counted.inactive = Inactive::relu;
+  const RefitResult same = refit_support(X, Y, support, start, bias, none, true, counted);
+  CHECK(same.unconverged == 0);
+  CHECK((same.weights - all_active.weights).cwiseAbs().maxCoeff() < 1e-8);
+  CHECK((same.bias - all_active.bias).cwiseAbs().maxCoeff() < 1e-8);
+  const RefitResult soft = refit_support(X, R, support, start, low, none, true, counted);
+  CHECK(soft.unconverged == 0);
+  const Eigen::MatrixXd S = (X * soft.weights).rowwise() + soft.bias.transpose();
+  for (long j = 0; j < M; ++j) {
+    double soft_error = 0, bounded_error = 0;
+    Eigen::VectorXd grad = Eigen::VectorXd::Zero(n + 1);   // over the weights and the bias
+    for (long p = 0; p < P; ++p) {
+      const double r = R(p, j) > 0 ? S(p, j) - R(p, j) : std::max(S(p, j), 0.0);
+      const double b = R(p, j) > 0 ? Z(p, j) - R(p, j) : std::max(Z(p, j), 0.0);
+      soft_error += r * r;
+      bounded_error += b * b;
+      grad.head(n) += r * X.row(p).transpose();
+      grad(n) += r;
+    }
+    for (long i = 0; i < n; ++i)
+      if (support(i, j) == 0) grad(i) = 0.0;
+    CHECK(soft_error < bounded_error);
+    CHECK(grad.norm() < 1e-8 * (1.0 + std::sqrt(soft_error)) * double(P));
+  }
+  std::printf("refit on a support: least squares, bounds met; relu: the minimiser\n");
 }
 
 int main() {

@@ -114,10 +114,11 @@ def available_backends() -> List[str]: ...
 
 def refit_support(X: np.ndarray, Y: np.ndarray, support: np.ndarray, start_weights: np.ndarray,
                   start_bias: np.ndarray, V: np.ndarray, fit_bias: bool, max_iter: int = 0, ridge: float = 1e-9,
-                  threads: int = 0) -> Tuple[np.ndarray, np.ndarray, List[int], int]:
+                  threads: int = 0, inactive: str = "bounded") -> Tuple[np.ndarray, np.ndarray, List[int], int]:
     """Exact least squares on a fixed support from a start meeting the inactive rows' bounds
-    (float64, C order; V of shape (0, M) for bounds 0): weights, bias, active-set steps per
-    neuron, neurons stopped at max_iter."""
+    (``inactive="bounded"``; float64, C order; V of shape (0, M) for bounds 0), or with each
+    inactive row's ReLU output in the error (``inactive="relu"``, V unused): weights, bias,
+    steps per neuron, neurons stopped short."""
 
 max_threads: int
 version: str

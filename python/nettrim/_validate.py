@@ -198,6 +198,7 @@ def check_prune_network_arguments(net, calibration_inputs, *, scheme, eps_rel, g
     Returns the normalized values (a dict).  Raises TypeError / ValueError naming the argument,
     or MemoryError naming the layer that would not fit (an estimate from shapes only)."""
     from .methods import METHODS, NM_CAPABLE, check_nm
+    from .methods.refit import refit_mode
     from .network import Network
     if not isinstance(net, Network):
         raise InvalidArgumentType(f"net: expected a nettrim.Network (see nettrim.adapters for models), got {type(net).__name__}")
@@ -223,7 +224,7 @@ def check_prune_network_arguments(net, calibration_inputs, *, scheme, eps_rel, g
         layers=selected,
         holdout=check_real("holdout", holdout, low=0, high=0.5, what="a fraction of the calibration samples"),
         structured=check_bool("structured", structured),
-        refit=check_bool("refit", refit),
+        refit=refit_mode(refit),
         max_samples=check_int("max_samples", max_samples, low=1, none=True, what="a positive number of rows"),
         seed=check_int("seed", seed, low=0, what="a seed (an integer)"),
         threads=check_threads("threads", threads),

@@ -44,7 +44,7 @@ _FLAGS = {"eps_rel": "--eps-rel", "sparsity": "--sparsity", "scope": "--scope", 
           "allocation": "--allocation", "layers": "--layers", "floor": "--floor",
           "nm": "--nm", "structured": "--structured", "threads": "--threads", "max_samples": "--max-samples",
           "seed": "--seed", "checkpoint": "--checkpoint", "scheme": "--scheme", "input_shape": "--input-shape",
-          "refit": "--no-refit", "block_outputs": "--block-outputs", "memory_budget": "--memory-budget",
+          "refit": "--refit", "block_outputs": "--block-outputs", "memory_budget": "--memory-budget",
           "scheduler": "--scheduler", "workers": "--workers", "backend": "--backend",
           "final_refit": "--no-final-refit"}
 
@@ -200,8 +200,11 @@ def _pruning_arguments(p, several=False):
                    help="N nonzeros in every M inputs of each neuron, e.g. 2:4 (nettrim, magnitude, wanda, sparsegpt)")
     p.add_argument("--structured", action="store_true",
                    help="nettrim: remove whole neurons (group penalty); their weights become zero")
-    p.add_argument("--no-refit", dest="refit", action="store_false",
-                   help="nettrim: keep the l1 solution's values (without it, the kept weights are re-fitted)")
+    p.add_argument("--refit", choices=["relu", "bounded", "none"], default="relu",
+                   help="nettrim: re-fit the kept weights by least squares with the inactive outputs' ReLU error "
+                        "counted (relu, default), or kept inactive (bounded, Net-Trim's program), or not (none)")
+    p.add_argument("--no-refit", dest="refit", action="store_const", const="none",
+                   help="nettrim: keep the l1 solution's values (the same as --refit none)")
     p.add_argument("--no-final-refit", dest="final_refit", action="store_false",
                    help="parallel scheme: keep the last layer as pruned (without it, its kept weights are "
                         "re-fitted at the end to the pruned network's signals)")
@@ -397,8 +400,8 @@ def _check_options(args, several=False):
         raise CliError(f"--sparsity: --method {args.method} needs a target: --sparsity or --nm")
     if args.structured and args.method != "nettrim":
         raise CliError(f"--structured: a Net-Trim option, not for --method {args.method} (apoz is structured)")
-    if not args.refit and args.method != "nettrim":
-        raise CliError(f"--no-refit: a Net-Trim option, not for --method {args.method}")
+    if args.refit != "relu" and args.method != "nettrim":
+        raise CliError(f"--refit {args.refit}: a Net-Trim option, not for --method {args.method}")
     if getattr(args, "checkpoint", None) is not None:
         from ._validate import check_directory
         check_directory("--checkpoint", args.checkpoint)

@@ -267,3 +267,58 @@ def _safeguarded(A, y, B, v, u0, u, iterations, converged):
     if outside or np.linalg.norm(A @ u - y) > np.linalg.norm(A @ u0 - y) * (1 + 1e-12) + 1e-300:
         return u0, iterations, False
     return u, iterations, converged
+
+
+def relu_lsq(A, y, B, v, u0, *, ridge=1e-9, max_iter=100):
+    """``argmin ||A u - y||^2 + ||max(0, B u - v)||^2`` from ``u0``: the re-fit with the inactive
+    rows' ReLU outputs in the error (``refit_on_support(..., inactive="relu")``; ``v`` is the
+    pre-activation's offset, 0 when the bias is fitted).  The engine's ``refit_support`` with
+    ``inactive="relu"`` takes the same steps.
+
+    The function is convex and piecewise quadratic: on the rows of ``B`` with a positive value
+    it is the least squares with those rows' targets at ``v``, so the (semismooth) Newton step
+    is that least squares' solution; it is taken whole when it lowers the function and halved
+    until it does otherwise, and the method stops at a full step whose rows are the ones it was
+    computed on (the minimiser).  The ridge ``r ||u||^2`` (``r = ridge`` times the mean diagonal
+    of ``A^T A``, plus ridge) is part of the function minimised.  Returns ``(u, iterations,
+    converged)``; ``u`` errs no more than ``u0``."""
+    A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
+    y, v = np.asarray(y, np.float64), np.asarray(v, np.float64)
+    n = A.shape[1]
+    GA = A.T @ A
+    r = ridge * (np.trace(GA) / n + 1.0)
+    GA[np.diag_indices(n)] += r
+    c = A.T @ y
+    u0 = np.array(u0, np.float64)
+    u = u0.copy()
+    Au, Bu = A @ u, B @ u - v
+
+    def value(a, b, w):
+        return float(np.sum((a - y) ** 2) + np.sum(np.maximum(b, 0.0) ** 2) + r * (w @ w))
+
+    f = value(Au, Bu, u)
+    f0 = float(np.sum((Au - y) ** 2) + np.sum(np.maximum(Bu, 0.0) ** 2))
+    iterations, converged = 0, False
+    for iterations in range(1, max_iter + 1):
+        counted = Bu > 0
+        Bc = B[counted]
+        d = np.linalg.solve(GA + Bc.T @ Bc, c + Bc.T @ v[counted]) - u
+        if np.linalg.norm(d) <= 1e-12 * (1.0 + np.linalg.norm(u)):
+            converged = True
+            break
+        Ad, Bd = A @ d, B @ d
+        step = 1.0
+        f_new = value(Au + Ad, Bu + Bd, u + d)
+        while not f_new < f and step > 1e-10:
+            step *= 0.5
+            f_new = value(Au + step * Ad, Bu + step * Bd, u + step * d)
+        if not f_new < f:       # Newton's direction descends unless at the minimiser: rounding
+            converged = True
+            break
+        u, Au, Bu, f = u + step * d, Au + step * Ad, Bu + step * Bd, f_new
+        if step == 1.0 and np.array_equal(Bu > 0, counted):
+            converged = True
+            break
+    if not np.sum((Au - y) ** 2) + np.sum(np.maximum(Bu, 0.0) ** 2) <= f0 * (1 + 1e-12) + 1e-300:
+        return u0, iterations, False
+    return u, iterations, converged

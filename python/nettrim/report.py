@@ -27,6 +27,9 @@ class LayerReport:
     search_seconds: float = 0.0   # of which: finding the eps (search or solution path)
     final_seconds: float = 0.0    # of which: the solve at the chosen eps and the re-fit
     pruned: bool = True        # False for a layer left dense (not among ``layers=``)
+    # False where the inactive outputs were not held inactive (Net-Trim's refit="relu"): the
+    # complement violation is then by design, and the promise is on relative_error (<= eps).
+    kept_inactive: bool = True
 
     @property
     def density(self):

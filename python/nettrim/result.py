@@ -16,7 +16,9 @@ class PrunedLayer:
     ``weight`` (n_in, M) is inputs by outputs, as the ``W`` it came from (``X @ W``);
     ``bias`` (M,) or None.  Methods with an iteration or a search say how it went in
     ``status``, ``iterations`` and ``solves``; ``eps`` is the absolute tolerance a Net-Trim
-    layer was solved with."""
+    layer was solved with.  ``kept_inactive`` is False where the inactive outputs were not
+    held inactive (Net-Trim's ``refit="relu"``, whose promise is on the output error
+    ``||ReLU(X w + b) - Y|| <= eps`` instead)."""
 
     weight: np.ndarray
     bias: Optional[np.ndarray]
@@ -29,6 +31,7 @@ class PrunedLayer:
     search_seconds: float = 0.0       # finding the eps (a search, a solution path)
     final_seconds: float = 0.0        # the final solve or pruning and its re-fit
     notes: List[str] = field(default_factory=list)
+    kept_inactive: bool = True
 
     @property
     def nnz(self) -> int:

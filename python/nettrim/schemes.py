@@ -95,7 +95,8 @@ def merge_blocks(job, X_original, blocks):
             eps=None if any(o.eps is None for o in parts) else math.sqrt(sum(o.eps ** 2 for o in parts)),
             iterations=sum(o.iterations for o in parts), solves=sum(o.solves for o in parts),
             seconds=sum(o.seconds for o in parts), search_seconds=sum(o.search_seconds for o in parts),
-            final_seconds=sum(o.final_seconds for o in parts), notes=[n for o in parts for n in o.notes]))
+            final_seconds=sum(o.final_seconds for o in parts), notes=[n for o in parts for n in o.notes],
+            kept_inactive=all(o.kept_inactive for o in parts)))
     report = layer_report(job.layer, problems, outcomes, sum(o.seconds for o in outcomes), len(X_original))
     return ([np.asarray(o.weight, np.float32) for o in outcomes],
             [np.zeros(p.W.shape[1], np.float32) if o.bias is None else np.asarray(o.bias, np.float32)
@@ -243,6 +244,7 @@ def layer_report(layer, problems, outcomes: List[PrunedLayer], seconds, samples)
         eps_rel=eps / (math.sqrt(omega2) or 1.0),
         relative_error=math.sqrt(err2 / target2) if target2 > 0 else 0.0,
         omega_violation=v_omega, complement_violation=v_comp,
+        kept_inactive=all(o.kept_inactive for o in outcomes),
         iterations=sum(o.iterations for o in outcomes), solves=sum(o.solves for o in outcomes),
         status=next((s for s in statuses if s not in ("converged", "done")), statuses[0]),
         seconds=seconds, samples=samples, search_seconds=sum(o.search_seconds for o in outcomes),

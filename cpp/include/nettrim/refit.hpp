@@ -8,6 +8,15 @@
 // iterate meets the bounds and the error never rises, so the result errs on Omega no more
 // than the start, and a neuron stopped at its iteration limit is still no worse than it.
 // A row the start exceeds has its bound raised to the start's value.
+//
+// With RefitSettings::inactive = Inactive::relu the inactive rows are not bounds but part of
+// the error, each as the ReLU output it would give, max(0, X u + b)_p (its target is 0):
+//   minimise    || (X u + b - Y_j) on Omega_j ||^2 + || max(0, X u + b) off Omega_j ||^2
+// a convex upper bound of the layer's own output error ||ReLU(X u + b) - Y_j||^2 (on Omega_j
+// |ReLU(z) - y| <= |z - y| since y > 0), tighter than the bounded form, whose minimiser it
+// can only improve on.  Solved by Newton's method on the rows that count (those with a
+// positive pre-activation), with a backtracking step: the function never rises from the
+// start, so the output error ends no larger than the start's.  V is not used.
 #pragma once
 
 #include <Eigen/Core>
@@ -18,8 +27,15 @@
 
 namespace nettrim {
 
+// How the inactive rows (Y <= 0) enter the re-fit.
+enum class Inactive {
+  bounded,  // each is a constraint (X u + b)_p <= V_p: Net-Trim's program on the support
+  relu      // each adds max(0, (X u + b)_p)^2 to the error: the ReLU output's own error
+};
+
 struct RefitSettings {
-  int max_iter = 0;       // active-set steps per neuron; 0: 3 (support + 1) + 20
+  Inactive inactive = Inactive::bounded;
+  int max_iter = 0;       // steps per neuron; 0: 3 (support + 1) + 20
   double ridge = 1e-9;    // relative to the mean diagonal of the normal equations
   int threads = 0;        // OpenMP threads over the neurons; 0: the OpenMP default
 };
@@ -28,7 +44,7 @@ struct RefitResult {
   Matrix<double> weights;        // n_in x M, zero off the support
   Eigen::VectorXd bias;          // M (the given bias where it is not fitted)
   std::vector<int> iterations;   // active-set steps per neuron
-  int unconverged = 0;           // neurons stopped at max_iter (feasible, no worse than the start)
+  int unconverged = 0;           // neurons stopped short (at max_iter, or rounding): no worse than the start
 };
 
 // X: P x n_in; Y: P x M (ReLU outputs); support: n_in x M (nonzero = kept); start_weights:

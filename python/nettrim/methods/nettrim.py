@@ -21,7 +21,7 @@ from ..search import search_eps
 from ..solver import DEFAULTS, LayerSolver
 from .base import Target
 from .masks import n_of_m
-from .refit import kept_dense, refit_on_support
+from .refit import kept_dense, refit_mode, refit_on_support
 from .wanda import wanda_scores
 
 
@@ -41,8 +41,9 @@ def _scaled(problem, best):
 class NetTrim:
     name = "nettrim"
 
-    def __init__(self, *, refit: bool = True, dtype="float32", threads: int = 0, close: float = 0.02, options=None):
-        self.refit, self.dtype, self.threads, self.close = bool(refit), dtype, threads, close
+    def __init__(self, *, refit=True, dtype="float32", threads: int = 0, close: float = 0.02, options=None):
+        # refit: "relu" (True), "bounded" or "none" (False); see finish().
+        self.refit, self.dtype, self.threads, self.close = refit_mode(refit), dtype, threads, close
         options = dict(options or {})
         self.warm_start = options.pop("warm_start", None)
         self.progress = options.pop("progress", None)
@@ -109,13 +110,16 @@ class NetTrim:
         weights, bias = self.finish(problem, best, target.nm)
         t2 = time.perf_counter()
         eps = float(np.linalg.norm(best.eps)) * problem.scale / searched.scale   # (the same eps_rel on every row)
+        kept_inactive = not (problem.relu and target.nm is None and self.refit == "relu")
         if searched is not problem:
             # The support was found on a subset: on every row the re-fit may err a little more
             # than that eps (measured up to 1.5% more with 1200 of 9000 rows); the eps reported
-            # is the one the weights meet on every row.
-            A = problem.X @ weights + (0 if bias is None else bias)
-            eps = max(eps, float(np.linalg.norm(np.where(problem.omega, A - problem.Y, 0).astype(np.float64))))
-        return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=eps,
+            # is the one the weights meet on every row (the relu re-fit's: the error on Omega
+            # and the inactive outputs' ReLU error together, which bounds the output error).
+            A = (problem.X @ weights + (0 if bias is None else bias)).astype(np.float64)
+            missed = np.where(problem.omega, A - problem.Y, 0 if kept_inactive else np.maximum(A, 0))
+            eps = max(eps, float(np.linalg.norm(missed)))
+        return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=eps, kept_inactive=kept_inactive,
                            status=best.status,
                            iterations=sum(r.iterations for r in tried), solves=len(tried), seconds=t2 - t0,
                            search_seconds=t1 - t0, final_seconds=t2 - t1, notes=notes)
@@ -192,7 +196,7 @@ class NetTrim:
         ``quick``: instead of the re-fit, each output's weights and bias scaled by the one
         factor that fits it best on Omega (one pass over the responses, for ranking many
         solutions; the inactive outputs stay inactive since the solution's are <= 0)."""
-        if not (nm or self.refit):
+        if not nm and self.refit == "none":
             return best.weight, best.bias
         if quick and not nm and problem.V is None:
             return _scaled(problem, best)
@@ -203,7 +207,10 @@ class NetTrim:
             mask = n_of_m(np.where(best.weight != 0, wanda_scores(X, best.weight) + trained.max() + 1, trained), *nm)
             return refit_on_support(X, Y, mask, relu=problem.relu, V=problem.V, fit_bias=problem.has_bias,
                                     bias=problem.b)
-        # From the solution itself: the exact constrained least squares on its support, which
-        # errs no more than the solution on Omega, so Net-Trim's guarantee (within eps) holds.
+        # From the solution itself, so that the result errs no more than it: the least squares
+        # on its support with the inactive outputs' ReLU error counted ("relu": the layer's
+        # output error ||ReLU(X w + b) - Y|| stays within eps), or with them kept inactive
+        # ("bounded": Net-Trim's program on the support, whose bounds cost accuracy as rows
+        # are added; see refit_on_support).
         return refit_on_support(X, Y, best.weight != 0, relu=problem.relu, V=problem.V, fit_bias=problem.has_bias,
-                                bias=problem.b, start=(best.weight, best.bias))
+                                bias=problem.b, start=(best.weight, best.bias), inactive=self.refit)

@@ -28,7 +28,7 @@ from ..errors import InvalidArgument
 
 
 def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None, ridge=1e-9, rounds=6,
-                     start=None, max_iter=None):
+                     start=None, max_iter=None, inactive="bounded"):
     """Least-squares weights on the support ``mask`` (n_in, M); returns ``(weights, bias)``.
 
     X : (P, n_in) layer inputs.  Y : (P, M) the outputs to keep (ReLU outputs when ``relu``).
@@ -39,16 +39,38 @@ def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None,
     exact constrained least squares from there (the engine's active-set method, at most
     ``max_iter`` steps a neuron, default ``3 (support + 1) + 20``, OpenMP over the neurons);
     without it, the pinning heuristic (``rounds``).
+    inactive : how the inactive rows (``Y <= 0``) of a ReLU layer count. ``"bounded"``: each
+    is a constraint, ``X w + b <= V`` (Net-Trim's program on the support). ``"relu"``: each
+    adds its ReLU output's square, ``max(0, X w + b)^2``, to the error, so the re-fit minimises
+    a convex bound of the layer's own output error ``||ReLU(X w + b) - Y||`` (V is not used;
+    the engine's Newton method, from ``start`` or from zero).  The bounds cost accuracy as
+    calibration rows are added (Fashion-MNIST's first layer at 9% kept, re-fitted on 8000 rows:
+    held-out relative error 0.327 bounded, 0.260 relu).
 
     The per-neuron problems are small: numpy's BLAS runs them on one thread (measured 68x
     faster than its default threads on a loaded 2-core machine, see nettrim._threads)."""
     from .._threads import blas_threads
     with blas_threads(1):
         return _refit(X, Y, mask, relu=relu, V=V, fit_bias=fit_bias, bias=bias, ridge=ridge, rounds=rounds,
-                      start=start, max_iter=max_iter)
+                      start=start, max_iter=max_iter, inactive=inactive)
 
 
-def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_iter):
+INACTIVE = ("bounded", "relu")
+REFITS = ("relu", "bounded", "none")
+
+
+def refit_mode(value):
+    """Net-Trim's ``refit`` option normalised: True is ``"relu"`` (the default), False ``"none"``."""
+    if value is True:
+        return "relu"
+    if value is False:
+        return "none"
+    if isinstance(value, str) and value in REFITS:
+        return value
+    raise InvalidArgument(f"refit: expected True, False or one of {', '.join(map(repr, REFITS))}, got {value!r}")
+
+
+def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_iter, inactive):
     from .._validate import as_float_matrix
     X = np.asarray(as_float_matrix("X", X), np.float64)
     Y = np.asarray(as_float_matrix("Y", Y, rows=X.shape[0]), np.float64)
@@ -58,6 +80,10 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_ite
     if mask.shape != (n, M):
         raise InvalidArgument(f"mask: expected shape ({n}, {M}) (inputs of X, outputs of Y), got {mask.shape}")
     mask = mask.astype(bool)
+    if inactive not in INACTIVE:
+        raise InvalidArgument(f"inactive: expected one of {', '.join(map(repr, INACTIVE))}, got {inactive!r}")
+    if relu and inactive == "relu" and start is None:
+        start = (np.zeros((n, M)), None if bias is None else np.asarray(bias, np.float64))
     if V is not None:
         V = as_float_matrix("V", V, rows=P, cols=M)
     if bias is not None and np.shape(bias) != (M,):
@@ -69,7 +95,7 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_ite
         from .. import _core
         start_bias = start[1] if fit_bias else bias
         start_bias = np.zeros(M) if start_bias is None else np.asarray(start_bias, np.float64)
-        if fit_bias:
+        if fit_bias and inactive == "bounded":
             # A start solved on other rows (a subset of these) may exceed the bounds here: its
             # bias is lowered until it meets them all, so that the re-fit keeps every one.
             start_bias = _bias_within_bounds(X, Y, np.asarray(start[0], np.float64), start_bias,
@@ -78,7 +104,7 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_ite
             np.ascontiguousarray(X), np.ascontiguousarray(Y), np.ascontiguousarray(mask, np.float64),
             np.ascontiguousarray(start[0], np.float64), np.ascontiguousarray(start_bias),
             np.zeros((0, M)) if V is None else np.ascontiguousarray(V, np.float64), bool(fit_bias),
-            max_iter=int(max_iter or 0), ridge=float(ridge))
+            max_iter=int(max_iter or 0), ridge=float(ridge), inactive=inactive)
         return weights.astype(np.float32), (b.astype(np.float32) if fit_bias or bias is not None else None)
     Xs = np.hstack([X, np.ones((P, 1))]) if fit_bias else X
     fixed = np.zeros(M) if bias is None or fit_bias else np.asarray(bias, np.float64)
