@@ -52,14 +52,15 @@ def digits_cnn(Xtr, ytr):
     return model
 
 
-def load(name):
-    """(network, torch module or None, Xcal, Xtr, ytr, Xte, yte) with inputs in the model's shape."""
+def load(name, calibration=2000):
+    """(network, torch module or None, Xcal, Xtr, ytr, Xte, yte) with inputs in the model's shape;
+    ``calibration`` Fashion-MNIST training samples (digits: its whole training split)."""
     if name.startswith("digits"):
         Xtr, ytr, Xte, yte = digits()
         cal = np.arange(len(Xtr))
     else:
         Xtr, ytr, Xte, yte = fashion_mnist()
-        cal = np.sort(np.random.default_rng(0).choice(len(Xtr), 2000, replace=False))
+        cal = np.sort(np.random.default_rng(0).choice(len(Xtr), calibration, replace=False))
     if name == "digits-mlp":
         Ws, bs = trained_mlp("digits_mlp_128_64", (128, 64), Xtr, ytr, max_iter=300)
         return nettrim.from_arrays(Ws, bs), None, Xtr[cal], Xtr, ytr, Xte, yte
@@ -98,13 +99,14 @@ def main():
     ap.add_argument("--scope", default="layer", choices=["layer", "network"])
     ap.add_argument("--finetune", type=int, default=0, help="epochs of masked fine-tuning (PyTorch models)")
     ap.add_argument("--max-samples", type=int, default=4000)
+    ap.add_argument("--calibration", type=int, default=2000, help="Fashion-MNIST calibration samples")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     methods = args.methods.split(",")
     targets = [float(s) for s in args.sparsities.split(",") if s] + ([args.nm] if args.nm else [])
     results = {}
     for name in args.models.split(","):
-        net, model, Xcal, Xtr, ytr, Xte, yte = load(name)
+        net, model, Xcal, Xtr, ytr, Xte, yte = load(name, args.calibration)
         base = float(np.mean(net.predict(Xte) == yte))
         print(f"\n{name}: {net.size()} weights, test accuracy {base:.4f}, {len(Xcal)} calibration samples", flush=True)
         rows = []
@@ -140,7 +142,8 @@ def main():
                          "scope": args.scope, "rows": rows}
         print("\n" + table(name, base, rows))
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"bench_methods_{args.models.replace(',', '_')}_{args.scheme}_{args.scope}"
+    stem = RESULTS / (f"bench_methods_{args.models.replace(',', '_')}_{args.scheme}_{args.scope}"
+                      + (f"_{args.calibration}" if args.calibration != 2000 and "fashion" in args.models else ""))
     with open(f"{stem}.json", "w") as f:
         json.dump(results, f, indent=1)
     try:
