@@ -18,6 +18,8 @@ def test_demo_prints_its_table(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "test accuracy:" in out.stdout and "total" in out.stdout
     assert (tmp_path / "demo.png").stat().st_size > 1000
+    # warnings (the cascade may remove a little more than asked, and says so) are one line each
+    assert all(line.startswith("nettrim: warning: ") for line in out.stderr.splitlines()), out.stderr
 
 
 def test_prune_and_report(digits_mlp, tmp_path):

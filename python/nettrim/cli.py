@@ -69,6 +69,17 @@ def main(argv=None):
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _run(args)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one line on stderr (Python's format adds the source line that raised it)."""
+    print(f"nettrim: warning: {message}", file=sys.stderr)
+
+
+def _run(args):
     try:
         return args.func(args)
     except KeyboardInterrupt:
