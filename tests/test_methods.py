@@ -201,17 +201,26 @@ def test_engine_refit_takes_the_reference_steps():
                                                                 fit_bias, max_iter=500)
         assert unconverged == 0 and min(steps) > 1
         for j in range(M):
-            cols = np.flatnonzero(mask[:, j])
-            Xs = np.hstack([X[:, cols], np.ones((P, 1))]) if fit_bias else X[:, cols]
-            u0 = np.append(start_w[cols, j], start_b[j]) if fit_bias else start_w[cols, j]
-            fixed = 0.0 if fit_bias else start_b[j]
-            on = Y[:, j] > 0
+            cols, Xs, u0, fixed, on = _one_output(X, Y, mask, start_w, start_b, fit_bias, j)
             u, iterations, converged = constrained_lsq(Xs[on], Y[on, j] - fixed, Xs[~on], V[~on, j] - fixed, u0,
                                                        max_iter=500)
             assert converged and iterations == steps[j], (j, iterations, steps[j])
-            np.testing.assert_allclose(weights[cols, j], u[:len(cols)], rtol=1e-7, atol=1e-9)
-            assert np.all(weights[~mask[:, j], j] == 0)
-            np.testing.assert_allclose(bias[j], u[-1] if fit_bias else start_b[j], rtol=1e-7, atol=1e-9)
+            _assert_engine_output(weights, bias, mask, cols, u, j, fit_bias, start_b)
+
+
+def _one_output(X, Y, mask, start_w, start_b, fit_bias, j):
+    """Output j's re-fit as the reference takes it: (support, its columns [+ ones], start, fixed bias, Omega)."""
+    cols = np.flatnonzero(mask[:, j])
+    A = np.hstack([X[:, cols], np.ones((len(X), 1))]) if fit_bias else X[:, cols]
+    u0 = np.append(start_w[cols, j], start_b[j]) if fit_bias else start_w[cols, j]
+    return cols, A, u0, 0.0 if fit_bias else start_b[j], Y[:, j] > 0
+
+
+def _assert_engine_output(weights, bias, mask, cols, u, j, fit_bias, start_b):
+    """The engine's output j equals the reference's ``u`` on the support, zero off it."""
+    np.testing.assert_allclose(weights[cols, j], u[:len(cols)], rtol=1e-7, atol=1e-9)
+    assert np.all(weights[~mask[:, j], j] == 0)
+    np.testing.assert_allclose(bias[j], u[-1] if fit_bias else start_b[j], rtol=1e-7, atol=1e-9)
 
 
 def test_refit_in_a_degenerate_corner_is_feasible_and_no_worse_than_its_start():
@@ -301,16 +310,10 @@ def test_relu_refit_takes_the_reference_steps_and_finds_clarabels_minimiser():
                                                                 fit_bias, inactive="relu")
         assert unconverged == 0 and min(steps) > 1
         for j in range(M):
-            cols = np.flatnonzero(mask[:, j])
-            A = np.hstack([X[:, cols], np.ones((P, 1))]) if fit_bias else X[:, cols]
-            u0 = np.append(start_w[cols, j], start_b[j]) if fit_bias else start_w[cols, j]
-            fixed = 0.0 if fit_bias else start_b[j]
-            on = Y[:, j] > 0
+            cols, A, u0, fixed, on = _one_output(X, Y, mask, start_w, start_b, fit_bias, j)
             u, iterations, converged = relu_lsq(A[on], Y[on, j] - fixed, A[~on], np.full((~on).sum(), -fixed), u0)
             assert converged and iterations == steps[j], (j, iterations, steps[j])
-            np.testing.assert_allclose(weights[cols, j], u[:len(cols)], rtol=1e-7, atol=1e-9)
-            assert np.all(weights[~mask[:, j], j] == 0)
-            np.testing.assert_allclose(bias[j], u[-1] if fit_bias else start_b[j], rtol=1e-7, atol=1e-9)
+            _assert_engine_output(weights, bias, mask, cols, u, j, fit_bias, start_b)
             x = cp.Variable(len(u))
             cp.Problem(cp.Minimize(cp.sum_squares(A[on] @ x - (Y[on, j] - fixed))
                                    + cp.sum_squares(cp.pos(A[~on] @ x + fixed)))).solve(solver=cp.CLARABEL)
