@@ -132,7 +132,7 @@ def test_parallel_final_refit_of_the_logits_layer(digits_mlp, method):
     np.testing.assert_array_equal(first_two.layers[-1].weight, net.layers[-1].weight)
 
 
-@pytest.mark.parametrize("curve", ["log-linear", "steep near eps 1", "step", "cliff", "floor"])
+@pytest.mark.parametrize("curve", ["log-linear", "steep near eps 1", "step", "cliff", "floor", "levels off"])
 @pytest.mark.parametrize("keep", [0.5, 0.1, 0.02])
 def test_eps_search_lands_in_the_window(curve, keep):
     # Density as a function of eps_rel, shaped like the measured ones (and a step, the worst
@@ -144,7 +144,9 @@ def test_eps_search_lands_in_the_window(curve, keep):
                "steep near eps 1": lambda e: 0.5 * (1 - e) ** 3,
                "step": lambda e: 0.6 if e < 0.3 else keep * 0.9,
                "cliff": lambda e: 0.6 if e < 0.3 else 0.0,
-               "floor": lambda e: 1.5 * keep}[curve]
+               "floor": lambda e: 1.5 * keep,
+               # as an l1 solution's density near eps 0 (basis pursuit: at most the active rows)
+               "levels off": lambda e: 0.9 * keep * (1 + 0.01 * np.log(0.05 / e))}[curve]
     Solve = namedtuple("Solve", "density rel")
     calls = []
 
@@ -156,6 +158,22 @@ def test_eps_search_lands_in_the_window(curve, keep):
         best, note = search_eps(run, keep)
         assert "not reachable" in note
         assert best.rel == 1.0 and best.density == 1.5 * keep
+        return
+    if curve == "levels off":   # says so after two solves, not after a walk down to eps_rel 1e-3
+        best, note = search_eps(run, keep, start=0.05, factor=1.3)
+        assert "not reachable" in note and "level off" in note
+        assert len(calls) == 2 and best.rel == calls[-1]
+        # ... and a solve that stops at its iteration limit ends the walk down at once
+        Stopped = namedtuple("Stopped", "density rel status")
+        calls.clear()
+
+        def slow_below(rel):
+            calls.append(rel)
+            return Stopped(density(rel), rel, "converged" if rel >= 0.05 else "max_iterations")
+
+        best, note = search_eps(slow_below, keep, start=0.05, factor=1.3)
+        assert "iteration limit" in note and best.rel == 0.05 and best.status == "converged"
+        assert len(calls) == 2
         return
     if curve in ("step", "cliff"):
         best, note = search_eps(run, keep)

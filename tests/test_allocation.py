@@ -1,0 +1,124 @@
+"""The whole-network allocation (nettrim.allocation) on synthetic curves whose optimum is
+known by enumeration, and a layer asked for more weights than its l1 solutions keep."""
+import itertools
+
+import numpy as np
+import pytest
+from nettrim.adapters.sklearn import from_sklearn
+from nettrim.allocation import LayerCurve, choose, keeps_for, nnz_of
+
+
+def synthetic_curve(index, size, nnz, cost):
+    nnz = np.asarray(nnz)
+    return LayerCurve(index, f"layer{index}", size, np.geomspace(0.01, 0.5, len(nnz)), nnz, np.asarray(cost, float),
+                      [], [])
+
+
+def random_curves(rng, layers):
+    """Curves as measured: nonzeros falling and cost rising along eps, with noise (not convex)."""
+    curves = []
+    for k in range(layers):
+        size = int(rng.integers(200, 600))
+        points = int(rng.integers(3, 7))
+        nnz = np.sort(rng.choice(np.arange(1, size), points, replace=False))[::-1]
+        cost = np.sort(rng.uniform(0, 1, points)) * rng.uniform(0.5, 3)
+        curves.append(synthetic_curve(k, size, nnz, cost))
+    return curves
+
+
+def enumerated_optimum(curves, budget):
+    """The least summed cost over every choice of one option per layer (-1: dense, cost 0)."""
+    best = (np.inf, None)
+    for choice in itertools.product(*[[-1] + list(range(len(c.nnz))) for c in curves]):
+        if nnz_of(curves, choice) <= budget:
+            cost = sum(0.0 if j == -1 else c.cost[j] for c, j in zip(curves, choice))
+            best = min(best, (cost, choice), key=lambda t: t[0])
+    return best
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_dynamic_program_finds_the_enumerated_optimum(seed):
+    rng = np.random.default_rng(seed)
+    curves = random_curves(rng, int(rng.integers(2, 5)))
+    total = sum(c.size for c in curves)
+    for fraction in (0.1, 0.3, 0.6):
+        budget = fraction * total
+        want, _ = enumerated_optimum(curves, budget)
+        chosen = choose(curves, budget, buckets=total)       # one weight per bucket: exact
+        if not np.isfinite(want):
+            assert chosen is None
+            continue
+        got = sum(0.0 if j == -1 else c.cost[j] for c, j in zip(curves, chosen))
+        assert nnz_of(curves, chosen) <= budget
+        assert got == pytest.approx(want, abs=1e-12), (chosen, want)
+
+
+def test_coarse_buckets_always_fit_the_budget():
+    """With fewer buckets than weights the nonzeros are rounded up: the choice still fits, and
+    costs no more than the exact optimum of a budget smaller by one bucket per layer."""
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        curves = random_curves(rng, 3)
+        total = sum(c.size for c in curves)
+        budget = 0.4 * total
+        chosen = choose(curves, budget, buckets=50)
+        if chosen is None:
+            continue
+        assert nnz_of(curves, chosen) <= budget
+        unit = -(-total // 50)
+        smaller, _ = enumerated_optimum(curves, budget - 3 * unit)
+        got = sum(0.0 if j == -1 else c.cost[j] for c, j in zip(curves, chosen))
+        assert got <= smaller + 1e-12
+
+
+def test_the_slack_goes_to_one_layer_and_the_total_lands_on_the_budget():
+    a = synthetic_curve(0, 1000, [400, 200, 100], [0.0, 0.1, 0.5])     # 0.4 / 100 weights toward 200
+    b = synthetic_curve(1, 1000, [300, 150, 50], [0.0, 0.2, 0.3])      # 0.2 / 150 toward 150
+    keeps = keeps_for([a, b], [2, 1], budget=300)
+    assert keeps == [pytest.approx(0.15), pytest.approx(0.15)]     # a, the steeper, takes the 50 left
+    # A layer at its densest point takes the slack toward dense (its layer then filled beyond
+    # its l1 solution by NetTrim.prune): the total still lands on the budget.
+    keeps = keeps_for([a, b], [0, 0], budget=1000)
+    assert sum(k * c.size for k, c in zip(keeps, [a, b])) == pytest.approx(1000)
+    assert max(keeps) <= 1.0
+
+
+def test_a_layer_asked_for_more_than_its_l1_solutions_keep_is_filled(digits_mlp):
+    """A density search on 40 of the rows (as whole-network targets search on a subset, see
+    NetTrim.search_rows): there the first layer's l1 solutions keep at most about (active
+    rows per output) / inputs of its weights, whatever eps.  A search for 75% says so after
+    two solves (no walk down to eps_rel 1e-3), and the layer is filled to its target with the
+    trained weights of largest |w| ||x||, re-fitted on every row: no further from the outputs
+    than the l1 support re-fitted alone."""
+    from nettrim.methods import nettrim as nt
+    from nettrim.methods.base import Target
+    from nettrim.problem import layer_problems
+    clf, Xtr, ytr, Xte, yte = digits_mlp
+    net = from_sklearn(clf)
+    problem = layer_problems(net.layers[0], Xtr.astype(np.float32))[0]
+    trials = []
+
+    def prune(filled):
+        method = nt.NetTrim(options={"on_trial": lambda *a: trials.append(a)})
+        method.search_rows = 40
+        original = nt._filled
+        nt._filled = original if filled else (lambda problem, support, keep: support)
+        try:
+            return method.prune(problem, Target(keep=0.75))
+        finally:
+            nt._filled = original
+
+    outcome = prune(filled=True)
+    assert len(trials) <= 3, trials
+    assert np.count_nonzero(outcome.weight) / outcome.weight.size == pytest.approx(0.75, abs=0.01)
+    assert len(outcome.notes) == 1 and "l1 solutions keep at most" in outcome.notes[0]
+    reached = float(outcome.notes[0].split("at most ")[1].split("%")[0]) / 100
+    assert reached < 0.6
+    alone = prune(filled=False)
+    assert np.count_nonzero(alone.weight) / alone.weight.size == pytest.approx(reached, abs=0.005)
+
+    def error(o):
+        A = problem.X.astype(np.float64) @ o.weight + o.bias
+        return np.linalg.norm(np.maximum(A, 0) - problem.Y)
+    assert error(outcome) <= error(alone) * (1 + 1e-9)
+    assert error(outcome) < 0.9 * error(alone)      # measured: 0.7x
