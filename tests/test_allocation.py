@@ -76,6 +76,8 @@ def test_the_slack_goes_to_one_layer_and_the_total_lands_on_the_budget():
     b = synthetic_curve(1, 1000, [300, 150, 50], [0.0, 0.2, 0.3])      # 0.2 / 150 toward 150
     keeps = keeps_for([a, b], [2, 1], budget=300)
     assert keeps == [pytest.approx(0.15), pytest.approx(0.15)]     # a, the steeper, takes the 50 left
+    keeps = keeps_for([a, b], [2, 1], budget=450)      # 200 left: a takes 100 (to its next point), b 100
+    assert keeps == [pytest.approx(0.2), pytest.approx(0.25)]
     # A layer at its densest point takes the slack toward dense (its layer then filled beyond
     # its l1 solution by NetTrim.prune): the total still lands on the budget.
     keeps = keeps_for([a, b], [0, 0], budget=1000)

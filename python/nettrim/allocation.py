@@ -240,8 +240,8 @@ def refine(net, curves, chosen, budget, held_out, rounds=3):
 
 
 def keeps_for(curves, chosen, budget):
-    """Densities of the chosen points, the layer whose cost rises least per weight toward its
-    denser neighbour taking what is left of the budget (so the total lands on it)."""
+    """Densities of the chosen points, the layers whose cost rises least per weight toward their
+    denser neighbours taking what is left of the budget (so the total lands on it)."""
     keeps = [1.0 if j == -1 else c.nnz[j] / c.size for c, j in zip(curves, chosen)]
     slack = budget - nnz_of(curves, chosen)
 
@@ -249,13 +249,17 @@ def keeps_for(curves, chosen, budget):
         return (c.nnz[j - 1], c.cost[j - 1]) if j > 0 else (c.size, 0.0)
     slopes = [((c.cost[j] - denser(c, j)[1]) / max(1, denser(c, j)[0] - c.nnz[j]), i)
               for i, (c, j) in enumerate(zip(curves, chosen)) if j >= 0 and denser(c, j)[0] > c.nnz[j]]
-    if slack > 0 and slopes:
-        # The largest cost saved per weight given back.  Past a curve's densest point the
-        # layer is filled beyond its l1 solution (NetTrim.prune: the l1 solutions level off
-        # near eps 0, e.g. at 38% on Fashion-MNIST's first layer on 1200 rows).
-        _, i = max(slopes)
+    # The largest cost saved per weight given back first, each layer up to its next option,
+    # until the slack is spent.  Past a curve's densest point the layer is filled beyond its
+    # l1 solution (NetTrim.prune: the l1 solutions level off near eps 0, e.g. at 38% on
+    # Fashion-MNIST's first layer on 1200 rows).
+    for _, i in sorted(slopes, reverse=True):
+        if slack <= 0:
+            break
         c, j = curves[i], chosen[i]
-        keeps[i] = min(denser(c, j)[0], c.nnz[j] + slack) / c.size
+        take = min(denser(c, j)[0] - c.nnz[j], slack)
+        keeps[i] = (c.nnz[j] + take) / c.size
+        slack -= take
     return keeps
 
 

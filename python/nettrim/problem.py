@@ -13,6 +13,8 @@ bounded by ``V = X_pruned W + b`` instead of 0, and the tolerance may not fall b
 weights (``floor="trained"``, the papers' choice), or the trained weights re-fitted by least
 squares to the pruned signals (``floor="refit"``), which meet the same bound and may err much
 less when the layers before were pruned hard, so that the layer may keep more weights.
+Where that bound keeps more weights than a target allows, the search relaxes it to
+``max(V, 0)`` (see ``NetTrim.prune``).
 """
 from __future__ import annotations
 
@@ -101,6 +103,14 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained")
             V = Xs @ W + b
             problem.X = Xs
             problem.on_pruned_signals = True
+            if layer.relu:
+                # An output that never fires on the calibration data is 0 after the ReLU
+                # whatever its pre-activations below 0: bounded by 0 rather than by the trained
+                # weights' (negative) ones, it needs no weights (the relu re-fit zeroes them,
+                # so that a search counting them landed short: digits CNN at 50% removed,
+                # cascade, 46% kept).
+                dead = ~problem.omega.any(axis=0)
+                V[:, dead] = np.maximum(V[:, dead], 0)
             problem.V = V if layer.relu else None
             error = float(np.linalg.norm(np.where(problem.omega, V - Y, 0)))
             if floor == "refit":

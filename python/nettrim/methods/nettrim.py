@@ -108,10 +108,11 @@ class NetTrim:
         # row by finish(), its start's bias lowered to meet every row's bound first)
         searched = self.search_problem(problem) if searching else problem
         solver = solver or self.solver(searched)
-        tried, at = [], []
+        tried = []
+        this_search = []     # (eps_rel, result) of the search under way
 
         def run(rel):
-            limit = self._walk_down_limit(rel, at, tried) if searching else None
+            limit = self._walk_down_limit(rel, this_search) if searching else None
             if limit is not None and limit < solver.settings.max_iter:
                 keep = solver.settings.max_iter
                 solver.update_settings(max_iter=limit)
@@ -122,7 +123,7 @@ class NetTrim:
             else:
                 res = solver.solve(eps=searched.eps(rel, self.per_neuron), warn=False, keep_state=False)
             tried.append(res)
-            at.append(rel)
+            this_search.append((rel, res))
             if self.on_trial:
                 self.on_trial(problem.name, "search trial" if target.keep is not None else "solve", len(tried),
                               rel, res.density)
@@ -136,6 +137,9 @@ class NetTrim:
                                     factor=4.0 if target.eps_rel is None else 1.3, slope=target.slope)
             if note:
                 notes.append(f"{problem.name}: {note}")
+            if best.density > target.keep and problem.V is not None and (problem.V < 0).any():
+                this_search.clear()
+                best, problem, notes = self._relaxed_search(problem, searched, solver, run, target, best, notes)
         else:
             best = run(0.05 if target.eps_rel is None else target.eps_rel)
         t1 = time.perf_counter()
@@ -144,9 +148,10 @@ class NetTrim:
         if searching and notes and self.refit != "none" and best.density < (1 - close) * target.keep:
             # (only where the search says the density is out of its reach from below)
             support = _filled(problem, best.weight != 0, target.keep)
-            notes = [f"{problem.name}: the l1 solutions keep at most {best.density:.3%} of the weights "
-                     f"(eps_rel down to {min(at):.3g}); the other {support.mean() - best.density:.3%} are "
-                     f"the trained weights of largest |w| ||x||, re-fitted with them"]
+            notes = [n for n in notes if "not reachable from below" not in n] + [
+                f"{problem.name}: the l1 solutions keep at most {best.density:.3%} of the weights (eps_rel down "
+                f"to {min(rel for rel, _ in this_search):.3g}); the other {support.mean() - best.density:.3%} are "
+                f"the trained weights of largest |w| ||x||, re-fitted with them"]
         weights, bias = self.finish(problem, best, target.nm, support=support)
         t2 = time.perf_counter()
         eps = float(np.linalg.norm(best.eps)) * problem.scale / searched.scale   # (the same eps_rel on every row)
@@ -164,14 +169,36 @@ class NetTrim:
                            iterations=sum(r.iterations for r in tried), solves=len(tried), seconds=t2 - t0,
                            search_seconds=t1 - t0, final_seconds=t2 - t1, notes=notes)
 
+    def _relaxed_search(self, problem, searched, solver, run, target, best, notes):
+        """The search again with the cascade's bound on the inactive outputs relaxed from
+        ``V`` (the trained weights' pre-activations on the pruned signals) to ``max(V, 0)``: a
+        ReLU output of 0 either way, but where ``V < 0`` the bound holds pre-activations below 0
+        that only weights can hold there, and no eps lets the layer keep fewer.  Measured on the
+        digits CNN (cascade): at 95% removed its second convolution kept 17% (network 8.1%,
+        test accuracy 0.736); relaxed there, 4.4% (network 5.0%, 0.949).  Only where the target
+        is out of reach: elsewhere the relaxed bound measured less accurate (digits MLP at 90%
+        removed: 0.971 with V, 0.960 with max(V, 0) for every layer).
+        Returns ``(best, problem, notes)``, the problem with the relaxed bound."""
+        import dataclasses
+        relaxed = dataclasses.replace(problem, V=np.maximum(problem.V, 0))
+        relaxed_searched = relaxed if searched is problem else dataclasses.replace(searched, V=np.maximum(searched.V, 0))
+        solver.update_bound(relaxed_searched.V)
+        again, note = search_eps(run, target.keep, relaxed_searched.eps_floor / relaxed_searched.scale,
+                                 start=target.eps_rel or 0.05, close=self.close if target.close is None else target.close,
+                                 factor=4.0 if target.eps_rel is None else 1.3, slope=target.slope)
+        said = (f"{problem.name}: the bound on the inactive outputs (the trained weights' pre-activations on the "
+                f"pruned signals) kept {best.density:.3%} of the weights at best; relaxed to max(V, 0), "
+                f"{again.density:.3%}")
+        return again, relaxed, [said] + ([f"{problem.name}: {note}"] if note else [])
+
     @staticmethod
-    def _walk_down_limit(rel, at, tried):
+    def _walk_down_limit(rel, trials):
         """The iteration limit of a search trial below every eps whose solve converged: 4x the
         most iterations those took (at least 1000).  The engine converges ever more slowly as
         eps nears 0 (Fashion-MNIST's first layer on 1200 rows: 1450 iterations at eps_rel 0.005,
         more than 10,000 at 0.0038 and below, where the density hardly moves: 38.3% -> 38.4%);
         a trial that stops at this limit ends the walk down (search_eps).  None: no limit."""
-        done = [(e, r.iterations) for e, r in zip(at, tried) if r.status == "converged"]
+        done = [(e, r.iterations) for e, r in trials if r.status == "converged"]
         if not done or rel >= min(e for e, _ in done):
             return None
         return max(1000, 4 * max(i for _, i in done))
