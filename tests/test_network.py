@@ -438,3 +438,19 @@ def test_outputs_that_never_fire_are_bounded_by_zero_in_the_cascade(digits_mlp):
     assert dead.any() and not dead.all()          # 60 samples: some of the 64 never fire
     np.testing.assert_allclose(problem.V[:, ~dead], V[:, ~dead], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(problem.V[:, dead], np.maximum(V[:, dead], 0), rtol=1e-5, atol=1e-5)
+
+
+def test_a_fixed_thread_count_gives_the_same_network_bit_for_bit(digits_mlp):
+    """Whole-network runs with a fixed ``threads`` repeat exactly (with 0 the count follows the
+    machine's load, and float32 sums may round differently from run to run)."""
+    clf, Xtr, ytr, Xte, yte = digits_mlp
+    net = from_sklearn(clf)
+    runs = []
+    for _ in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+            pruned, _ = nettrim.prune_network(net, Xtr, scheme="cascade", sparsity=0.9, threads=2)
+        runs.append(pruned)
+    for a, b in zip(runs[0].layers, runs[1].layers):
+        np.testing.assert_array_equal(a.weight, b.weight)
+        np.testing.assert_array_equal(a.bias, b.bias)

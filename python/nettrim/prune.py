@@ -107,7 +107,11 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         errors of the layers before it, as in the cascade.  Any method.  Fashion MLP, 90%
         removed: test accuracy 0.788 without, 0.846 with.
     threads : int
-        Engine threads per solve (0: automatic, following the machine's load).
+        Engine threads per solve (0: automatic, following the machine's load).  With a fixed
+        number the result is the same bit for bit from run to run; with 0 the count may differ
+        between runs, float32 sums then round differently, and near a density cliff the kept
+        weights can differ (digits MLP, cascade, 95% removed: test accuracy 0.936-0.958 over
+        runs with 0; 0.947 every time with 1).  Pass a number for reproducible runs.
     workers, executor
         Parallel scheme: layers solved at a time by a thread pool of ``workers``, or by an
         ``executor``: any ``concurrent.futures``-style one (``submit`` returning futures; a
