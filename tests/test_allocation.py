@@ -85,7 +85,7 @@ def test_the_slack_goes_to_one_layer_and_the_total_lands_on_the_budget():
     assert max(keeps) <= 1.0
 
 
-def test_a_layer_asked_for_more_than_its_l1_solutions_keep_is_filled(digits_mlp):
+def test_a_layer_asked_for_more_than_its_l1_solutions_keep_is_filled(digits_mlp, monkeypatch):
     """A density search on 40 of the rows (as whole-network targets search on a subset, see
     NetTrim.search_rows): there the first layer's l1 solutions keep at most about (active
     rows per output) / inputs of its weights, whatever eps.  A search for 75% says so after
@@ -100,23 +100,19 @@ def test_a_layer_asked_for_more_than_its_l1_solutions_keep_is_filled(digits_mlp)
     problem = layer_problems(net.layers[0], Xtr.astype(np.float32))[0]
     trials = []
 
-    def prune(filled):
+    def prune():
         method = nt.NetTrim(options={"on_trial": lambda *a: trials.append(a)})
         method.search_rows = 40
-        original = nt._filled
-        nt._filled = original if filled else (lambda problem, support, keep: support)
-        try:
-            return method.prune(problem, Target(keep=0.75))
-        finally:
-            nt._filled = original
+        return method.prune(problem, Target(keep=0.75))
 
-    outcome = prune(filled=True)
+    outcome = prune()
     assert len(trials) <= 3, trials
     assert np.count_nonzero(outcome.weight) / outcome.weight.size == pytest.approx(0.75, abs=0.01)
     assert len(outcome.notes) == 1 and "l1 solutions keep at most" in outcome.notes[0]
     reached = float(outcome.notes[0].split("at most ")[1].split("%")[0]) / 100
     assert reached < 0.6
-    alone = prune(filled=False)
+    monkeypatch.setattr(nt, "_filled", lambda problem, support, keep: support)
+    alone = prune()
     assert np.count_nonzero(alone.weight) / alone.weight.size == pytest.approx(reached, abs=0.005)
 
     def error(o):

@@ -44,8 +44,6 @@ def _filled(problem, support, keep):
     eps 0 they level off at about the active rows per output over the inputs (Fashion-MNIST's
     first layer on 1200 rows: 38.3%), and the cascade's floor caps eps from below."""
     want = int(round(keep * support.size)) - int(support.sum())
-    if want <= 0:
-        return support
     scores = wanda_scores(problem.X, problem.W)
     # Not a weight already kept, nor one the re-fit would zero: on an input that is always 0,
     # or of an output that never fires on the calibration data (its re-fit is all zeros).
@@ -113,15 +111,15 @@ class NetTrim:
 
         def run(rel):
             limit = self._walk_down_limit(rel, this_search) if searching else None
-            if limit is not None and limit < solver.settings.max_iter:
-                keep = solver.settings.max_iter
+            max_iter = solver.settings.max_iter
+            capped = limit is not None and limit < max_iter
+            if capped:
                 solver.update_settings(max_iter=limit)
-                try:
-                    res = solver.solve(eps=searched.eps(rel, self.per_neuron), warn=False, keep_state=False)
-                finally:
-                    solver.update_settings(max_iter=keep)
-            else:
+            try:
                 res = solver.solve(eps=searched.eps(rel, self.per_neuron), warn=False, keep_state=False)
+            finally:
+                if capped:
+                    solver.update_settings(max_iter=max_iter)
             tried.append(res)
             this_search.append((rel, res))
             if self.on_trial:
@@ -129,9 +127,10 @@ class NetTrim:
                               rel, res.density)
             return res
 
+        close = self.close if target.close is None else target.close
+
         def search(floor_rel):
-            return search_eps(run, target.keep, floor_rel, start=target.eps_rel or 0.05,
-                              close=self.close if target.close is None else target.close,
+            return search_eps(run, target.keep, floor_rel, start=target.eps_rel or 0.05, close=close,
                               factor=4.0 if target.eps_rel is None else 1.3, slope=target.slope)
 
         notes = []
@@ -141,11 +140,10 @@ class NetTrim:
                 notes.append(f"{problem.name}: {note}")
             if best.density > target.keep and problem.V is not None and (problem.V < 0).any():
                 this_search.clear()
-                best, problem, notes = self._relaxed_search(problem, searched, solver, search, best)
+                best, problem, notes = self._relaxed_search(problem, solver, search, best)
         else:
             best = run(0.05 if target.eps_rel is None else target.eps_rel)
         t1 = time.perf_counter()
-        close = self.close if target.close is None else target.close
         support = None
         if searching and notes and self.refit != "none" and best.density < (1 - close) * target.keep:
             # (only where the search says the density is out of its reach from below)
@@ -171,8 +169,7 @@ class NetTrim:
                            iterations=sum(r.iterations for r in tried), solves=len(tried), seconds=t2 - t0,
                            search_seconds=t1 - t0, final_seconds=t2 - t1, notes=notes)
 
-    @staticmethod
-    def _relaxed_search(problem, searched, solver, search, best):
+    def _relaxed_search(self, problem, solver, search, best):
         """The search again with the cascade's bound on the inactive outputs relaxed from
         ``V`` (the trained weights' pre-activations on the pruned signals) to ``max(V, 0)``: a
         ReLU output of 0 either way, but where ``V < 0`` the bound holds pre-activations below 0
@@ -185,7 +182,7 @@ class NetTrim:
         Returns ``(best, problem, notes)``, the problem with the relaxed bound."""
         import dataclasses
         relaxed = dataclasses.replace(problem, V=np.maximum(problem.V, 0))
-        relaxed_searched = relaxed if searched is problem else dataclasses.replace(searched, V=np.maximum(searched.V, 0))
+        relaxed_searched = self.search_problem(relaxed)     # (the same rows as the first search)
         solver.update_bound(relaxed_searched.V)
         again, note = search(relaxed_searched.eps_floor / relaxed_searched.scale)
         said = (f"{problem.name}: the bound on the inactive outputs (the trained weights' pre-activations on the "
