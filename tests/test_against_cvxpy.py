@@ -8,7 +8,7 @@ from nettrim.metrics import constraint_violations, objective
 cp = pytest.importorskip("cvxpy")
 
 
-def cvxpy_optimum(X, Y, eps, *, mode, constraint, penalty, lam=None, V=None):
+def cvxpy_optimum(X, Y, eps, *, mode, constraint, penalty, lam=None, V=None, inactive="bounded"):
     P, n_in = X.shape
     M = Y.shape[1]
     Xs = np.hstack([X, np.ones((P, 1))])
@@ -16,10 +16,15 @@ def cvxpy_optimum(X, Y, eps, *, mode, constraint, penalty, lam=None, V=None):
     A = Xs @ U
     mask = (Y > 0).astype(float) if mode == "relu" else np.ones_like(Y)
     cons = []
-    if mode == "relu":
+    fit = cp.multiply(mask, A - Y)
+    if mode == "relu" and inactive == "relu":
+        # The inactive outputs' ReLU outputs join the error: S >= max(A, 0) on Omega^c.
+        S = cp.Variable((P, M), nonneg=True)
+        cons.append(S >= A)
+        fit = fit + cp.multiply(1 - mask, S)
+    elif mode == "relu":
         Vb = np.zeros_like(Y) if V is None else V
         cons.append(cp.multiply(1 - mask, A - Vb) <= 0)
-    fit = cp.multiply(mask, A - Y)
     if penalty == "l1":
         obj = cp.sum(cp.abs(U))
     else:
@@ -58,7 +63,12 @@ CASES = [
     dict(mode="relu", constraint="joint", penalty="group"),
     dict(mode="relu", constraint="joint", penalty="l1", lam=50.0),
     dict(mode="relu", constraint="joint", penalty="l1", cascade=True),
+    dict(mode="relu", constraint="joint", penalty="l1", inactive="relu"),
+    dict(mode="relu", constraint="neuron", penalty="l1", inactive="relu"),
+    dict(mode="relu", constraint="joint", penalty="group", inactive="relu"),
+    dict(mode="relu", constraint="joint", penalty="l1", lam=50.0, inactive="relu"),
 ]
+SETTINGS_OF = ("mode", "constraint", "penalty", "inactive")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
@@ -68,18 +78,21 @@ def test_matches_clarabel(case, dtype):
     res = nettrim.prune_layer(X, Y, eps_rel=0.1, V=V, dtype=dtype, **case)
     assert res.status == "converged"
     lam = case.get("lam")
-    opt = cvxpy_optimum(X, Y, res.eps, V=V, lam=lam, **{k: case[k] for k in ("mode", "constraint", "penalty")})
+    opt = cvxpy_optimum(X, Y, res.eps, V=V, lam=lam, **{k: case[k] for k in SETTINGS_OF if k in case})
     Xs = np.hstack([X, np.ones((len(X), 1))])
     value = objective(res.U, case["penalty"], bias_row=X.shape[1])
+    counted = case.get("inactive") == "relu"
     if lam is not None:
         omega = Y > 0
-        value += lam / 2 * np.sum(np.where(omega, Xs @ res.U - Y, 0) ** 2)
+        A = Xs @ res.U
+        value += lam / 2 * np.sum(np.where(omega, A - Y, np.maximum(A, 0) if counted else 0) ** 2)
     assert abs(value - opt) <= 1e-3 * abs(opt), (value, opt)
     # The returned matrix itself meets the constraints (checked independently of the engine).
     omega = Y > 0 if case["mode"] == "relu" else np.ones_like(Y, bool)
     v_om, v_c = constraint_violations(Xs @ res.U, Y, omega, (np.zeros_like(Y) if V is None else V)
                                       if case["mode"] == "relu" else None, res.eps,
-                                      case["constraint"], regularized=lam is not None)
+                                      case["constraint"], regularized=lam is not None,
+                                      inactive=case.get("inactive", "bounded"))
     assert v_om <= 1e-3 and v_c <= 1e-3
     # ... and the engine reports those same violations.
     assert res.omega_violation == pytest.approx(v_om, abs=2e-4)
@@ -98,7 +111,7 @@ def test_dual_bound_is_a_certificate(case, dtype):
     gap_tol = 1e-3 if dtype == "float64" else 0.0   # float32 duals are too noisy to certify 1e-3
     res = nettrim.prune_layer(X, Y, eps_rel=0.1, V=V, dtype=dtype, gap_tol=gap_tol, **case)
     assert res.status == "converged"
-    opt = cvxpy_optimum(X, Y, res.eps, V=V, **{k: case[k] for k in ("mode", "constraint", "penalty")})
+    opt = cvxpy_optimum(X, Y, res.eps, V=V, **{k: case[k] for k in SETTINGS_OF if k in case})
     assert np.isfinite(res.dual_bound) and res.dual_bound > 0
     assert res.dual_bound <= opt * (1 + 1e-6), (res.dual_bound, opt)
     value = objective(res.U, case["penalty"], bias_row=X.shape[1])

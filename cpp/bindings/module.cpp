@@ -152,12 +152,14 @@ PYBIND11_MODULE(_core, m) {
 
   py::enum_<Mode>(m, "Mode").value("relu", Mode::relu).value("linear", Mode::linear);
   py::enum_<Constraint>(m, "Constraint").value("joint", Constraint::joint).value("neuron", Constraint::neuron);
+  py::enum_<Inactive>(m, "Inactive").value("bounded", Inactive::bounded).value("relu", Inactive::relu);
   py::enum_<Penalty>(m, "Penalty").value("l1", Penalty::l1).value("group", Penalty::group);
 
   py::class_<Settings>(m, "Settings", "Every setting of a layer solve, with the engine's defaults.")
       .def(py::init<>())
       .def_readwrite("mode", &Settings::mode)
       .def_readwrite("constraint", &Settings::constraint)
+      .def_readwrite("inactive", &Settings::inactive)
       .def_readwrite("penalty", &Settings::penalty)
       .def_readwrite("lam", &Settings::lam)
       .def_readwrite("bias_row", &Settings::bias_row)

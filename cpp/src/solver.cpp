@@ -303,9 +303,13 @@ struct Solver<T>::Impl {
 
   // The ADMM aims inside the ball by the polish margin, so that the bias shift that
   // makes Omega^c exactly feasible does not push Omega out of the true ball.  Without a
-  // shift (linear layers, no bias) there is nothing to make room for.
+  // shift (linear layers, no bias) there is nothing to make room for.  With inactive =
+  // relu there is no shift, but Omega^c's ReLU outputs share the ball and move with the
+  // exactly sparse returned matrix: the margin keeps that matrix inside the true ball.
   void set_ball() {
-    const double shrink = (shift_row() >= 0 && st.mode == Mode::relu && st.lam == 0) ? 1.0 - st.polish_margin : 1.0;
+    const bool relu_ball = st.mode == Mode::relu && st.lam == 0;
+    const bool margin = relu_ball && (shift_row() >= 0 || (st.polish && st.inactive == Inactive::relu));
+    const double shrink = margin ? 1.0 - st.polish_margin : 1.0;
     ball.assign(eps.size(), 0.0);
     for (std::size_t i = 0; i < eps.size(); ++i) ball[i] = eps[i] * shrink;
   }
@@ -421,7 +425,8 @@ struct Solver<T>::Impl {
     return info.omega_violation <= st.tol && info.complement_violation <= st.tol;
   }
 
-  int shift_row() const { return st.polish ? st.bias_row : -1; }
+  // The bias shift makes Omega^c meet its bound; with inactive = relu there is no bound.
+  int shift_row() const { return st.polish && st.inactive == Inactive::bounded ? st.bias_row : -1; }
 
   Result<T> solve(const Hooks& hooks) {
     require_target("solve");
@@ -437,6 +442,10 @@ struct Solver<T>::Impl {
     if (st.mode == Mode::relu && !nonnegative_target) {
       throw std::invalid_argument("Y: expected ReLU outputs (>= 0) in relu mode, got negative values");
     }
+    if (has_bound && st.inactive == Inactive::relu && st.mode == Mode::relu) {
+      throw std::invalid_argument("V: a bound on the inactive outputs needs inactive = bounded; with inactive = "
+                                  "relu their ReLU outputs are counted in the error instead");
+    }
     if (st.bias_row >= N) {
       throw std::invalid_argument("bias_row: expected -1 or a row index < " + std::to_string(N) + ", got " +
                                   std::to_string(st.bias_row));
@@ -446,6 +455,7 @@ struct Solver<T>::Impl {
     int threads = resolve_threads(st.threads, work);
     ThreadScope scope(threads);
     backend->set_threads(threads);
+    backend->set_inactive(st.inactive);
 
     Result<T> res;
     Info& info = res.info;
@@ -628,6 +638,7 @@ void Solver<T>::setup(ConstRowRef<T> X, const Settings& settings, const Hooks& h
     throw MemoryError("out of memory while factorising the inputs of a layer of N=" + std::to_string(N) +
                       ", P=" + std::to_string(P));
   }
+  s.backend->set_inactive(settings.inactive);   // (a backend without the choice says so now)
   s.is_setup = true;
   s.setup_seconds = seconds_since(t0);
 }
@@ -635,6 +646,7 @@ void Solver<T>::setup(ConstRowRef<T> X, const Settings& settings, const Hooks& h
 template <class T>
 void Solver<T>::update_settings(const Settings& settings) {
   settings.validate();
+  if (impl_->is_setup) impl_->backend->set_inactive(settings.inactive);
   impl_->st = settings;
 }
 

@@ -73,5 +73,13 @@ int main() {
   solver.update_settings(wrong_row);
   solver.update_eps({1.0});
   CHECK_THROWS(solver.solve(), std::invalid_argument, "bias_row: expected -1 or a row index < 9, got 20");
+  // A bound on the inactive outputs belongs to inactive = bounded; with relu they are counted instead.
+  Settings counted = s;
+  counted.inactive = Inactive::relu;
+  solver.update_settings(counted);
+  solver.update_bound(RowMatrix<double>::Zero(100, 3));
+  CHECK_THROWS(solver.solve(), std::invalid_argument, "V: a bound on the inactive outputs needs inactive = bounded");
+  solver.clear_bound();
+  solver.solve();
   return report("bad_input");
 }

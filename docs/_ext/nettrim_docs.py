@@ -54,6 +54,8 @@ DESCRIPTIONS = {
     "mode": '"relu": a ReLU follows the layer (the Omega / Omega^c split); "linear": sparse least squares '
             "(a logits layer).",
     "constraint": '"joint": one ball of radius eps for the whole layer; "neuron": one ball per output neuron.',
+    "inactive": '"bounded": each inactive output (Y = 0) held at or below 0, or V (the papers\' program); '
+                '"relu": their ReLU outputs counted in the ball with the active outputs\' errors.',
     "penalty": '"l1": the sum of absolute values; "group": the sum of the rows\' 2-norms (whole input neurons '
                "go), the bias row in l1.",
     "lam": "> 0 selects the regularized form, lam/2 times the squared error on Omega in the objective "

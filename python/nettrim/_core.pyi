@@ -18,6 +18,11 @@ class Constraint:
     neuron: "Constraint"
     name: str
 
+class Inactive:
+    bounded: "Inactive"
+    relu: "Inactive"
+    name: str
+
 class Penalty:
     l1: "Penalty"
     group: "Penalty"
@@ -26,6 +31,7 @@ class Penalty:
 class Settings:
     mode: Mode
     constraint: Constraint
+    inactive: Inactive
     penalty: Penalty
     lam: float
     bias_row: int

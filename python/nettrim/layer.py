@@ -12,7 +12,7 @@ from .solver import DEFAULTS, LayerSolver
 
 def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
                 mode: str = DEFAULTS.mode.name, constraint: str = DEFAULTS.constraint.name,
-                penalty: str = DEFAULTS.penalty.name, lam: Optional[float] = None, V=None,
+                inactive: str = DEFAULTS.inactive.name, penalty: str = DEFAULTS.penalty.name, lam: Optional[float] = None, V=None,
                 fit_bias: bool = True, warm_start="auto", dtype="float32", backend: str = "cpu",
                 threads: int = DEFAULTS.threads, max_iter: int = DEFAULTS.max_iter,
                 time_limit: Optional[float] = None, tol: float = DEFAULTS.tol, gap_tol: float = DEFAULTS.gap_tol,
@@ -51,12 +51,20 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
         Whether a ReLU follows the layer.  Linear layers are sparse least squares.
     constraint : {"joint", "neuron"}
         One Frobenius ball for the layer, or one ball per output neuron.
+    inactive : {"bounded", "relu"}
+        ReLU layers, the outputs that are 0 (``Y == 0``): "bounded" keeps each below 0 (or
+        ``V``), the papers' program; "relu" counts each one's ReLU output, ``max(0, X u + b)``,
+        in the error with those of the active outputs, so that ``eps`` bounds the layer's own
+        output error ``||ReLU(X U) - Y||`` (a larger feasible set: sparser for the same eps,
+        and at high sparsity no output has to be dropped whole to keep its inactive rows
+        below 0; see the docs, "Inactive outputs").
     penalty : {"l1", "group"}
         ``||U||_1``, or the sum of row norms (removes whole input neurons).
     lam : float, optional
         Solve the regularized form ``||U||_1 + lam/2 ||(U^T X - Y)_Omega||^2`` instead.
     V : array (P, M), optional
         Upper bound on pre-activations where ``Y == 0`` (the cascade scheme); default 0.
+        Only with ``inactive="bounded"``.
     fit_bias : bool
         Whether the pruned layer has a bias (the last row of ``U``, l1-penalized too).
     warm_start : {"auto", "zero", "W"} or LayerResult
@@ -85,7 +93,7 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
         ``clip(adapt_bias * sqrt(r_j / s_j), 0.1, 10)`` when that factor is outside
         ``[1/adapt_threshold, adapt_threshold]``), over-relaxation.
     polish, polish_margin : bool, float
-        Bias-shift polish that makes inactive outputs exactly inactive.
+        Bias-shift polish that makes inactive outputs exactly inactive (``inactive="bounded"``).
     progress : callable(iteration, primal_residual, dual_residual, elapsed), optional
         Called at every convergence check (every ``adapt_every`` iterations).
 
@@ -97,7 +105,7 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
         :class:`~nettrim.NumericalError` instead of returning a matrix.
     """
     t0 = time.perf_counter()
-    settings = dict(mode=mode, constraint=constraint, penalty=penalty, lam=lam, threads=threads,
+    settings = dict(mode=mode, constraint=constraint, inactive=inactive, penalty=penalty, lam=lam, threads=threads,
                     max_iter=max_iter, time_limit=time_limit, tol=tol, dual_tol=dual_tol, gap_tol=gap_tol, rho=rho,
                     sigma=sigma,
                     adaptive_rho=adaptive_rho, adapt_every=adapt_every, adapt_bias=adapt_bias,

@@ -14,7 +14,7 @@ def _rms_on(Y, omega):
     return float(np.sqrt(np.sum(np.where(omega, Y, 0.0).astype(np.float64) ** 2) / count))
 
 
-def constraint_violations(A, Y, omega, V, eps, constraint="joint", *, regularized=False):
+def constraint_violations(A, Y, omega, V, eps, constraint="joint", *, regularized=False, inactive="bounded"):
     """Violations of the Net-Trim constraints by pre-activations ``A = Xs @ U``.
 
     Returns ``(omega_violation, complement_violation)``:
@@ -24,10 +24,14 @@ def constraint_violations(A, Y, omega, V, eps, constraint="joint", *, regularize
       the norm of the outputs instead;
     - on Omega^c, the largest ``A - V`` above zero, relative to the RMS of Y on Omega.
       ``V=None`` means no such constraint (linear layers).
+
+    ``inactive="relu"``: Omega^c has no bound (its violation is 0) and its ReLU outputs,
+    ``max(A, 0)``, count in the error with Omega's.
     """
     A = np.asarray(A, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    D = np.where(omega, A - Y, 0.0)
+    counted = inactive == "relu" and V is not None
+    D = np.where(omega, A - Y, np.maximum(A, 0.0) if counted else 0.0)
     if regularized:
         v_omega = 0.0
     elif constraint == "joint":
@@ -39,7 +43,7 @@ def constraint_violations(A, Y, omega, V, eps, constraint="joint", *, regularize
         ynorm = np.linalg.norm(np.where(omega, Y, 0.0), axis=0)
         denom = np.where(eps > 0, eps, np.where(ynorm > 0, ynorm, 1.0))
         v_omega = float(np.max(np.maximum(0.0, np.linalg.norm(D, axis=0) - eps) / denom, initial=0.0))
-    if V is None:
+    if V is None or counted:
         v_comp = 0.0
     else:
         excess = np.where(omega, -np.inf, A - np.asarray(V, dtype=np.float64))

@@ -45,17 +45,21 @@ def group_shrink(x, t, l1_rows=()):
     return out
 
 
-def project_outputs(T, Y, omega, V, eps, constraint, lam, rho1):
+def project_outputs(T, Y, omega, V, eps, constraint, lam, rho1, inactive="bounded"):
     """Z1 update: the prox of the output-space term at ``T = A - L1``.
 
     On Omega: projection on the eps ball around Y (joint: one ball; neuron: one ball
     per column), or, in the regularized form, the prox of (lam/2)||z - y||^2.
-    On Omega^c: clip from above at V.
+    On Omega^c: clip from above at V; with ``inactive="relu"`` instead, the positive
+    entries are coordinates of the same ball (centred at 0) and the others stay.
     """
-    Z = np.minimum(T, V)
-    D = np.where(omega, T - Y, 0.0)
+    counted = inactive == "relu"
+    Z = T.copy() if counted else np.minimum(T, V)
+    up = ~omega & (T > 0) if counted else np.zeros_like(omega)
+    D = np.where(omega | up, T - np.where(omega, Y, 0.0), 0.0)
     if lam is not None:
         Z[omega] = ((lam * Y + rho1 * T) / (lam + rho1))[omega]
+        Z[up] = (rho1 * T / (lam + rho1))[up]
         return Z
     if constraint == "joint":
         norm = np.linalg.norm(D)
@@ -64,6 +68,7 @@ def project_outputs(T, Y, omega, V, eps, constraint, lam, rho1):
         norm = np.linalg.norm(D, axis=0)
         scale = np.where(norm <= eps, 1.0, eps / np.maximum(norm, np.finfo(T.dtype).tiny))
     Z[omega] = (Y + D * scale)[omega]
+    Z[up] = (D * scale)[up]
     return Z
 
 
@@ -79,7 +84,7 @@ def bias_shift(U, A, omega, V, bias_row):
     return U, A - shift
 
 
-def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", penalty="l1", lam=None,
+def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", inactive="bounded", penalty="l1", lam=None,
           bias_row=None, rho=None, sigma=None, adaptive_rho=True, adapt_every=10,
           adapt_bias=10.0, adapt_threshold=5.0, alpha=1.8, max_iter=10000, tol=1e-3, dual_tol=1e-2, polish=True,
           polish_margin=1e-3, U0=None, record=False, time_limit=None, callback=None):
@@ -99,8 +104,12 @@ def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", penalty="l1", 
     if not relu:
         V = np.full_like(Y, np.inf)
     eps = np.asarray(eps, dtype=dt)
-    # The margin makes room for the polish's bias shift, which only relu layers with a bias get.
-    ball = eps * (1 - polish_margin) if polish and lam is None and relu and bias_row is not None else eps
+    # The margin makes room for the polish's bias shift, which only relu layers with a bias
+    # and a bound on their inactive outputs get; with inactive="relu" (no shift) it keeps the
+    # exactly sparse returned matrix, whose inactive ReLU outputs share the ball, inside it.
+    margin = polish and lam is None and relu and (bias_row is not None or inactive == "relu")
+    polish = polish and inactive == "bounded"
+    ball = eps * (1 - polish_margin) if margin else eps
 
     gram_diag_max = float(np.max(np.einsum("pn,pn->n", Xs, Xs)))
     sigma = 0.09 * gram_diag_max if sigma is None else sigma   # the authors' c0^2
@@ -127,7 +136,7 @@ def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", penalty="l1", 
     Z2 = U.copy()
     last_obj = float(np.abs(U).sum())  # a warm start may be settled already
     for it in range(1, max_iter + 1):
-        Z1 = project_outputs(A - L1, Y, omega, V, ball, constraint, lam, rho1)
+        Z1 = project_outputs(A - L1, Y, omega, V, ball, constraint, lam, rho1, inactive if relu else "bounded")
         if penalty == "l1":
             Z2 = soft_threshold(U - L2, 1.0 / rho2)
         else:
@@ -156,7 +165,7 @@ def solve(Xs, Y, eps, *, V=None, mode="relu", constraint="joint", penalty="l1", 
         last_obj = obj
         if tol > 0 and settled and max(r1, r2) <= tol and max(s1, s2) <= dual_tol:
             Uc, Ac = _candidate(Z2, Xs, omega, V, relu, polish, bias_row)
-            if _feasible(Ac, Y, omega, V, eps, constraint, lam, relu, tol):
+            if _feasible(Ac, Y, omega, V, eps, constraint, lam, relu, tol, inactive):
                 status = "converged"
                 break
         if adaptive_rho:
@@ -189,10 +198,10 @@ def _candidate(Z2, Xs, omega, V, relu, polish, bias_row):
     return Z2, A
 
 
-def _feasible(A, Y, omega, V, eps, constraint, lam, relu, tol):
+def _feasible(A, Y, omega, V, eps, constraint, lam, relu, tol, inactive):
     from .metrics import constraint_violations
     v_omega, v_comp = constraint_violations(A, Y, omega, V if relu else None, eps, constraint,
-                                            regularized=lam is not None)
+                                            regularized=lam is not None, inactive=inactive)
     return v_omega <= tol and v_comp <= tol
 
 

@@ -36,7 +36,8 @@ DEFAULTS = _core.Settings()
 
 # Settings a caller may pass by keyword, with how each is checked.  bias_row follows from
 # fit_bias and warm_start is the lifecycle's (see LayerSolver.warm_start).
-_CHOICES = {"mode": ("relu", "linear"), "constraint": ("joint", "neuron"), "penalty": ("l1", "group")}
+_CHOICES = {"mode": ("relu", "linear"), "constraint": ("joint", "neuron"), "inactive": ("bounded", "relu"),
+            "penalty": ("l1", "group")}
 _INTS = {"adapt_every": (1, 2**31 - 1), "max_iter": (0, 2**31 - 1), "threads": (0, _core.max_threads)}
 _BOOLS = ("adaptive_rho", "polish")
 _REALS = ("rho", "adapt_bias", "adapt_threshold", "alpha", "tol", "dual_tol", "gap_tol", "certify_bias",
@@ -117,6 +118,7 @@ class LayerSolver:
         The trained weights and bias (``W`` oriented like scikit-learn's ``coefs_``).
     V : array (P, M), optional
         Upper bound on pre-activations where ``Y == 0`` (the cascade scheme); default 0.
+        Only with ``inactive="bounded"``.
     fit_bias : bool
         Whether the pruned layer has a bias (the last row of ``U``).
     dtype : {"float32", "float64"}
@@ -131,7 +133,7 @@ class LayerSolver:
         Called at every convergence check of every solve.
     **settings
         The engine's settings (see :func:`nettrim.prune_layer` for each):
-        mode, constraint, penalty, lam, rho, sigma, adaptive_rho, adapt_every, adapt_bias,
+        mode, constraint, inactive, penalty, lam, rho, sigma, adaptive_rho, adapt_every, adapt_bias,
         adapt_threshold, alpha, max_iter, time_limit, tol, dual_tol, gap_tol, certify_bias, polish,
         polish_margin, threads.
     """
@@ -197,6 +199,9 @@ class LayerSolver:
     def update_settings(self, **settings):
         """Change settings (tolerances, penalties, mode, ...) without refactorising."""
         new = make_settings(self._settings, **settings)
+        if self.V is not None and new.inactive.name != "bounded":
+            raise InvalidArgument("inactive: 'relu' counts the inactive outputs in the error, but this solver has "
+                                  "a bound V on them; call update_bound(None) first")
         if "progress" in settings:
             raise InvalidArgumentType("progress: pass it to solve() or the constructor")
         self._engine.update_settings(new)
@@ -239,6 +244,9 @@ class LayerSolver:
             return
         if self.mode != "relu":
             raise InvalidArgument("V: an upper bound on inactive outputs needs mode='relu'")
+        if self._settings.inactive.name != "bounded":
+            raise InvalidArgument("V: an upper bound on inactive outputs needs inactive='bounded'; with "
+                                  "inactive='relu' their ReLU outputs are counted in the error instead")
         Va = as_float_matrix("V", V, rows=self.Xs.shape[0], cols=self.M)
         self._check_range("V", Va)
         self.V = np.ascontiguousarray(Va, dtype=self.dtype)

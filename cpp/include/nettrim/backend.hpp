@@ -5,7 +5,8 @@
 // owns the data and the iterates and performs the arithmetic of one iteration, in
 // ADMM terms (docs: "The ADMM"):
 //
-//   omega_norms   ||(X U - L1 - Y)_Omega||^2 per output column   (start of an iteration)
+//   omega_norms   ||(X U - L1 - Y)_Omega||^2 per output column   (start of an iteration);
+//                 with inactive = relu, plus ||(X U - L1)_+||^2 on Omega^c
 //   z_step        Z1 = Proj_C(X U - L1), relaxed; right-hand side B = L1 + Z1hat
 //   prox_step     Z2 = prox of the penalty at U - L2, relaxed
 //   u_step        U = (X^T X + sigma I)^{-1} (X^T B + sigma (Z2hat + L2)); A = X U; dual updates
@@ -19,6 +20,7 @@
 
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -42,16 +44,17 @@ struct ResidualSums {
   double r2 = 0, z2 = 0, u = 0, du = 0, l2 = 0;  // ||Z2-U||^2 ||Z2||^2 ||U||^2 ||U-U_old||^2 ||L2||^2
 };
 
-// Per-column sums of the candidate: excess on Omega^c and squared error on Omega.
+// Per-column sums of the candidate: excess on Omega^c and squared error on Omega (with
+// inactive = relu: no bound, so no excess, and the error counts ||(A_+)_Omega^c,m||^2 too).
 struct CandidateSums {
-  std::vector<double> excess;     // max (A - V) on Omega^c, -inf where Omega^c is empty
+  std::vector<double> excess;     // max (A - V) on Omega^c, -inf where Omega^c is empty (or unbounded)
   std::vector<double> err2;       // ||(A - Y)_Omega,m||^2
   bool finite = true;             // no NaN or Inf in the candidate or its responses
 };
 
 // Sums behind the dual bound, for the normal-cone element nu = rho1 (T - Z1) of this
 // iteration's Z1 step (T = X U - L1 before it): per column a_m = -<nu, Y>_Omega - <nu, V>_Omega^c
-// and d2_m = ||nu_Omega||^2; and the dual norm of X^T nu: per column its largest |entry| (l1),
+// and d2_m = ||nu_Omega||^2 (with inactive = relu: a_m = -<nu, Y>_Omega, d2_m = ||nu||^2); and the dual norm of X^T nu: per column its largest |entry| (l1),
 // or per row its squared 2-norm over the columns (group; the bias row's largest |entry| apart).
 struct DualSums {
   std::vector<double> a, d2, colmax, rownorm2;
@@ -82,6 +85,11 @@ class Backend {
   virtual void set_target(ConstRowRef<T> Y, bool relu) = 0;   // copied
   virtual void set_bound(const ConstRowRef<T>* V) = 0;        // copied; nullptr: V = 0
   virtual const TargetNorms& target_norms() const = 0;
+  // How Omega^c counts (see Inactive); a backend that has only the bound refuses the rest.
+  virtual void set_inactive(Inactive inactive) {
+    if (inactive != Inactive::bounded)
+      throw std::invalid_argument(std::string("inactive: the ") + name() + " backend supports only 'bounded'");
+  }
   virtual void set_sigma(double sigma) = 0;         // rebuild the U solve for sigma = rho2/rho1
 
   // --- iterates ---------------------------------------------------------------------

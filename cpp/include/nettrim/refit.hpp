@@ -23,16 +23,14 @@
 
 #include <vector>
 
+#include "nettrim/settings.hpp"
 #include "nettrim/types.hpp"
 
 namespace nettrim {
 
-// How the inactive rows (Y <= 0) enter the re-fit.
-enum class Inactive {
-  bounded,  // each is a constraint (X u + b)_p <= V_p: Net-Trim's program on the support
-  relu      // each adds max(0, (X u + b)_p)^2 to the error: the ReLU output's own error
-};
-
+// How the inactive rows (Y <= 0) enter the re-fit (Inactive, settings.hpp): bounded, each
+// is a constraint (X u + b)_p <= V_p (Net-Trim's program on the support); relu, each adds
+// max(0, (X u + b)_p)^2 to the error (the ReLU output's own error).
 struct RefitSettings {
   Inactive inactive = Inactive::bounded;
   int max_iter = 0;       // steps per neuron; 0: 3 (support + 1) + 20

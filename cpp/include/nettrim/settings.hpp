@@ -7,6 +7,11 @@ namespace nettrim {
 enum class Mode { relu, linear };           // ReLU after the layer, or nothing (logits)
 enum class Constraint { joint, neuron };    // one eps for the layer, or one per output neuron
 enum class Penalty { l1, group };           // ||U||_1, or sum of row norms (neuron pruning)
+// The inactive outputs (Omega^c, where Y = 0) of a ReLU layer: each kept below its bound V
+// (the papers' program), or its ReLU output counted in the error with those of Omega, so
+// that the ball bounds the layer's own output error ||ReLU(X U) - Y|| (docs: "Inactive
+// outputs").  The re-fit on a support (refit.hpp) takes the same choice.
+enum class Inactive { bounded, relu };
 
 // The most threads a solve may be given; more than the machine's processors are not used.
 inline constexpr int kMaxThreads = 1024;
@@ -16,6 +21,7 @@ struct Settings {
   Mode mode = Mode::relu;
   Constraint constraint = Constraint::joint;
   Penalty penalty = Penalty::l1;
+  Inactive inactive = Inactive::bounded;
   // > 0 selects the regularized form  min ||U||_1 + lam/2 ||(U^T X - Y)_Omega||^2.
   double lam = 0.0;
   // Row of U that multiplies the constant-one feature (the bias), or -1 for none.

@@ -146,6 +146,7 @@ template <class T>
 void CpuBackend<T>::omega_norms(std::vector<double>& colsum) {
   colsum.resize(M_);
   const bool fused_dual = lb_holds_b_;
+  const bool counted_inactive = counted();
 #pragma omp parallel for schedule(static) num_threads(threads_)
   for (Eigen::Index m = 0; m < M_; ++m) {
     double s = 0;
@@ -156,6 +157,9 @@ void CpuBackend<T>::omega_norms(std::vector<double>& colsum) {
       if (fused_dual) lb[p] -= a[p];
       if (!relu_ || y[p] > 0) {
         const double d = double(a[p]) - double(lb[p]) - double(y[p]);
+        s += d * d;
+      } else if (counted_inactive) {
+        const double d = std::max(double(a[p]) - double(lb[p]), 0.0);
         s += d * d;
       }
     }
@@ -170,6 +174,7 @@ void CpuBackend<T>::z_step(const std::vector<T>& scale, const ZStepSettings& zs)
   const T alpha = static_cast<T>(zs.alpha);
   const T lam_w = static_cast<T>(zs.lam_weight);
   const bool regularized = zs.regularized;
+  const bool counted_inactive = counted();
 #pragma omp parallel for schedule(static) num_threads(threads_)
   for (Eigen::Index m = 0; m < M_; ++m) {
     T* lb = LB_.col(m).data();
@@ -183,6 +188,10 @@ void CpuBackend<T>::z_step(const std::vector<T>& scale, const ZStepSettings& zs)
       T z;
       if (!relu_ || y[p] > 0) {
         z = regularized ? t + lam_w * (y[p] - t) : y[p] + (t - y[p]) * g;
+      } else if (counted_inactive) {
+        // The ball's coordinate here is t_+ (centred at 0): a positive t moves as Omega's
+        // do, a negative one costs nothing and stays.
+        z = t > T(0) ? (regularized ? t - lam_w * t : t * g) : t;
       } else {
         z = std::min(t, v ? v[p] : T(0));
       }
@@ -288,11 +297,12 @@ void CpuBackend<T>::candidate(int shift_row, CandidateSums& sums) {
   responses(candidate_, Ac);
   sums.excess.assign(M_, -std::numeric_limits<double>::infinity());
   sums.err2.assign(M_, 0.0);
-  const bool shift = relu_ && shift_row >= 0;
+  const bool counted_inactive = counted();
+  const bool shift = relu_ && !counted_inactive && shift_row >= 0;
 #pragma omp parallel for schedule(static) num_threads(threads_)
   for (Eigen::Index m = 0; m < M_; ++m) {
     double top = -std::numeric_limits<double>::infinity();
-    if (relu_) {
+    if (shift) {
       for (Eigen::Index p = 0; p < P_; ++p)
         if (!(Y_(p, m) > 0)) top = std::max(top, double(Ac(p, m)) - double(bound(p, m)));
     }
@@ -305,6 +315,9 @@ void CpuBackend<T>::candidate(int shift_row, CandidateSums& sums) {
       if (in_omega(p, m)) {
         const double d = double(Ac(p, m)) - double(Y_(p, m));
         err2 += d * d;
+      } else if (counted_inactive) {
+        const double d = double(Ac(p, m));
+        if (!(d <= 0)) err2 += d * d;     // (a NaN is carried into the error)
       } else {
         const double e = double(Ac(p, m)) - double(bound(p, m));
         if (e > excess || std::isnan(e)) excess = e;
@@ -325,6 +338,7 @@ void CpuBackend<T>::exact_sums(CandidateSums& sums) {
     (void)sums;
     return;
   } else {
+    const bool counted_inactive = counted();
     exact_U_ = candidate_.template cast<double>();
     sums.excess.assign(M_, -std::numeric_limits<double>::infinity());
     sums.err2.assign(M_, 0.0);
@@ -342,6 +356,8 @@ void CpuBackend<T>::exact_sums(CandidateSums& sums) {
           if (in_omega(p0 + p, m)) {
             const double d = Ac(p, m) - double(Y_(p0 + p, m));
             err2 += d * d;
+          } else if (counted_inactive) {
+            if (!(Ac(p, m) <= 0)) err2 += Ac(p, m) * Ac(p, m);
           } else {
             const double e = Ac(p, m) - double(bound(p0 + p, m));
             if (e > excess || std::isnan(e)) excess = e;
@@ -365,6 +381,7 @@ void CpuBackend<T>::dual_sums(double rho1, double alpha_d, Penalty penalty, int 
   const T r1 = static_cast<T>(rho1), alpha = static_cast<T>(alpha_d);
   sums.a.assign(M_, 0.0);
   sums.d2.assign(M_, 0.0);
+  const bool counted_inactive = counted();
 #pragma omp parallel for schedule(static) num_threads(threads_)
   for (Eigen::Index m = 0; m < M_; ++m) {
     T* nu = Z1_.col(m).data();
@@ -386,9 +403,12 @@ void CpuBackend<T>::dual_sums(double rho1, double alpha_d, Penalty penalty, int 
         n = -r1 * l1[p];
         if (relu_ && !(y[p] > 0) && n < T(0)) n = T(0);
       }
+      if (counted_inactive && !(y[p] > 0) && n < T(0)) n = T(0);   // (as above: the dual is >= 0 there)
       nu[p] = n;
       if (!relu_ || y[p] > 0) {
         am -= double(n) * double(y[p]);
+        dm += double(n) * double(n);
+      } else if (counted_inactive) {
         dm += double(n) * double(n);
       } else if (v) {
         am -= double(n) * double(v[p]);

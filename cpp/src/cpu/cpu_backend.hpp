@@ -40,6 +40,7 @@ class CpuBackend final : public Backend<T> {
   void set_target(ConstRowRef<T> Y, bool relu) override;
   void set_bound(const ConstRowRef<T>* V) override;
   const TargetNorms& target_norms() const override { return norms_; }
+  void set_inactive(Inactive inactive) override { inactive_relu_ = inactive == Inactive::relu; }
   void set_sigma(double sigma) override { gram_.set_sigma(sigma); }
 
   void reset(const Matrix<T>* U0) override;
@@ -67,6 +68,8 @@ class CpuBackend final : public Backend<T> {
  private:
   bool in_omega(Eigen::Index p, Eigen::Index m) const { return !relu_ || Y_(p, m) > 0; }
   T bound(Eigen::Index p, Eigen::Index m) const { return V_.size() ? V_(p, m) : T(0); }
+  // Omega^c's ReLU outputs are counted in the ball instead of bounded (Inactive::relu).
+  bool counted() const { return relu_ && inactive_relu_; }
   void finish_dual();               // LB: B -> L1 (the pending dual update), when pending
   void responses(const Mat& U, Mat& A) const;   // A = X U (P x M), one GEMM
   void allocate(Eigen::Index M);
@@ -77,6 +80,7 @@ class CpuBackend final : public Backend<T> {
   std::optional<XMap> X_;
   Eigen::Index P_ = 0, N_ = 0, M_ = 0;
   bool relu_ = true;
+  bool inactive_relu_ = false;
   double diag_max_ = 0;
   detail::GramInverse<T> gram_;
   Mat Y_, V_;
