@@ -329,3 +329,27 @@ def test_refit_option(digits_mlp, tmp_path):
     out = nettrim_cli(*base, "-o", str(tmp_path / "m.npz"), "--method", "magnitude", "--sparsity", "0.5",
                       "--refit", "bounded")
     assert out.returncode == 2 and out.stderr.strip() == "nettrim: error: --refit bounded: a Net-Trim option, not for --method magnitude"
+
+
+def test_inactive_option(digits_mlp, tmp_path):
+    """--inactive chooses Net-Trim's program for the inactive outputs; the report says which
+    (per layer, and why with auto); refused in one line with another method."""
+    clf, Xtr, *_ = digits_mlp
+    from_sklearn(clf).save_npz(tmp_path / "model.npz")
+    np.save(tmp_path / "calib.npy", Xtr[:400])
+    base = ["prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"), "--quiet"]
+    for program in ("bounded", "relu"):
+        out = nettrim_cli(*base, "-o", str(tmp_path / f"{program}.npz"), "--eps-rel", "0.2", "--inactive", program)
+        assert out.returncode == 0, out.stderr
+        report = json.loads((tmp_path / f"{program}.json").read_text())
+        assert report["inactive"] == program and report["inactive_choice"] is None
+        assert [layer["inactive"] for layer in report["layers"][:2]] == [program] * 2
+    out = nettrim_cli(*base, "-o", str(tmp_path / "auto.npz"), "--sparsity", "0.9", "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "auto.json").read_text())
+    assert report["inactive"] in ("bounded", "relu") and "inactive='auto'" in report["inactive_choice"]
+    shown = nettrim_cli("report", str(tmp_path / "auto.json"))
+    assert "chosen by inactive='auto'" in shown.stdout
+    out = nettrim_cli(*base, "-o", str(tmp_path / "m.npz"), "--method", "magnitude", "--sparsity", "0.5",
+                      "--inactive", "relu")
+    assert out.returncode == 2 and out.stderr.strip().startswith("nettrim: error: --inactive: a setting of Net-Trim")

@@ -31,7 +31,7 @@ from typing import List, Optional
 import numpy as np
 
 from .layers import PRUNABLE
-from .problem import layer_problems
+from .problem import inactive_of, layer_problems
 
 ALLOCATIONS = ("curves", "shared", "uniform")
 
@@ -54,6 +54,7 @@ class LayerCurve:
     seconds: float = 0.0
     solvers: list = field(default_factory=list, repr=False)   # per group, kept for a final search
     rows: int = 0                       # calibration rows the path was solved on
+    inactive: str = "bounded"           # the program the path solves (see nettrim.prune_layer)
 
 
 @dataclass
@@ -124,13 +125,16 @@ def curve_sample(X, max_rows, seed=0):
     return X if rows is None else X[rows]
 
 
-def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_solvers=False, max_rows=None):
+def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_solvers=False, max_rows=None,
+                inactive=None):
     """Layer ``k``'s solution path (trained network's signals, see ``NetTrim.curve``) and the
     cost of each point, measured with the quickly re-fitted weights.  ``max_rows``: the path
-    is solved on at most that many calibration rows (see :data:`CURVE_ROWS`)."""
+    is solved on at most that many calibration rows (see :data:`CURVE_ROWS`).  ``inactive``:
+    the program solved (default: the method's)."""
     t0 = time.perf_counter()
     X_original = curve_sample(X_original, max_rows)
-    problems = layer_problems(layer, X_original)
+    inactive = inactive or inactive_of(method)
+    problems = layer_problems(layer, X_original, inactive=inactive)
     solvers = [method.solver(p) for p in problems]
     with method.loose(solvers):
         # The groups of a grouped convolution share the first group's eps_rel values.
@@ -148,7 +152,7 @@ def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_s
     iterations = sum(r.iterations for point in results for r in point)
     return LayerCurve(k, layer.name, layer.size, np.array(grid), nnz, cost, results, finished, status, iterations,
                       len(grid) * len(problems), time.perf_counter() - t0, solvers if keep_solvers else [],
-                      len(X_original))
+                      len(X_original), inactive)
 
 
 def choose(curves, budget, buckets=2000):
@@ -276,12 +280,13 @@ CURVE_ROWS = 1200
 
 
 def allocate(net, X_original, selected, keep, method, held_out, keep_solvers=False, executor=None,
-             curve_rows=None):
+             curve_rows=None, inactive=None):
     """Densities for the ``selected`` layers so that together they keep ``keep`` of their weights.
 
     ``X_original``: {index: the layer's unfolded inputs on the trained network}.  ``executor``
     (another process or machine): the layers' curves are computed there, one job per layer.
-    ``curve_rows``: the most rows each curve is solved on (default :data:`CURVE_ROWS`)."""
+    ``curve_rows``: the most rows each curve is solved on (default :data:`CURVE_ROWS`).
+    ``inactive``: the program the curves solve (default: the method's)."""
     t0 = time.perf_counter()
     curve_rows = CURVE_ROWS if curve_rows is None else curve_rows
     # Allocations measured chose their densest layer at keep / 1.15 to keep / 1.5 (Fashion MLP
@@ -289,11 +294,11 @@ def allocate(net, X_original, selected, keep, method, held_out, keep_solvers=Fal
     stop = keep / 3
     if executor is None:
         curves = [layer_curve(k, net.layers[k], X_original[k], method, held_out, stop_density=stop,
-                              keep_solvers=keep_solvers, max_rows=curve_rows) for k in selected]
+                              keep_solvers=keep_solvers, max_rows=curve_rows, inactive=inactive) for k in selected]
     else:
         share = getattr(executor, "share", None)
         futures = [executor.submit(layer_curve, k, net.layers[k], share(X_original[k]) if share else X_original[k],
-                                   method, held_out, stop, False, curve_rows) for k in selected]
+                                   method, held_out, stop, False, curve_rows, inactive) for k in selected]
         curves = [f.result() for f in futures]
     budget = keep * sum(c.size for c in curves)
     chosen = choose(curves, budget)

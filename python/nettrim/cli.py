@@ -46,7 +46,7 @@ _FLAGS = {"eps_rel": "--eps-rel", "sparsity": "--sparsity", "scope": "--scope", 
           "seed": "--seed", "checkpoint": "--checkpoint", "scheme": "--scheme", "input_shape": "--input-shape",
           "refit": "--refit", "block_outputs": "--block-outputs", "memory_budget": "--memory-budget",
           "scheduler": "--scheduler", "workers": "--workers", "backend": "--backend",
-          "final_refit": "--no-final-refit"}
+          "final_refit": "--no-final-refit", "inactive": "--inactive"}
 
 
 def _message(e, args):
@@ -219,6 +219,11 @@ def _pruning_arguments(p, several=False):
     p.add_argument("--no-final-refit", dest="final_refit", action="store_false",
                    help="parallel scheme: keep the last layer as pruned (without it, its kept weights are "
                         "re-fitted at the end to the pruned network's signals)")
+    p.add_argument("--inactive", choices=["auto", "relu", "bounded"], default=None,
+                   help="nettrim: the outputs a ReLU sets to 0 on the calibration data: their ReLU outputs "
+                        "counted in the error (relu), or each held at or below 0 (bounded, the papers' program); "
+                        "auto: a --sparsity target is met with each, and the network that errs less on held-out "
+                        "samples is kept (twice the time). Default: auto")
     p.add_argument("--floor", choices=["refit", "trained"], default="refit",
                    help="nettrim, cascade: the tolerance floor from the trained weights re-fitted to the pruned "
                         "signals, or from the trained weights (the papers')")
@@ -273,6 +278,8 @@ def cmd_demo(args):
     finally:
         progress.close()
     print()
+    if report.inactive_choice:
+        print(report.inactive_choice)
     print(report_table(report))
     acc0, acc1 = _accuracy(net, Xte, yte), _accuracy(pruned, Xte, yte)
     print(f"\ntest accuracy: {acc0:.3f} before, {acc1:.3f} after; weights kept: {report.nnz} of "
@@ -371,6 +378,8 @@ def cmd_prune(args):
                                  "options": {**kw, "scheduler": args.scheduler},
                                  **({"finetune": vars(tuned)} if tuned else {})})
     if not args.quiet:
+        if report.inactive_choice:
+            print(report.inactive_choice)
         print(report_table(report))
         print(f"weights: {sizes['dense_bytes'] / 1024:.1f} KiB dense, {sizes['sparse_bytes'] / 1024:.1f} KiB as CSR")
         if tuned:
@@ -497,6 +506,8 @@ def _target(args, eps_rel=None, sparsity=None):
     kw = {"method": args.method, "scheme": args.scheme, "scope": args.scope, "allocation": args.allocation,
           "floor": args.floor, "block_outputs": args.block_outputs, "memory_budget": args.memory_budget,
           "final_refit": args.final_refit}
+    if args.inactive is not None:
+        kw["inactive"] = args.inactive
     if args.workers is not None and args.scheduler is None:
         kw["workers"] = args.workers
     if args.layers:
@@ -554,6 +565,8 @@ def cmd_report(args):
         raise CliError(f"{args.report}: not a nettrim report ({type(e).__name__}: {e})") from None
     print(f"{d.get('model', '')} -> {d.get('output', '')}: {report.scheme} scheme, "
           f"{report.calibration_samples} calibration samples")
+    if report.inactive_choice:
+        print(report.inactive_choice)
     print(report_table(report))
     if "size" in d:
         print(f"weights: {d['size']['dense_bytes'] / 1024:.1f} KiB dense, "

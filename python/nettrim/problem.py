@@ -15,6 +15,9 @@ squares to the pruned signals (``floor="refit"``), which meet the same bound and
 less when the layers before were pruned hard, so that the layer may keep more weights.
 Where that bound keeps more weights than a target allows, the search relaxes it to
 ``max(V, 0)`` (see ``NetTrim.prune``).
+
+With ``inactive="relu"`` the inactive outputs have no bound (``V`` is None): their ReLU
+outputs count in the error, and so in the floor, with those of Omega.
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ class LayerProblem:
     V: Optional[np.ndarray] = None   # (P, M) bound on inactive outputs (cascade); None: 0
     eps_floor: float = 0.0    # smallest eps that keeps the trained weights feasible
     on_pruned_signals: bool = False   # X is the pruned network's (cascade), not the trained one's
+    inactive: str = "bounded"   # Omega^c kept below V (0), or its ReLU outputs counted in the error
+                                # (the program asked for; a linear layer has no Omega^c)
 
     @property
     def omega(self):
@@ -61,7 +66,8 @@ class LayerProblem:
         cols = slice(start, stop)
         block = LayerProblem(f"{self.name}[{start}:{stop}]", self.X, self.Y[:, cols], self.W[:, cols],
                              None if self.b is None else self.b[cols], self.relu,
-                             None if self.V is None else self.V[:, cols], on_pruned_signals=self.on_pruned_signals)
+                             None if self.V is None else self.V[:, cols], on_pruned_signals=self.on_pruned_signals,
+                             inactive=self.inactive)
         block.eps_floor = self.eps_floor * block.scale / self.scale if self.eps_floor else 0.0
         return block
 
@@ -69,7 +75,8 @@ class LayerProblem:
         """The problem on calibration rows ``rows`` only (a search on a subset, see
         ``NetTrim.search_rows``); the floor is shared in proportion to the outputs' norm."""
         subset = LayerProblem(self.name, self.X[rows], self.Y[rows], self.W, self.b, self.relu,
-                              None if self.V is None else self.V[rows], on_pruned_signals=self.on_pruned_signals)
+                              None if self.V is None else self.V[rows], on_pruned_signals=self.on_pruned_signals,
+                              inactive=self.inactive)
         subset.eps_floor = self.eps_floor * subset.scale / self.scale if self.eps_floor else 0.0
         return subset
 
@@ -83,13 +90,18 @@ class LayerProblem:
 
 
 FLOORS = ("trained", "refit")
+INACTIVE = ("bounded", "relu")
 
 
-def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained") -> List[LayerProblem]:
+def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained",
+                   inactive="bounded") -> List[LayerProblem]:
     """One problem per group of ``layer`` (Dense or Conv2d) from its unfolded inputs.
 
-    ``X_pruned`` None means the same as ``X_original`` (parallel scheme, first cascade layer)."""
+    ``X_pruned`` None means the same as ``X_original`` (parallel scheme, first cascade layer).
+    ``inactive``: Net-Trim's treatment of the inactive outputs ("bounded" or "relu", see
+    :func:`nettrim.prune_layer`); it decides the bound and the floor."""
     problems = []
+    counted = inactive == "relu" and bool(layer.relu)
     for g in range(layer.groups):
         cols = layer.input_columns(g)
         W, b = layer.group_matrix(g)
@@ -97,8 +109,22 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained")
         Z = Xg @ W + b
         Y = np.maximum(Z, 0) if layer.relu else Z
         name = layer.name if layer.groups == 1 else f"{layer.name}/{g}"
-        problem = LayerProblem(name, Xg, Y, W, b if layer.has_bias else None, bool(layer.relu))
-        if X_pruned is not None:
+        problem = LayerProblem(name, Xg, Y, W, b if layer.has_bias else None, bool(layer.relu), inactive=inactive)
+        if X_pruned is not None and counted:
+            # No bound: the trained weights' error on the pruned signals, their inactive
+            # outputs' ReLU outputs included, is the floor.
+            Xs = np.ascontiguousarray(X_pruned[:, cols])
+            problem.X = Xs
+            problem.on_pruned_signals = True
+            error = _counted_error(Xs @ W + b, Y)
+            if floor == "refit":
+                from .methods.refit import refit_on_support
+                w, bias = refit_on_support(Xs, Y, np.ones(W.shape, bool), relu=True, fit_bias=layer.has_bias,
+                                           bias=b if layer.has_bias else None, start=(W, b if layer.has_bias else None),
+                                           inactive="relu")
+                error = min(error, _counted_error(Xs @ w + (0 if bias is None else bias), Y))
+            problem.eps_floor = gamma * error
+        elif X_pruned is not None:
             Xs = np.ascontiguousarray(X_pruned[:, cols])
             V = Xs @ W + b
             problem.X = Xs
@@ -122,3 +148,19 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained")
             problem.eps_floor = gamma * error
         problems.append(problem)
     return problems
+
+
+def inactive_of(method, target=None):
+    """The inactive outputs' treatment the problems for ``method`` are built with: the target's
+    (an allocation's per-layer choice), else Net-Trim's own (``NetTrim.inactive``; "auto",
+    which only an allocation resolves, is "bounded" elsewhere), "bounded" for every other method."""
+    if target is not None and target.inactive is not None:
+        return target.inactive
+    value = getattr(method, "inactive", "bounded")
+    return "bounded" if value == "auto" else value
+
+
+def _counted_error(A, Y):
+    """``||(A - Y)_Omega, max(A, 0)_Omega^c||``: the error of pre-activations ``A`` with the
+    inactive outputs' ReLU outputs counted (``inactive="relu"``)."""
+    return float(np.linalg.norm(np.where(Y > 0, A - Y, np.maximum(A, 0)).astype(np.float64)))

@@ -30,6 +30,9 @@ class LayerReport:
     # False where the inactive outputs were not held inactive (Net-Trim's refit="relu"): the
     # complement violation is then by design, and the promise is on relative_error (<= eps).
     kept_inactive: bool = True
+    # Net-Trim's program for the layer: inactive outputs "bounded" or counted ("relu"; see
+    # prune_layer); with inactive="auto" the allocation's choice.  "bounded" for other methods.
+    inactive: str = "bounded"
 
     @property
     def density(self):
@@ -54,6 +57,8 @@ class PruneReport:
     notes: List[str] = field(default_factory=list)   # what the run wants the user to know (unreached targets, ...)
     rows: Optional[int] = None            # the most rows per layer a memory budget allowed (None: all)
     memory: Optional[str] = None          # what the memory budget chose, in words
+    inactive: Optional[str] = None        # Net-Trim's program: inactive outputs "bounded" or counted ("relu")
+    inactive_choice: Optional[str] = None  # with inactive="auto": why that program, in words
 
     @property
     def nnz_before(self):
@@ -71,7 +76,7 @@ class PruneReport:
         return {"scheme": self.scheme, "method": self.method, "allocation": self.allocation,
                 "calibration_samples": self.calibration_samples, "seconds": self.seconds,
                 "nnz_before": self.nnz_before, "nnz": self.nnz, "notes": list(self.notes), "rows": self.rows,
-                "memory": self.memory,
+                "memory": self.memory, "inactive": self.inactive, "inactive_choice": self.inactive_choice,
                 "layers": [asdict(r) for r in self.layers]}
 
     def summary(self) -> str:
@@ -85,4 +90,4 @@ class PruneReport:
     def from_dict(cls, d):
         return cls(d["scheme"], [LayerReport.from_dict(r) for r in d["layers"]], d["calibration_samples"],
                    d["seconds"], d.get("method", "nettrim"), d.get("allocation"), list(d.get("notes", [])),
-                   d.get("rows"), d.get("memory"))
+                   d.get("rows"), d.get("memory"), d.get("inactive"), d.get("inactive_choice"))

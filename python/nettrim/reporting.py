@@ -58,4 +58,6 @@ def report_summary(report):
             f"{report.nnz} of {report.nnz_before} weights kept ({kept:.1f}%) in {report.seconds:.2f} s")
     if report.memory:
         head += f"\n{report.memory}"
+    if report.inactive_choice:
+        head += f"\n{report.inactive_choice}"
     return head + "\n" + report_table(report)

@@ -22,7 +22,7 @@ from .errors import InvalidArgument
 from .methods.base import Target
 from .methods.refit import kept_dense, refit_on_support
 from .metrics import constraint_violations, relative_error
-from .problem import layer_problems
+from .problem import inactive_of, layer_problems
 from .report import LayerReport
 from .result import PrunedLayer
 
@@ -42,7 +42,8 @@ class LayerJob:
     def __call__(self, X_original, X_pruned=None):
         """``(matrices, biases, report, notes)`` of the pruned layer."""
         t0 = time.perf_counter()
-        problems = layer_problems(self.layer, X_original, X_pruned, self.gamma, self.floor)
+        problems = layer_problems(self.layer, X_original, X_pruned, self.gamma, self.floor,
+                                  inactive_of(self.method, self.target))
         if self.target.keep is not None and self.target.keep >= 1.0 and self.target.nm is None:
             # Every weight kept, whatever the method: on the pruned signals, re-fitted to them.
             outcomes = [PrunedLayer(weight=w, bias=b, method="dense") for w, b in map(kept_dense, problems)]
@@ -76,13 +77,14 @@ class BlockJob:
     outputs: tuple
 
     def __call__(self, X_original):
-        problems = layer_problems(self.job.layer, X_original, None, self.job.gamma, self.job.floor)
+        problems = layer_problems(self.job.layer, X_original, None, self.job.gamma, self.job.floor,
+                                  inactive_of(self.job.method, self.job.target))
         return [self.job.method.prune(p.restricted(*self.outputs), self.job.target) for p in problems]
 
 
 def merge_blocks(job, X_original, blocks):
     """A layer's ``(matrices, biases, report, notes)`` from its blocks' outcomes (in order)."""
-    problems = layer_problems(job.layer, X_original, None, job.gamma, job.floor)
+    problems = layer_problems(job.layer, X_original, None, job.gamma, job.floor, inactive_of(job.method, job.target))
     outcomes = []
     for g, p in enumerate(problems):
         parts = [block[g] for block in blocks]
@@ -198,7 +200,7 @@ def refit_last(net, pruned, X, plan, X_original, reports):
     layer, trained = pruned.layers[k], net.layers[k]
     t0 = time.perf_counter()
     X_pruned = pruned.layer_inputs(X, plan, [k])[k]
-    problems = layer_problems(trained, X_original, X_pruned)
+    problems = layer_problems(trained, X_original, X_pruned, inactive=reports[k].inactive)
     p = problems[0]                                  # (one group: a dense or ungrouped layer)
     weights, bias = refit_on_support(p.X, p.Y, layer.weight != 0, relu=False, fit_bias=p.has_bias, bias=p.b)
     outcome = PrunedLayer(weight=weights, bias=bias, method="refit")
@@ -229,7 +231,7 @@ def layer_report(layer, problems, outcomes: List[PrunedLayer], seconds, samples)
         omega = p.omega
         eps = float(np.linalg.norm(np.where(omega, A - p.Y, 0))) if o.eps is None else o.eps
         bound = p.V if p.V is not None or not p.relu else np.zeros_like(A)
-        vo, vc = constraint_violations(A, p.Y, omega, bound, eps)
+        vo, vc = constraint_violations(A, p.Y, omega, bound, eps, inactive=p.inactive)
         v_omega, v_comp = max(v_omega, vo), max(v_comp, vc if p.relu else 0.0)
         t2 = float(np.linalg.norm(p.Y)) ** 2
         err2 += relative_error(A, p.Y, "relu" if p.relu else "linear") ** 2 * t2
@@ -244,7 +246,7 @@ def layer_report(layer, problems, outcomes: List[PrunedLayer], seconds, samples)
         eps_rel=eps / (math.sqrt(omega2) or 1.0),
         relative_error=math.sqrt(err2 / target2) if target2 > 0 else 0.0,
         omega_violation=v_omega, complement_violation=v_comp,
-        kept_inactive=all(o.kept_inactive for o in outcomes),
+        kept_inactive=all(o.kept_inactive for o in outcomes), inactive=problems[0].inactive,
         iterations=sum(o.iterations for o in outcomes), solves=sum(o.solves for o in outcomes),
         status=next((s for s in statuses if s not in ("converged", "done")), statuses[0]),
         seconds=seconds, samples=samples, search_seconds=sum(o.search_seconds for o in outcomes),

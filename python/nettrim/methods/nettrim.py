@@ -69,6 +69,9 @@ class NetTrim:
         self.progress = options.pop("progress", None)
         # on_trial(layer, kind, number, eps_rel, density): each solve of a search or curve, as it ends.
         self.on_trial = options.pop("on_trial", None)
+        # How the inactive outputs count (see prune_layer): it decides the layer problems' bound
+        # and floor too (nettrim.problem.layer_problems), so it is the method's, not a setting.
+        self.inactive = options.pop("inactive", DEFAULTS.inactive.name)
         self.options = options
         self.per_neuron = options.get("constraint") == "neuron"
         # Density searches on at most this many calibration rows (None: all), the solution's
@@ -87,7 +90,8 @@ class NetTrim:
         """A solver set up for ``problem`` (the factorisation is done here, once)."""
         solver = LayerSolver(problem.X, problem.Y, W=problem.W, b=problem.b, fit_bias=problem.has_bias,
                              mode="relu" if problem.relu else "linear", V=problem.V, dtype=self.dtype,
-                             threads=self.threads, progress=self.progress, **self.options)
+                             threads=self.threads, progress=self.progress, inactive=problem.inactive,
+                             **self.options)
         if self.warm_start == "W":   # the first solve from the trained weights ("auto": from zero,
             solver.warm_start("W")   # measured the same on real layers)
         return solver

@@ -1,0 +1,148 @@
+"""The inactive outputs counted in the error (``inactive="relu"``) instead of bounded by 0.
+
+Clarabel and the numpy reference check the program itself (test_against_cvxpy.py,
+test_against_reference.py); here: what the choice means for a layer and a network."""
+import warnings
+
+import nettrim
+import numpy as np
+import pytest
+from conftest import relu_layer
+from nettrim.methods.base import Target
+from nettrim.methods.nettrim import NetTrim
+from nettrim.problem import layer_problems
+
+
+def counted_error(X, Y, weight, bias):
+    """||(A - Y) on Omega, max(A, 0) off it|| in float64: the ball of inactive="relu"."""
+    A = X.astype(np.float64) @ weight.astype(np.float64) + bias.astype(np.float64)
+    return float(np.linalg.norm(np.where(Y > 0, A - Y, np.maximum(A, 0))))
+
+
+@pytest.mark.parametrize("eps_rel", [0.05, 0.3])
+def test_a_larger_feasible_set_never_costs_weights(eps_rel):
+    """Every matrix that keeps the inactive outputs at or below 0 within eps is feasible when
+    they are counted instead: the optimum is no larger, and the returned matrix meets its
+    ball (checked here in float64, independently of the engine)."""
+    X, Y, W, b = relu_layer(7, P=400, n_in=24, M=8)
+    bounded = nettrim.prune_layer(X, Y, eps_rel=eps_rel, dtype="float64", gap_tol=1e-3)
+    counted = nettrim.prune_layer(X, Y, eps_rel=eps_rel, dtype="float64", gap_tol=1e-3, inactive="relu")
+    assert bounded.status == counted.status == "converged"
+    eps = float(counted.eps[0])
+    assert counted_error(X, Y, counted.weight, counted.bias) <= eps * (1 + 1e-3)
+    assert counted_error(X, Y, bounded.weight, bounded.bias) <= eps * (1 + 1e-3)    # feasible here too
+    # ... so the certified optimum is no larger (within the two gaps).
+    assert counted.dual_bound <= bounded.objective * (1 + 1e-9)
+    assert counted.objective <= bounded.objective * (1 + 2e-3)
+    assert counted.complement_violation == 0.0
+    # The relative error reported is the ReLU outputs' own, within eps_rel of ||Y_Omega|| / ||Y||.
+    assert counted.relative_error <= eps_rel * (1 + 1e-3)
+
+
+def test_a_bound_on_counted_outputs_is_refused():
+    X, Y, W, b = relu_layer(8, P=200, n_in=10, M=4)
+    with pytest.raises(nettrim.InvalidArgument, match="V: an upper bound on inactive outputs needs inactive='bounded'"):
+        nettrim.prune_layer(X, Y, V=np.zeros_like(Y), inactive="relu")
+    solver = nettrim.LayerSolver(X, Y, V=np.zeros_like(Y))
+    with pytest.raises(nettrim.InvalidArgument, match="inactive: 'relu' counts the inactive outputs"):
+        solver.update_settings(inactive="relu")
+    solver.update_bound(None)
+    solver.update_settings(inactive="relu")
+    assert solver.solve(eps_rel=0.1).status == "converged"
+    with pytest.raises(nettrim.InvalidArgument, match="inactive: expected one of"):
+        nettrim.prune_layer(X, Y, inactive="soft")
+
+
+def test_counted_outputs_keep_the_channels_that_a_bound_drops(digits_cnn):
+    """The digits CNN's second convolution (32 channels) at 10% of its weights: held at or below
+    0 on every inactive sample, a channel needs many weights or none, and the l1 solution drops
+    most channels whole (measured: 21 of 32, relative output error 0.63); with the inactive
+    outputs counted it keeps every channel but the two that never fire (error 0.37)."""
+    from nettrim.adapters.torch import from_torch
+    model, Xtr, ytr, Xte, yte = digits_cnn
+    net = from_torch(model, (1, 8, 8))
+    X = nettrim.network.check_inputs(net, Xtr)
+    plan = net.sample_positions(len(X), 3000)
+    inputs = net.layer_inputs(X, plan, [1])[1]
+    dropped, errors = {}, {}
+    for inactive in ("bounded", "relu"):
+        problem = layer_problems(net.layers[1], inputs, inactive=inactive)[0]
+        method = NetTrim(threads=1, options={"inactive": inactive})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = method.prune(problem, Target(keep=0.1))
+        assert abs(np.count_nonzero(out.weight) / out.weight.size - 0.1) <= 0.003
+        dropped[inactive] = int((~out.weight.any(axis=0)).sum())
+        A = problem.X @ out.weight + out.bias
+        errors[inactive] = np.linalg.norm(np.maximum(A, 0) - problem.Y) / np.linalg.norm(problem.Y)
+    assert dropped["bounded"] >= 16, dropped
+    assert dropped["relu"] <= 4, dropped
+    assert errors["relu"] < 0.8 * errors["bounded"], errors
+
+
+def test_the_cascade_floor_counts_the_inactive_outputs(digits_mlp):
+    """On the pruned signals the trained weights' inactive outputs may fire: with them counted,
+    the floor is their whole error (no bound V), so that the trained weights stay feasible."""
+    from nettrim.adapters.sklearn import from_sklearn
+    clf, Xtr, ytr, Xte, yte = digits_mlp
+    net = from_sklearn(clf)
+    X = Xtr[:200].astype(np.float32)
+    layer = net.layers[1]
+    inputs = net.layer_inputs(X, net.sample_positions(len(X), None, 0), [1])[1]
+    noisy = inputs + np.float32(0.05) * np.abs(inputs).max()
+    problem = layer_problems(layer, inputs, noisy, gamma=1.0, floor="trained", inactive="relu")[0]
+    assert problem.V is None and problem.inactive == "relu"
+    W, b = layer.group_matrix(0)
+    expected = counted_error(noisy, problem.Y, W, b)
+    on_omega = np.linalg.norm(np.where(problem.omega, noisy.astype(np.float64) @ W + b - problem.Y, 0))
+    assert expected > on_omega * (1 + 1e-3)          # the inactive outputs do fire on these signals
+    assert problem.eps_floor == pytest.approx(expected, rel=1e-5)
+    refit = layer_problems(layer, inputs, noisy, gamma=1.0, floor="refit", inactive="relu")[0]
+    assert refit.eps_floor <= problem.eps_floor * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("scheme", ["parallel", "cascade"])
+def test_digits_cnn_at_95_percent_removed(digits_cnn, scheme):
+    """The whole network: with the inactive outputs counted the digits CNN keeps its accuracy at
+    95% removed (measured parallel 0.902 / cascade 0.958 on the benchmark's 8000 rows; bounded
+    0.687 / 0.922)."""
+    from nettrim.adapters.torch import from_torch
+    model, Xtr, ytr, Xte, yte = digits_cnn
+    net = from_torch(model, (1, 8, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pruned, report = nettrim.prune_network(net, Xtr, scheme=scheme, sparsity=0.95, max_samples=4000,
+                                               inactive="relu", threads=1)
+    assert abs(pruned.nnz() / net.size() - 0.05) <= 0.01
+    accuracy = float(np.mean(pruned.predict(Xte) == yte))
+    assert accuracy >= 0.85, accuracy
+    assert all(r.complement_violation == 0 for r in report.layers)
+
+
+def test_auto_keeps_the_program_whose_network_errs_less(digits_cnn):
+    """inactive="auto" runs the allocation with each program and keeps the network that errs less
+    on the held-out samples: the same network, bit for bit, as that program alone, and says why."""
+    from nettrim.adapters.torch import from_torch
+    model, Xtr, ytr, Xte, yte = digits_cnn
+    net = from_torch(model, (1, 8, 8))
+    run = dict(scheme="parallel", sparsity=0.95, max_samples=3000, threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auto, report = nettrim.prune_network(net, Xtr, inactive="auto", **run)
+        alone = {p: nettrim.prune_network(net, Xtr, inactive=p, **run)[0] for p in ("bounded", "relu")}
+    assert report.inactive in alone and "chosen by inactive='auto'" in report.inactive_choice
+    assert all(r.inactive == report.inactive for r in report.layers)
+    for a, b in zip(auto.layers, alone[report.inactive].layers):
+        np.testing.assert_array_equal(a.weight, b.weight)
+    assert "inactive='auto'" in report.summary()
+    accuracies = {p: float(np.mean(n.predict(Xte) == yte)) for p, n in alone.items()}
+    assert accuracies[report.inactive] >= max(accuracies.values()) - 0.02, (report.inactive, accuracies)
+
+
+def test_inactive_is_a_net_trim_setting():
+    X, Y, W, b = relu_layer(9, P=100, n_in=8, M=4)
+    net = nettrim.from_arrays([W, np.eye(4)], [b, np.zeros(4)])
+    with pytest.raises(nettrim.InvalidArgument, match="inactive: a setting of Net-Trim's program"):
+        nettrim.prune_network(net, X, method="magnitude", sparsity=0.5, inactive="relu")
+    with pytest.raises(nettrim.InvalidArgument, match="inactive: expected one of"):
+        nettrim.prune_network(net, X, inactive="sometimes")
