@@ -131,6 +131,8 @@ def main():
                 row = {"method": method, "target": target, "kept": pruned.nnz() / net.size(),
                        "layer_kept": [r.density for r in report.layers],
                        "accuracy": float(np.mean(pruned.predict(Xte) == yte)), "seconds": seconds}
+                if method == "nettrim":
+                    row["inactive"] = report.inactive         # the program "auto" kept
                 if args.finetune and model is not None:
                     import torch
                     module = finetune(pruned, model, Xtr, ytr, args.finetune)
@@ -155,8 +157,9 @@ def main():
 
 def _line(name, r):
     tuned = f"  fine-tuned {r['finetuned']:.3f}" if "finetuned" in r else ""
+    program = f"  inactive {r['inactive']}" if r.get("inactive") else ""
     return (f"{name:12} {str(r['target']):5} {r['method']:10} kept {100 * r['kept']:5.1f}%  "
-            f"acc {r['accuracy']:.3f}  {r['seconds']:6.1f} s{tuned}")
+            f"acc {r['accuracy']:.3f}  {r['seconds']:6.1f} s{tuned}{program}")
 
 
 def table(name, base, rows):

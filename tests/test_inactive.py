@@ -31,9 +31,13 @@ def test_a_larger_feasible_set_never_costs_weights(eps_rel):
     eps = float(counted.eps[0])
     assert counted_error(X, Y, counted.weight, counted.bias) <= eps * (1 + 1e-3)
     assert counted_error(X, Y, bounded.weight, bounded.bias) <= eps * (1 + 1e-3)    # feasible here too
-    # ... so the certified optimum is no larger (within the two gaps).
+    # ... so the certified optimum is no larger (within the two gaps); here it is smaller, by
+    # letting inactive outputs fire a little (measured: 0.985x with 93 of them at eps_rel 0.05,
+    # 0.855x with 557 at 0.3), which the bounded program cannot.
     assert counted.dual_bound <= bounded.objective * (1 + 1e-9)
-    assert counted.objective <= bounded.objective * (1 + 2e-3)
+    assert counted.objective <= bounded.objective * (1 - 5e-3)
+    A = X @ counted.weight + counted.bias
+    assert (A[Y <= 0] > 1e-6).sum() >= 20
     assert counted.complement_violation == 0.0
     # The relative error reported is the ReLU outputs' own, within eps_rel of ||Y_Omega|| / ||Y||.
     assert counted.relative_error <= eps_rel * (1 + 1e-3)
@@ -104,8 +108,8 @@ def test_the_cascade_floor_counts_the_inactive_outputs(digits_mlp):
 @pytest.mark.parametrize("scheme", ["parallel", "cascade"])
 def test_digits_cnn_at_95_percent_removed(digits_cnn, scheme):
     """The whole network: with the inactive outputs counted the digits CNN keeps its accuracy at
-    95% removed (measured parallel 0.902 / cascade 0.958 on the benchmark's 8000 rows; bounded
-    0.687 / 0.922)."""
+    95% removed (measured on the benchmark's model, 8000 rows: parallel 0.902 / cascade 0.958;
+    bounded 0.687 / 0.931; on this one with 4000 rows: see the assertion)."""
     from nettrim.adapters.torch import from_torch
     model, Xtr, ytr, Xte, yte = digits_cnn
     net = from_torch(model, (1, 8, 8))

@@ -222,8 +222,9 @@ def _pruning_arguments(p, several=False):
     p.add_argument("--inactive", choices=["auto", "relu", "bounded"], default=None,
                    help="nettrim: the outputs a ReLU sets to 0 on the calibration data: their ReLU outputs "
                         "counted in the error (relu), or each held at or below 0 (bounded, the papers' program); "
-                        "auto: a --sparsity target is met with each, and the network that errs less on held-out "
-                        "samples is kept (twice the time). Default: auto")
+                        "auto: a network-wide --sparsity (--allocation curves) is met with each, and the network that "
+                        "errs less on held-out samples is kept (twice the time); for other targets, bounded. "
+                        "Default: auto")
     p.add_argument("--floor", choices=["refit", "trained"], default="refit",
                    help="nettrim, cascade: the tolerance floor from the trained weights re-fitted to the pruned "
                         "signals, or from the trained weights (the papers')")

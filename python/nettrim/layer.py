@@ -93,7 +93,9 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
         ``clip(adapt_bias * sqrt(r_j / s_j), 0.1, 10)`` when that factor is outside
         ``[1/adapt_threshold, adapt_threshold]``), over-relaxation.
     polish, polish_margin : bool, float
-        Bias-shift polish that makes inactive outputs exactly inactive (``inactive="bounded"``).
+        Bias-shift polish that makes inactive outputs exactly inactive (``inactive="bounded"``);
+        with ``inactive="relu"``, where there is no bound, the margin alone (the ADMM aims at
+        ``eps (1 - polish_margin)``, so the exactly sparse returned matrix stays inside eps).
     progress : callable(iteration, primal_residual, dual_residual, elapsed), optional
         Called at every convergence check (every ``adapt_every`` iterations).
 

@@ -370,13 +370,18 @@ def _by_curves(run, nettrim, keep, holdout):
     # fits, one layer at a time) ranked the CNN's the wrong way; the finished networks'
     # held-out discrepancies ranked all four right.
     runs = []
+    total = sum(run.net.layers[k].size for k in run.selected)
     for program in INACTIVE:
         before = len(run.notes)
-        pruned, reports = _by_curves_with(run, nettrim, keep, held_out, originals, program)
+        pruned, reports = _by_curves_with(run, nettrim, keep, held_out, originals, program, notify=False)
         value = held_out.discrepancy({k: pruned.layers[k] for k in run.selected})
-        runs.append((value, program, pruned, reports, run.notes[before:], run.allocation))
+        # A network that missed its budget (a cascade capped by its floors) errs less for being
+        # denser: it is kept only if both missed; a non-finite discrepancy never wins.
+        missed = abs(sum(reports[k].nnz for k in run.selected) - run.allocation.budget) > 0.01 * total
+        rank = (missed, value if np.isfinite(value) else math.inf)
+        runs.append((value, program, pruned, reports, run.notes[before:], run.allocation, rank))
         del run.notes[before:]
-    value, program, pruned, reports, notes, run.allocation = min(runs, key=lambda r: r[0])
+    value, program, pruned, reports, notes, run.allocation, _ = min(runs, key=lambda r: r[-1])
     other = next(r for r in runs if r[1] != program)
     run.notes.extend(notes)
     run.inactive_choice = (f"inactive outputs {'counted (relu)' if program == 'relu' else 'bounded'}, chosen by "
@@ -388,11 +393,15 @@ def _by_curves(run, nettrim, keep, holdout):
             r.solves += o.solves
             r.search_seconds += o.seconds
             r.seconds += o.seconds
+    if run.on_layer:                         # (progress: the kept network's layers, once)
+        for k in run.selected:
+            run.on_layer(k, reports[k])
     return pruned, reports
 
 
-def _by_curves_with(run, nettrim, keep, held_out, originals, inactive):
-    """``_by_curves`` with the layers' program ``inactive`` ("bounded" or "relu")."""
+def _by_curves_with(run, nettrim, keep, held_out, originals, inactive, notify=True):
+    """``_by_curves`` with the layers' program ``inactive`` ("bounded" or "relu"); ``notify``:
+    report each layer as it is done (``on_layer``)."""
     from .problem import layer_problems
     parallel = run.scheme == "parallel"
     # On another process or machine the curves are computed there (one job per layer), and the
@@ -409,7 +418,10 @@ def _by_curves_with(run, nettrim, keep, held_out, originals, inactive):
                                                                             inactive=c.inactive)
                                                     for c in choice.curves})
         targets = {c.index: Target(keep=kp, inactive=c.inactive) for c, kp in zip(choice.curves, choice.keep)}
-        pruned, reports = run.all(chosen, targets, key=lambda k: f"curves-{targets[k]!r}", in_process=True)
+        pruned, reports = run.all(chosen, targets, key=lambda k: f"curves-{targets[k]!r}", in_process=True,
+                                  notify=notify)
+        for c in choice.curves:
+            c.solvers = []       # (their factorisations: the memory goes now, not with the allocation)
     else:          # each layer on the pruned prefix, searched to its density: the allocation again
         def target(k, reports):   # for the layers left, under the budget left (a layer may have come out
             done = sum(reports[j].nnz for j in run.selected if j < k)   # sparser than its curve said)
@@ -437,7 +449,7 @@ def _by_curves_with(run, nettrim, keep, held_out, originals, inactive):
             return Target(keep=keep_k, eps_rel=eps_rel, close=close, slope=slope, inactive=c.inactive)
 
         before = len(run.notes)
-        pruned, reports = run.all(nettrim, target)
+        pruned, reports = run.all(nettrim, target, notify=notify)
         # A layer of the cascade may be unable to keep what the re-plan gave it (its floor on
         # the pruned signals caps its density); what counts is the network's total, said once.
         names = {run.net.layers[k].name for k in run.selected}

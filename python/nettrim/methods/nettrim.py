@@ -159,7 +159,8 @@ class NetTrim:
         weights, bias = self.finish(problem, best, target.nm, support=support)
         t2 = time.perf_counter()
         eps = float(np.linalg.norm(best.eps)) * problem.scale / searched.scale   # (the same eps_rel on every row)
-        kept_inactive = not (problem.relu and target.nm is None and self.refit == "relu")
+        kept_inactive = not (problem.relu and ((target.nm is None and self.refit == "relu")
+                                               or problem.inactive == "relu"))
         if searched is not problem:
             # The support was found on a subset: on every row the re-fit may err a little more
             # than that eps (measured up to 1.5% more with 1200 of 9000 rows); the eps reported
@@ -278,7 +279,8 @@ class NetTrim:
 
         ``quick``: instead of the re-fit, each output's weights and bias scaled by the one
         factor that fits it best on Omega (one pass over the responses, for ranking many
-        solutions; the inactive outputs stay inactive since the solution's are <= 0)."""
+        solutions; with the bound, the inactive outputs stay inactive since the solution's are
+        <= 0)."""
         if not nm and self.refit == "none":
             return best.weight, best.bias
         if quick and not nm and problem.V is None:
