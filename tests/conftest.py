@@ -70,3 +70,14 @@ def digits_cnn():
             opt.step()
     model.eval()
     return model, Xtr, ytr, Xte, yte
+
+
+def hidden_layer_signals(clf, Xtr, samples):
+    """The digits MLP's second layer, its unfolded inputs on ``samples`` training samples, and
+    those inputs shifted as a pruned network's might be (5% of their largest value)."""
+    from nettrim.adapters.sklearn import from_sklearn
+    net = from_sklearn(clf)
+    X = Xtr[:samples].astype(np.float32)
+    layer = net.layers[1]
+    inputs = net.layer_inputs(X, net.sample_positions(len(X), None, 0), [1])[1]
+    return layer, inputs, inputs + np.float32(0.05) * np.abs(inputs).max()

@@ -22,6 +22,15 @@ def test_demo_prints_its_table(tmp_path):
     assert all(line.startswith("nettrim: warning: ") for line in out.stderr.splitlines()), out.stderr
 
 
+def digits_prune_args(digits_mlp, tmp_path, samples):
+    """``nettrim prune`` arguments for the digits MLP saved in ``tmp_path`` and its first
+    ``samples`` training samples as calibration inputs (quiet; add -o and the target)."""
+    clf, Xtr, *_ = digits_mlp
+    from_sklearn(clf).save_npz(tmp_path / "model.npz")
+    np.save(tmp_path / "calib.npy", Xtr[:samples])
+    return ["prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"), "--quiet"]
+
+
 def test_prune_and_report(digits_mlp, tmp_path):
     clf, Xtr, ytr, Xte, yte = digits_mlp
     from_sklearn(clf).save_npz(tmp_path / "model.npz")
@@ -257,10 +266,7 @@ def test_options_shared_by_prune_and_sweep():
 
 
 def test_per_layer_sparsity_layers_and_deprecated_eps(digits_mlp, tmp_path):
-    clf, Xtr, *_ = digits_mlp
-    from_sklearn(clf).save_npz(tmp_path / "model.npz")
-    np.save(tmp_path / "calib.npy", Xtr[:400])
-    base = ["prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"), "--quiet", "--threads", "1"]
+    base = digits_prune_args(digits_mlp, tmp_path, 400) + ["--threads", "1"]
     out = nettrim_cli(*base, "-o", str(tmp_path / "a.npz"), "--sparsity", "0.5,0.8", "--layers", "dense0,dense1")
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "a.json").read_text())
@@ -275,11 +281,7 @@ def test_per_layer_sparsity_layers_and_deprecated_eps(digits_mlp, tmp_path):
 
 def test_no_final_refit_keeps_the_parallel_logits_layer_as_pruned(digits_mlp, tmp_path):
     from nettrim.network import Network
-    clf, Xtr, *_ = digits_mlp
-    from_sklearn(clf).save_npz(tmp_path / "model.npz")
-    np.save(tmp_path / "calib.npy", Xtr[:400])
-    base = ["prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"), "--quiet", "--threads", "1",
-            "--scheme", "parallel", "--sparsity", "0.5", "--scope", "layer", "--method", "magnitude"]
+    base = digits_prune_args(digits_mlp, tmp_path, 400) + ["--threads", "1", "--scheme", "parallel", "--sparsity", "0.5", "--scope", "layer", "--method", "magnitude"]
     for name, extra in (("a", ()), ("b", ("--no-final-refit",))):
         out = nettrim_cli(*base, "-o", str(tmp_path / f"{name}.npz"), *extra)
         assert out.returncode == 0, out.stderr
@@ -291,10 +293,7 @@ def test_no_final_refit_keeps_the_parallel_logits_layer_as_pruned(digits_mlp, tm
 
 def test_backend_block_and_budget_options(digits_mlp, tmp_path):
     import nettrim
-    clf, Xtr, *_ = digits_mlp
-    from_sklearn(clf).save_npz(tmp_path / "model.npz")
-    np.save(tmp_path / "calib.npy", Xtr[:300])
-    base = ["prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"), "--quiet", "--threads", "1"]
+    base = digits_prune_args(digits_mlp, tmp_path, 300) + ["--threads", "1"]
     if "cuda" not in nettrim.backends():
         out = nettrim_cli(*base, "-o", str(tmp_path / "a.npz"), "--backend", "cuda")
         assert out.returncode == 2 and out.stderr.startswith("nettrim: error: --backend:"), out.stderr
@@ -314,10 +313,7 @@ def test_refit_option(digits_mlp, tmp_path):
     """--refit bounded keeps every inactive output inactive (the report says so, layer by
     layer); the default (relu) may not, and reports its layers as such; --refit is refused
     with another method, in one line."""
-    clf, Xtr, *_ = digits_mlp
-    from_sklearn(clf).save_npz(tmp_path / "model.npz")
-    np.save(tmp_path / "calib.npy", Xtr[:400])
-    base = ["prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"), "--quiet"]
+    base = digits_prune_args(digits_mlp, tmp_path, 400)
     for refit in ("bounded", "relu"):
         out = nettrim_cli(*base, "-o", str(tmp_path / f"{refit}.npz"), "--eps-rel", "0.2", "--refit", refit)
         assert out.returncode == 0, out.stderr
@@ -334,10 +330,7 @@ def test_refit_option(digits_mlp, tmp_path):
 def test_inactive_option(digits_mlp, tmp_path):
     """--inactive chooses Net-Trim's program for the inactive outputs; the report says which
     (per layer, and why with auto); refused in one line with another method."""
-    clf, Xtr, *_ = digits_mlp
-    from_sklearn(clf).save_npz(tmp_path / "model.npz")
-    np.save(tmp_path / "calib.npy", Xtr[:400])
-    base = ["prune", str(tmp_path / "model.npz"), "--calib", str(tmp_path / "calib.npy"), "--quiet"]
+    base = digits_prune_args(digits_mlp, tmp_path, 400)
     for program in ("bounded", "relu"):
         out = nettrim_cli(*base, "-o", str(tmp_path / f"{program}.npz"), "--eps-rel", "0.2", "--inactive", program)
         assert out.returncode == 0, out.stderr

@@ -7,7 +7,7 @@ import warnings
 import nettrim
 import numpy as np
 import pytest
-from conftest import relu_layer
+from conftest import hidden_layer_signals, relu_layer
 from nettrim.methods.base import Target
 from nettrim.methods.nettrim import NetTrim
 from nettrim.problem import layer_problems
@@ -87,13 +87,8 @@ def test_counted_outputs_keep_the_channels_that_a_bound_drops(digits_cnn):
 def test_the_cascade_floor_counts_the_inactive_outputs(digits_mlp):
     """On the pruned signals the trained weights' inactive outputs may fire: with them counted,
     the floor is their whole error (no bound V), so that the trained weights stay feasible."""
-    from nettrim.adapters.sklearn import from_sklearn
     clf, Xtr, ytr, Xte, yte = digits_mlp
-    net = from_sklearn(clf)
-    X = Xtr[:200].astype(np.float32)
-    layer = net.layers[1]
-    inputs = net.layer_inputs(X, net.sample_positions(len(X), None, 0), [1])[1]
-    noisy = inputs + np.float32(0.05) * np.abs(inputs).max()
+    layer, inputs, noisy = hidden_layer_signals(clf, Xtr, 200)
     problem = layer_problems(layer, inputs, noisy, gamma=1.0, floor="trained", inactive="relu")[0]
     assert problem.V is None and problem.inactive == "relu"
     W, b = layer.group_matrix(0)

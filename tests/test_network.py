@@ -5,6 +5,7 @@ import warnings
 import nettrim
 import numpy as np
 import pytest
+from conftest import hidden_layer_signals
 from nettrim.adapters.sklearn import from_sklearn, to_sklearn
 from nettrim.network import Network
 
@@ -428,11 +429,7 @@ def test_outputs_that_never_fire_are_bounded_by_zero_in_the_cascade(digits_mlp):
     of max(V, 0) (it is 0 after the ReLU either way, and needs no weights); the others keep V."""
     from nettrim.problem import layer_problems
     clf, Xtr, ytr, Xte, yte = digits_mlp
-    net = from_sklearn(clf)
-    X = Xtr[:60].astype(np.float32)
-    layer = net.layers[1]
-    inputs = net.layer_inputs(X, net.sample_positions(len(X), None, 0), [1])[1]
-    noisy = inputs + np.float32(0.05) * np.abs(inputs).max()
+    layer, inputs, noisy = hidden_layer_signals(clf, Xtr, 60)
     problem = layer_problems(layer, inputs, noisy)[0]
     W, b = layer.group_matrix(0)
     V = noisy.astype(np.float64) @ W + b

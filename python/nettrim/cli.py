@@ -279,9 +279,7 @@ def cmd_demo(args):
     finally:
         progress.close()
     print()
-    if report.inactive_choice:
-        print(report.inactive_choice)
-    print(report_table(report))
+    _print_table(report)
     acc0, acc1 = _accuracy(net, Xte, yte), _accuracy(pruned, Xte, yte)
     print(f"\ntest accuracy: {acc0:.3f} before, {acc1:.3f} after; weights kept: {report.nnz} of "
           f"{report.nnz_before} ({100 * report.nnz / report.nnz_before:.1f}%); {report.seconds:.1f} s")
@@ -379,9 +377,7 @@ def cmd_prune(args):
                                  "options": {**kw, "scheduler": args.scheduler},
                                  **({"finetune": vars(tuned)} if tuned else {})})
     if not args.quiet:
-        if report.inactive_choice:
-            print(report.inactive_choice)
-        print(report_table(report))
+        _print_table(report)
         print(f"weights: {sizes['dense_bytes'] / 1024:.1f} KiB dense, {sizes['sparse_bytes'] / 1024:.1f} KiB as CSR")
         if tuned:
             print(tuned.summary())
@@ -554,6 +550,13 @@ def _runs(args, several=False):
     return [(v, None) for v in values]
 
 
+def _print_table(report):
+    """The per-layer table, after the line saying which program inactive="auto" kept."""
+    if report.inactive_choice:
+        print(report.inactive_choice)
+    print(report_table(report))
+
+
 def cmd_report(args):
     from .report import PruneReport
     if not os.path.exists(args.report):
@@ -566,9 +569,7 @@ def cmd_report(args):
         raise CliError(f"{args.report}: not a nettrim report ({type(e).__name__}: {e})") from None
     print(f"{d.get('model', '')} -> {d.get('output', '')}: {report.scheme} scheme, "
           f"{report.calibration_samples} calibration samples")
-    if report.inactive_choice:
-        print(report.inactive_choice)
-    print(report_table(report))
+    _print_table(report)
     if "size" in d:
         print(f"weights: {d['size']['dense_bytes'] / 1024:.1f} KiB dense, "
               f"{d['size']['sparse_bytes'] / 1024:.1f} KiB as CSR")

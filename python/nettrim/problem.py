@@ -46,6 +46,16 @@ class LayerProblem:
         return self.Y > 0 if self.relu else np.ones(self.Y.shape, bool)
 
     @property
+    def counted(self):
+        """Whether the inactive outputs' ReLU outputs count in the error (``inactive="relu"``)."""
+        return self.relu and self.inactive == "relu"
+
+    def error(self, A):
+        """The error that eps bounds, of pre-activations ``A``: on Omega, and (``counted``) the
+        inactive outputs' ReLU outputs."""
+        return float(np.linalg.norm(np.where(self.omega, A - self.Y, np.maximum(A, 0) if self.counted else 0)))
+
+    @property
     def has_bias(self):
         return self.b is not None
 
@@ -116,13 +126,11 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained",
             Xs = np.ascontiguousarray(X_pruned[:, cols])
             problem.X = Xs
             problem.on_pruned_signals = True
-            error = _counted_error(Xs @ W + b, Y)
+            error = problem.error((Xs @ W + b).astype(np.float64))
             if floor == "refit":
-                from .methods.refit import refit_on_support
-                w, bias = refit_on_support(Xs, Y, np.ones(W.shape, bool), relu=True, fit_bias=layer.has_bias,
-                                           bias=b if layer.has_bias else None, start=(W, b if layer.has_bias else None),
-                                           inactive="relu")
-                error = min(error, _counted_error(Xs @ w + (0 if bias is None else bias), Y))
+                from .methods.refit import kept_dense
+                w, bias = kept_dense(problem)     # (the relu re-fit of every weight, when it errs less)
+                error = min(error, problem.error((Xs @ w + (0 if bias is None else bias)).astype(np.float64)))
             problem.eps_floor = gamma * error
         elif X_pruned is not None:
             Xs = np.ascontiguousarray(X_pruned[:, cols])
@@ -159,8 +167,3 @@ def inactive_of(method, target=None):
     value = getattr(method, "inactive", "bounded")
     return "bounded" if value == "auto" else value
 
-
-def _counted_error(A, Y):
-    """``||(A - Y)_Omega, max(A, 0)_Omega^c||``: the error of pre-activations ``A`` with the
-    inactive outputs' ReLU outputs counted (``inactive="relu"``)."""
-    return float(np.linalg.norm(np.where(Y > 0, A - Y, np.maximum(A, 0)).astype(np.float64)))

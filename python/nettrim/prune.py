@@ -12,6 +12,7 @@ import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -234,9 +235,7 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         adapted.shutdown()                   # releases the data scattered to the cluster
     report = PruneReport(scheme, reports, run.samples, time.perf_counter() - t0, method,
                          allocation if network_wide and method == "nettrim" else None, run.notes,
-                         rows=max_rows, memory=budget_note,
-                         inactive=_program(reports) if method == "nettrim" else None,
-                         inactive_choice=run.inactive_choice)
+                         rows=max_rows, memory=budget_note, inactive_choice=run.inactive_choice)
     _warn(report)
     return pruned, report
 
@@ -374,20 +373,23 @@ def _by_curves(run, nettrim, keep, holdout):
     for program in INACTIVE:
         before = len(run.notes)
         pruned, reports = _by_curves_with(run, nettrim, keep, held_out, originals, program, notify=False)
-        value = held_out.discrepancy({k: pruned.layers[k] for k in run.selected})
+        runs.append(_ProgramRun(program, pruned, reports, run.notes[before:], run.allocation,
+                                held_out.discrepancy({k: pruned.layers[k] for k in run.selected})))
+        del run.notes[before:]
+
+    def rank(r):
         # A network that missed its budget (a cascade capped by its floors) errs less for being
         # denser: it is kept only if both missed; a non-finite discrepancy never wins.
-        missed = abs(sum(reports[k].nnz for k in run.selected) - run.allocation.budget) > 0.01 * total
-        rank = (missed, value if np.isfinite(value) else math.inf)
-        runs.append((value, program, pruned, reports, run.notes[before:], run.allocation, rank))
-        del run.notes[before:]
-    value, program, pruned, reports, notes, run.allocation, _ = min(runs, key=lambda r: r[-1])
-    other = next(r for r in runs if r[1] != program)
-    run.notes.extend(notes)
-    run.inactive_choice = (f"inactive outputs {'counted (relu)' if program == 'relu' else 'bounded'}, chosen by "
-                           f"inactive='auto': held-out output discrepancy {value:.3g} against {other[0]:.3g} "
-                           f"{'bounded' if program == 'relu' else 'counted'}")
-    for r, o in zip(reports, other[3]):      # (the other program's time is this run's too)
+        missed = abs(sum(r.reports[k].nnz for k in run.selected) - r.allocation.budget) > 0.01 * total
+        return missed, r.discrepancy if np.isfinite(r.discrepancy) else math.inf
+    kept = min(runs, key=rank)
+    other = next(r for r in runs if r is not kept)
+    run.notes.extend(kept.notes)
+    run.allocation = kept.allocation
+    run.inactive_choice = (f"inactive outputs {'counted (relu)' if kept.program == 'relu' else 'bounded'}, chosen "
+                           f"by inactive='auto': held-out output discrepancy {kept.discrepancy:.3g} against "
+                           f"{other.discrepancy:.3g} {'bounded' if kept.program == 'relu' else 'counted'}")
+    for r, o in zip(kept.reports, other.reports):      # (the other program's time is this run's too)
         if r is not None and o is not None:
             r.iterations += o.iterations
             r.solves += o.solves
@@ -395,8 +397,19 @@ def _by_curves(run, nettrim, keep, holdout):
             r.seconds += o.seconds
     if run.on_layer:                         # (progress: the kept network's layers, once)
         for k in run.selected:
-            run.on_layer(k, reports[k])
-    return pruned, reports
+            run.on_layer(k, kept.reports[k])
+    return kept.pruned, kept.reports
+
+
+@dataclass
+class _ProgramRun:
+    """One program's run of an ``inactive="auto"`` target (see ``_by_curves``)."""
+    program: str
+    pruned: Network
+    reports: list
+    notes: list
+    allocation: object
+    discrepancy: float      # the pruned network's, on the held-out samples
 
 
 def _by_curves_with(run, nettrim, keep, held_out, originals, inactive, notify=True):
@@ -522,12 +535,6 @@ def _global_magnitude(net, selected, sparsity):
         out.append(1.0 - kept[start:start + size].mean())
         start += size
     return out
-
-
-def _program(reports):
-    """Net-Trim's program over the pruned layers: "bounded", "relu", or None where they differ."""
-    programs = {r.inactive for r in reports if r is not None and r.pruned}
-    return programs.pop() if len(programs) == 1 else None
 
 
 def _warn(report):

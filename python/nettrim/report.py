@@ -57,8 +57,7 @@ class PruneReport:
     notes: List[str] = field(default_factory=list)   # what the run wants the user to know (unreached targets, ...)
     rows: Optional[int] = None            # the most rows per layer a memory budget allowed (None: all)
     memory: Optional[str] = None          # what the memory budget chose, in words
-    inactive: Optional[str] = None        # Net-Trim's program: inactive outputs "bounded" or counted ("relu")
-    inactive_choice: Optional[str] = None  # with inactive="auto": why that program, in words
+    inactive_choice: Optional[str] = None  # with inactive="auto": the program kept and why, in words
 
     @property
     def nnz_before(self):
@@ -71,6 +70,13 @@ class PruneReport:
     @property
     def density(self):
         return self.nnz / max(1, self.nnz_before)
+
+    @property
+    def inactive(self) -> Optional[str]:
+        """Net-Trim's program over the pruned layers: "bounded", or the inactive outputs counted
+        ("relu"); None for another method, or where the layers differ."""
+        programs = {r.inactive for r in self.layers if r.pruned}
+        return programs.pop() if self.method == "nettrim" and len(programs) == 1 else None
 
     def to_dict(self):
         return {"scheme": self.scheme, "method": self.method, "allocation": self.allocation,
@@ -90,4 +96,4 @@ class PruneReport:
     def from_dict(cls, d):
         return cls(d["scheme"], [LayerReport.from_dict(r) for r in d["layers"]], d["calibration_samples"],
                    d["seconds"], d.get("method", "nettrim"), d.get("allocation"), list(d.get("notes", [])),
-                   d.get("rows"), d.get("memory"), d.get("inactive"), d.get("inactive_choice"))
+                   d.get("rows"), d.get("memory"), d.get("inactive_choice"))

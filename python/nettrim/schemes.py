@@ -229,9 +229,7 @@ def layer_report(layer, problems, outcomes: List[PrunedLayer], seconds, samples)
     for p, o in zip(problems, outcomes):
         A = p.X @ o.weight + (0 if o.bias is None else o.bias)
         omega = p.omega
-        counted = p.relu and p.inactive == "relu"     # (the inactive outputs' ReLU error counts too)
-        eps = (float(np.linalg.norm(np.where(omega, A - p.Y, np.maximum(A, 0) if counted else 0)))
-               if o.eps is None else o.eps)
+        eps = p.error(A) if o.eps is None else o.eps
         bound = p.V if p.V is not None or not p.relu else np.zeros_like(A)
         vo, vc = constraint_violations(A, p.Y, omega, bound, eps, inactive=p.inactive)
         v_omega, v_comp = max(v_omega, vo), max(v_comp, vc if p.relu else 0.0)
