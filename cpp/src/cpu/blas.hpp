@@ -16,6 +16,9 @@
 
 #include <Eigen/Core>
 #include <Eigen/Eigenvalues>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifdef NETTRIM_HAVE_BLAS
 #ifndef NETTRIM_BLAS_PREFIX
@@ -45,6 +48,15 @@ inline constexpr bool available() {
   return true;
 #else
   return false;
+#endif
+}
+
+// The machine's processors (1 without OpenMP).
+inline int processors() {
+#ifdef _OPENMP
+  return std::max(1, omp_get_num_procs());
+#else
+  return 1;
 #endif
 }
 
@@ -96,16 +108,20 @@ void gemm(bool ta, bool tb, long m, long n, long k, T alpha, const T* A, long ld
 // single-threaded BLAS call.  One pool of threads for the whole iteration: OpenBLAS's own pool
 // beside OpenMP's made the two wait on each other, measured on 2 cores: one iteration of a
 // 785 x 10000 x 300 layer took 84 ms on 2 threads against 96 ms on 1.
+//
+// The columns go in ``chunks`` calls whose bounds never depend on the number of threads (the
+// caller fixes them per machine, see CpuBackend::chunks_): a BLAS rounds differently with the
+// shape it is given (OpenBLAS takes a small-matrix kernel below a size, e.g. for 129 x 129 x 32
+// and not for x 64), so with the columns cut per thread the solves on 1 and 2 threads differed
+// from the first iteration, and whole networks pruned with threads=0, whose count follows the
+// machine's load, differed from run to run.
 template <class T>
-void gemm_columns(int threads, bool ta, bool tb, long m, long n, long k, T alpha, const T* A, long lda, const T* B,
-                  long ldb, T beta, T* C, long ldc) {
-  if (threads <= 1 || n < 2 * threads) {
-    gemm<T>(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int t = 0; t < threads; ++t) {
-    const long c0 = n * t / threads, c1 = n * (t + 1) / threads;
+void gemm_columns(int threads, int chunks, bool ta, bool tb, long m, long n, long k, T alpha, const T* A, long lda,
+                  const T* B, long ldb, T beta, T* C, long ldc) {
+  const long parts = std::clamp(std::min<long>(chunks, n / 2), 1L, std::max(1L, n));
+#pragma omp parallel for schedule(static) num_threads(std::max(1, threads)) if (threads > 1 && parts > 1)
+  for (long c = 0; c < parts; ++c) {
+    const long c0 = n * c / parts, c1 = n * (c + 1) / parts;
     // column c of op(B) starts at B + c * ldb (no transpose) or B + c (transpose)
     const T* b = tb ? B + c0 : B + c0 * ldb;
     gemm<T>(ta, tb, m, c1 - c0, k, alpha, A, lda, b, ldb, beta, C + c0 * ldc, ldc);

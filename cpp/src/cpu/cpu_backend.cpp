@@ -21,9 +21,16 @@ void CpuBackend<T>::set_inputs(ConstRowRef<T> X, const std::function<bool()>& in
   Eigen::VectorXd diag = Eigen::VectorXd::Zero(N_);
   for (Eigen::Index p = 0; p < P_; ++p) diag += X.row(p).transpose().template cast<double>().cwiseAbs2();
   diag_max_ = N_ ? diag.maxCoeff() : 0.0;
-  blas::set_threads(threads_);      // setup: the BLAS threads itself (no OpenMP region is running)
-  gram_.compute(*X_, interrupted);
+  // The set-up (X^T X or X X^T, its eigendecomposition) runs on one BLAS thread: OpenBLAS's
+  // threaded calls there round differently with the number of threads, and every solve after
+  // them with it (U differed by 1e-6 after one iteration on 1200 rows of Fashion-MNIST's first
+  // layer, by 5e-3 after 200), so that whole networks pruned with threads=0, whose count follows the
+  // machine's load, differed from run to run.  Measured at 785 x 10000: 0.28 s against 0.22 s
+  // on 2 threads, once per layer.  The iterations' products, split by columns among the
+  // threads, are cut the same way whatever their number (blas::gemm_columns; tests:
+  // test_engine_properties.py, test_network.py).
   blas::set_threads(1);
+  gram_.compute(*X_, interrupted);
 }
 
 template <class T>
@@ -92,7 +99,7 @@ void CpuBackend<T>::update_norms() {
 template <class T>
 void CpuBackend<T>::responses(const Mat& U, Mat& A) const {
   // X row-major P x N is the column-major N x P matrix with X's outer stride: A = (X^T)^T U.
-  blas::gemm_columns<T>(threads_, true, false, P_, U.cols(), N_, T(1), X_->data(), X_->outerStride(), U.data(), N_,
+  blas::gemm_columns<T>(threads_, chunks_, true, false, P_, U.cols(), N_, T(1), X_->data(), X_->outerStride(), U.data(), N_,
                         T(0), A.data(), P_);
 }
 
@@ -239,10 +246,10 @@ template <class T>
 void CpuBackend<T>::u_step() {
   std::swap(U_, U_old_);
   std::swap(A_, A_old_);
-  blas::gemm_columns<T>(threads_, false, false, N_, M_, P_, T(1), X_->data(), X_->outerStride(), LB_.data(), P_,
+  blas::gemm_columns<T>(threads_, chunks_, false, false, N_, M_, P_, T(1), X_->data(), X_->outerStride(), LB_.data(), P_,
                         T(0), R_.data(), N_);
   R_.noalias() += static_cast<T>(gram_.sigma()) * L2_;
-  blas::gemm_columns<T>(threads_, false, false, N_, M_, N_, T(1), gram_.K().data(), N_, R_.data(), N_, T(0),
+  blas::gemm_columns<T>(threads_, chunks_, false, false, N_, M_, N_, T(1), gram_.K().data(), N_, R_.data(), N_, T(0),
                         U_.data(), N_);
   responses(U_, A_);
   L2_ -= U_;
@@ -347,7 +354,7 @@ void CpuBackend<T>::exact_sums(CandidateSums& sums) {
       auto Xc = exact_X_.topRows(rows);
       auto Ac = exact_A_.topRows(rows);
       Xc = X_->middleRows(p0, rows).template cast<double>();
-      blas::gemm_columns<double>(threads_, false, false, rows, M_, N_, 1.0, exact_X_.data(), exact_X_.rows(),
+      blas::gemm_columns<double>(threads_, chunks_, false, false, rows, M_, N_, 1.0, exact_X_.data(), exact_X_.rows(),
                                  exact_U_.data(), N_, 0.0, exact_A_.data(), exact_A_.rows());
 #pragma omp parallel for schedule(static) num_threads(threads_)
       for (Eigen::Index m = 0; m < M_; ++m) {
@@ -417,7 +424,7 @@ void CpuBackend<T>::dual_sums(double rho1, double alpha_d, Penalty penalty, int 
     sums.a[m] = am;
     sums.d2[m] = dm;
   }
-  blas::gemm_columns<T>(threads_, false, false, N_, M_, P_, T(1), X_->data(), X_->outerStride(), Z1_.data(), P_, T(0),
+  blas::gemm_columns<T>(threads_, chunks_, false, false, N_, M_, P_, T(1), X_->data(), X_->outerStride(), Z1_.data(), P_, T(0),
                         R_.data(), N_);
   sums.finite = R_.allFinite();
   for (double x : sums.a) sums.finite = sums.finite && std::isfinite(x);

@@ -77,6 +77,9 @@ class CpuBackend final : public Backend<T> {
   static double penalty_of(const Mat& U, Penalty penalty, int bias_row);
 
   int threads_ = 1;
+  // The large products' column chunks: one per processor of the machine, whatever the threads
+  // (so that the results do not depend on them, see blas::gemm_columns).
+  int chunks_ = blas::processors();
   std::optional<XMap> X_;
   Eigen::Index P_ = 0, N_ = 0, M_ = 0;
   bool relu_ = true;
