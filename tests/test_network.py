@@ -376,7 +376,8 @@ def test_checkpoint_resumes_to_the_same_result(digits_mlp, tmp_path):
                               on_layer=stop_after_first)
     assert len(list((tmp_path / "ck").glob("layer*-*.npz"))) == 1
     solved = []
-    resumed, report = nettrim.prune_network(net, Xtr, scheme="cascade", eps_rel=0.1, threads=1,
+    # (resumed on another thread count: the result does not depend on it, nor does the checkpoint)
+    resumed, report = nettrim.prune_network(net, Xtr, scheme="cascade", eps_rel=0.1, threads=2,
                                             checkpoint=tmp_path / "ck", on_layer=lambda i, r: solved.append(i))
     for a, b in zip(full.layers, resumed.layers):
         np.testing.assert_array_equal(a.weight, b.weight)
@@ -444,10 +445,12 @@ def test_outputs_that_never_fire_are_bounded_by_zero_in_the_cascade(digits_mlp):
     np.testing.assert_allclose(problem.V[:, dead], np.maximum(V[:, dead], 0), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 processors for 2 threads")
 def test_any_thread_count_gives_the_same_network_bit_for_bit(digits_mlp):
     """Whole-network runs give the same network with 1, 2 or automatic (0: following the
     machine's load) engine threads.  Before the engine cut its products the same way for every
-    thread count, 1 and 2 gave different networks here."""
+    thread count, 1 and 2 gave different networks here.  (One program, for the time: "auto"
+    runs both, each as here.)"""
     clf, Xtr, ytr, Xte, yte = digits_mlp
     net = from_sklearn(clf)
     runs = []

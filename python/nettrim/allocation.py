@@ -289,15 +289,15 @@ def allocate(net, X_original, selected, keep, method, held_out, keep_solvers=Fal
     ``inactive``: the program the curves solve (default: the method's)."""
     t0 = time.perf_counter()
     curve_rows = CURVE_ROWS if curve_rows is None else curve_rows
-    # The sparsest layer an allocation chose was at keep / 1.15 to keep / 2 (Fashion MLP and
-    # CNN, 80-98% removed): the curve need not go much below keep.  It stops at its first point
-    # below keep / 2.5 (it was keep / 3): the points below that cost the most iterations (the
-    # sparse end of a curve runs to its limit) and were never chosen.  Measured, the same
-    # network and 6-12% less time: Fashion MLP at 90% removed 64.6 -> 60.2 s (cascade),
+    # The sparsest layer an allocation chose was at keep / 1.15 to keep / 2 on the Fashion MLP
+    # and CNN at 80-98% removed: the curve need not go much below keep.  It stops at its first
+    # point below keep / 2.5 (it was keep / 3): the points below that cost the most iterations
+    # (the sparse end of a curve runs to its limit), and no Fashion run measured chose them.
+    # The same network and 6-12% less time: Fashion MLP at 90% removed 64.6 -> 60.2 s (cascade),
     # 64.4 -> 56.2 s (parallel), at 98% 109.1 -> 101.7 s; Fashion CNN at 90% 77.5 -> 73.6 s;
     # the digits MLP and CNN at 95 / 98% unchanged but for the CNN's cascade at 98%, whose dense
-    # layer's curve no longer reaches 0.6%: it keeps 0.8% and the logits 7.7% instead of 9.7%
-    # (test accuracy 0.444 -> 0.540).
+    # layer (at keep / 3.3 before) no longer reaches 0.6%: it keeps 0.8% and the logits 7.7%
+    # instead of 9.7% (test accuracy 0.444 -> 0.540).
     stop = keep / 2.5
     if executor is None:
         curves = [layer_curve(k, net.layers[k], X_original[k], method, held_out, stop_density=stop,

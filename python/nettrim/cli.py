@@ -229,8 +229,8 @@ def _pruning_arguments(p, several=False):
                    help="nettrim, cascade: the tolerance floor from the trained weights re-fitted to the pruned "
                         "signals, or from the trained weights (the papers')")
     p.add_argument("--threads", type=int, default=0,
-                   help="engine threads (0: automatic, following the machine's load; the result is the same "
-                        "bit for bit with any number)")
+                   help="engine threads (0: automatic, following the machine's load; on one machine Net-Trim's "
+                        "result is the same bit for bit with any number)")
     p.add_argument("--max-samples", type=int, default=8000,
                    help="rows per convolution problem (a seeded choice of sample x pixel positions)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled positions and held-out samples")

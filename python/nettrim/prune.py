@@ -127,8 +127,8 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         removed: test accuracy 0.788 without, 0.846 with.
     threads : int
         Engine threads per solve (0: automatic, following the machine's load).  The count does
-        not change the result: a run repeats bit for bit on the same machine with any number,
-        0 included (README, "Threads").
+        not change Net-Trim's result: on the same machine (the same processors available) a
+        run repeats bit for bit with any number, 0 included (README, "Threads").
     workers, executor
         Parallel scheme: layers solved at a time by a thread pool of ``workers``, or by an
         ``executor``: any ``concurrent.futures``-style one (``submit`` returning futures; a
@@ -208,7 +208,7 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         if checkpoint is not None:
             from .checkpoint import Checkpoint
             run.store = Checkpoint(checkpoint, net, X, dict(
-                scheme=scheme, gamma=gamma, floor=floor, max_samples=max_samples, seed=seed, dtype=str(dtype), threads=threads,
+                scheme=scheme, gamma=gamma, floor=floor, max_samples=max_samples, seed=seed, dtype=str(dtype),
                 method=method, nm=nm, refit=args["refit"], inactive=inactive, layers=selected, allocation=allocation,
                 holdout=holdout,
                 options=sorted((k, repr(v)) for k, v in solver_options.items() if k != "progress")))

@@ -69,6 +69,20 @@ inline void set_threads(int n) {
 #endif
 }
 
+// This thread's OpenMP thread count (which Eigen's products read) set to 1 for a scope.
+class SerialScope {
+ public:
+#ifdef _OPENMP
+  SerialScope() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~SerialScope() { omp_set_num_threads(saved_); }
+
+ private:
+  int saved_;
+#else
+  SerialScope() {}
+#endif
+};
+
 // C = alpha op(A) op(B) + beta C, column-major; op is a transpose when the flag says so.
 template <class T>
 void gemm(bool ta, bool tb, long m, long n, long k, T alpha, const T* A, long lda, const T* B, long ldb, T beta,
@@ -84,6 +98,9 @@ void gemm(bool ta, bool tb, long m, long n, long k, T alpha, const T* A, long ld
                               int(ldb), beta, C, int(ldc));
   }
 #else
+  // Eigen on one thread: its blocking, and with it the rounding, depends on its thread count
+  // (the callers share the columns out themselves, see gemm_columns).
+  const SerialScope serial;
   using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
   using Map = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
   Eigen::Map<Mat, 0, Eigen::OuterStride<>> c(C, m, n, Eigen::OuterStride<>(ldc));

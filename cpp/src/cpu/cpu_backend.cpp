@@ -99,8 +99,8 @@ void CpuBackend<T>::update_norms() {
 template <class T>
 void CpuBackend<T>::responses(const Mat& U, Mat& A) const {
   // X row-major P x N is the column-major N x P matrix with X's outer stride: A = (X^T)^T U.
-  blas::gemm_columns<T>(threads_, chunks_, true, false, P_, U.cols(), N_, T(1), X_->data(), X_->outerStride(), U.data(), N_,
-                        T(0), A.data(), P_);
+  blas::gemm_columns<T>(threads_, chunks_, true, false, P_, U.cols(), N_, T(1), X_->data(), X_->outerStride(),
+                        U.data(), N_, T(0), A.data(), P_);
 }
 
 template <class T>
@@ -246,8 +246,8 @@ template <class T>
 void CpuBackend<T>::u_step() {
   std::swap(U_, U_old_);
   std::swap(A_, A_old_);
-  blas::gemm_columns<T>(threads_, chunks_, false, false, N_, M_, P_, T(1), X_->data(), X_->outerStride(), LB_.data(), P_,
-                        T(0), R_.data(), N_);
+  blas::gemm_columns<T>(threads_, chunks_, false, false, N_, M_, P_, T(1), X_->data(), X_->outerStride(),
+                        LB_.data(), P_, T(0), R_.data(), N_);
   R_.noalias() += static_cast<T>(gram_.sigma()) * L2_;
   blas::gemm_columns<T>(threads_, chunks_, false, false, N_, M_, N_, T(1), gram_.K().data(), N_, R_.data(), N_, T(0),
                         U_.data(), N_);
@@ -424,8 +424,8 @@ void CpuBackend<T>::dual_sums(double rho1, double alpha_d, Penalty penalty, int 
     sums.a[m] = am;
     sums.d2[m] = dm;
   }
-  blas::gemm_columns<T>(threads_, chunks_, false, false, N_, M_, P_, T(1), X_->data(), X_->outerStride(), Z1_.data(), P_, T(0),
-                        R_.data(), N_);
+  blas::gemm_columns<T>(threads_, chunks_, false, false, N_, M_, P_, T(1), X_->data(), X_->outerStride(),
+                        Z1_.data(), P_, T(0), R_.data(), N_);
   sums.finite = R_.allFinite();
   for (double x : sums.a) sums.finite = sums.finite && std::isfinite(x);
   if (penalty == Penalty::l1) {

@@ -77,8 +77,10 @@ class CpuBackend final : public Backend<T> {
   static double penalty_of(const Mat& U, Penalty penalty, int bias_row);
 
   int threads_ = 1;
-  // The large products' column chunks: one per processor of the machine, whatever the threads
-  // (so that the results do not depend on them, see blas::gemm_columns).
+  // The large products' column chunks: one per processor the process may use, whatever the
+  // threads (so that the results do not depend on them, see blas::gemm_columns).  The price:
+  // with a thread count that does not divide it, the products run at the speed of
+  // p / ceil(p / threads) threads (16 processors and 15 threads: as 8).
   int chunks_ = blas::processors();
   std::optional<XMap> X_;
   Eigen::Index P_ = 0, N_ = 0, M_ = 0;

@@ -85,6 +85,9 @@ class GramInverse {
     }
     Fw_.noalias() = F_ * w_.asDiagonal();
     const Eigen::Index N = F_.rows(), r = F_.cols();
+    // On one BLAS thread, as the set-up: the rounding of K must not depend on the thread count
+    // (and another thread of the process, e.g. numpy's threadpoolctl, may have changed it).
+    blas::set_threads(1);
     blas::gemm<T>(false, true, N, N, r, T(1), Fw_.data(), N, F_.data(), N, T(0), K_.data(), N);
     if (woodbury_) K_.diagonal().array() += static_cast<T>(1.0 / sigma);
   }
