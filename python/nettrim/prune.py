@@ -395,10 +395,7 @@ def _by_curves(run, nettrim, keep, holdout):
                            f"{other.discrepancy:.3g} {'bounded' if kept.program == 'relu' else 'counted'}")
     for r, o in zip(kept.reports, other.reports):      # (the other program's time is this run's too)
         if r is not None and o is not None:
-            r.iterations += o.iterations
-            r.solves += o.solves
-            r.search_seconds += o.seconds
-            r.seconds += o.seconds
+            _charge(r, o)
     if run.on_layer:                         # (progress: the kept network's layers, once)
         for k in run.selected:
             run.on_layer(k, kept.reports[k])
@@ -478,11 +475,17 @@ def _by_curves_with(run, nettrim, keep, held_out, originals, inactive, notify=Tr
             run.notes.append(f"{1 - choice.budget / total:.3g} removed: the cascade removed {1 - kept / total:.3g} "
                              f"(the pruned signals' floors capped some layers)")
     for c, r in zip(choice.curves, (reports[k] for k in run.selected)):
-        r.iterations += c.iterations
-        r.solves += c.solves
-        r.search_seconds += c.seconds
-        r.seconds += c.seconds
+        _charge(r, c)
     return pruned, reports
+
+
+def _charge(report, work):
+    """Adds ``work``'s solves (a curve's, or another program's layer) to a layer's report: they
+    were spent searching for it."""
+    report.iterations += work.iterations
+    report.solves += work.solves
+    report.search_seconds += work.seconds
+    report.seconds += work.seconds
 
 
 def _shared_eps(run, nettrim, keep):

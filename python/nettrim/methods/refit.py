@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InvalidArgument
+from ..problem import INACTIVE
 
 
 def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None, ridge=1e-9, rounds=6,
@@ -56,7 +57,6 @@ def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None,
                       start=start, max_iter=max_iter, inactive=inactive)
 
 
-INACTIVE = ("bounded", "relu")
 REFITS = ("relu", "bounded", "none")
 
 
