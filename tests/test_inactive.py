@@ -100,6 +100,47 @@ def test_the_cascade_floor_counts_the_inactive_outputs(digits_mlp):
     assert refit.eps_floor <= problem.eps_floor * (1 + 1e-6)
 
 
+@pytest.mark.parametrize("inactive", ["bounded", "relu"])
+def test_the_refitted_floor_is_computed_only_below_its_bound(digits_mlp, monkeypatch, inactive):
+    """floor="refit" re-fits every weight on the pruned signals; an eps at or above the trained
+    weights' error (the floor's bound) never needs it, and gets what the eager floor gave.  Below
+    the bound the floor is the trained weights' error or the re-fit's, whichever is smaller,
+    recomputed here from a re-fit of our own."""
+    from nettrim.methods import refit as refit_module
+    clf, Xtr, ytr, Xte, yte = digits_mlp
+    layer, inputs, _ = hidden_layer_signals(clf, Xtr, 300)
+    # signals as a pruned network's might be: a fifth of them lost (a shift alone, as in
+    # hidden_layer_signals, the bias absorbs, and the re-fit's error would be rounding)
+    noisy = np.where(np.random.default_rng(3).random(inputs.shape) < 0.2, 0, inputs).astype(np.float32)
+    calls = []
+    original = refit_module.refit_on_support
+    monkeypatch.setattr(refit_module, "refit_on_support", lambda *a, **k: calls.append(1) or original(*a, **k))
+    problem = layer_problems(layer, inputs, noisy, gamma=1.0, floor="refit", inactive=inactive)[0]
+    trained = layer_problems(layer, inputs, noisy, gamma=1.0, floor="trained", inactive=inactive)[0]
+    assert problem.floor.bound == trained.eps_floor > 0
+    above = 1.5 * trained.eps_floor / problem.scale
+    assert problem.eps(above) == above * problem.scale
+    for share in (problem.rows(np.arange(100)), problem.restricted(0, 10)):
+        share.eps(above)
+    assert not calls and not problem.floor.computed
+    floor = problem.eps(0.0)           # below the bound: the floor itself
+    assert len(calls) == 1 and problem.floor.computed
+    W, b = layer.group_matrix(0)
+    if inactive == "relu":
+        w, c = original(noisy, problem.Y, np.ones(W.shape, bool), relu=True, fit_bias=True, bias=b, start=(W, b),
+                        inactive="relu")
+        refitted = counted_error(noisy, problem.Y, w, c)
+    else:
+        w, c = original(noisy, problem.Y, np.ones(W.shape, bool), relu=True, V=problem.V, fit_bias=True, bias=b)
+        refitted = float(np.linalg.norm(np.where(problem.Y > 0, noisy.astype(np.float64) @ w + c - problem.Y, 0)))
+    assert floor == pytest.approx(min(refitted, trained.eps_floor), rel=1e-5)
+    assert floor < 0.9 * trained.eps_floor            # (the re-fit does err less here)
+    # a share of the rows or outputs takes its share of the floor, as an eager one would
+    subset = problem.rows(np.arange(100))
+    assert subset.eps_floor == floor * subset.scale / problem.scale
+    assert trained.eps(above) == problem.eps(above)
+
+
 @pytest.mark.parametrize("scheme", ["parallel", "cascade"])
 def test_digits_cnn_at_95_percent_removed(digits_cnn, scheme):
     """The whole network: with the inactive outputs counted the digits CNN keeps its accuracy at

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .problem import Floor
+
 
 def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, factor=4.0, slope=None):
     """The smallest eps whose solution keeps at most ``keep`` of the weights: ``(best, note)``.
@@ -14,6 +16,8 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
     ``run(eps_rel)`` solves and returns an object with ``density`` (nonzeros / weights);
     ``best`` is the chosen one of those, ``note`` None or a sentence for the user when the
     target cannot be reached (returned, not warned: searches run in worker threads).
+    ``floor_rel``: the smallest eps_rel allowed, a number or a :class:`~nettrim.problem.Floor`
+    (computed only if the search goes below its bound).
 
     The number of nonzeros falls as eps grows (docs/formulation.rst, "Targets"): bracket on
     log(eps_rel) from ``start`` within [1e-3, 1] (at eps_rel >= 1, U = 0 is the answer), then
@@ -51,7 +55,8 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
         slope = np.log(d_lo / d_hi) / np.log(lo / hi)      # < 0: the density rises as eps falls
         return lo * ((1 - close / 2) * keep / d_lo) ** (1 / slope) < smallest
 
-    lo = hi = min(1.0, max(floor_rel, start))
+    floor = floor_rel if isinstance(floor_rel, Floor) else Floor(floor_rel)
+    lo = hi = min(1.0, floor.at_least(start))
     res = run(hi)
     if good(res):
         return res, None
@@ -65,10 +70,10 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
             return res_hi, (f"{1 - keep:.3g} removed is not reachable; at eps_rel {hi:.3g} "
                             f"{res_hi.density:.3%} of the weights are kept")
     else:
-        smallest = max(floor_rel, 1e-3)
+        smallest = floor.at_least(1e-3)
         while res_lo.density <= keep and lo > smallest:
             hi, res_hi = lo, res_lo
-            lo = max(lo * step(res_lo), floor_rel, 1e-3)
+            lo = max(lo * step(res_lo), smallest)
             res_lo = run(lo)
             if good(res_lo):
                 return res_lo, None
@@ -85,7 +90,7 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
                                 f"below {smallest:.3g}")
         if res_lo.density <= keep:   # even the smallest eps allowed keeps fewer
             return res_lo, (f"{1 - keep:.3g} removed is not reachable from below: at the smallest eps_rel "
-                            f"allowed ({lo:.3g}{', the cascade floor' if lo == floor_rel else ''}) "
+                            f"allowed ({lo:.3g}{', the cascade floor' if lo == floor.value else ''}) "
                             f"{res_lo.density:.3%} of the weights are kept")
     # Regula falsi (Illinois variant) on density against log(eps), measured near-linear from
     # 50% down to 1% kept on the digits MLP: 3-5 solves land in the window that bisection

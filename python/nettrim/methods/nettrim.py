@@ -139,7 +139,7 @@ class NetTrim:
 
         notes = []
         if searching:
-            best, note = search(searched.eps_floor / searched.scale)
+            best, note = search(searched.floor.scaled(1.0, searched.scale))
             if note:
                 notes.append(f"{problem.name}: {note}")
             if best.density > target.keep and problem.V is not None and (problem.V < 0).any():
@@ -189,7 +189,7 @@ class NetTrim:
         relaxed = dataclasses.replace(problem, V=np.maximum(problem.V, 0))
         relaxed_searched = self.search_problem(relaxed)     # (the same rows as the first search)
         solver.update_bound(relaxed_searched.V)
-        again, note = search(relaxed_searched.eps_floor / relaxed_searched.scale)
+        again, note = search(relaxed_searched.floor.scaled(1.0, relaxed_searched.scale))
         said = (f"{problem.name}: the bound on the inactive outputs (the trained weights' pre-activations on the "
                 f"pruned signals) kept {best.density:.3%} of the weights at best; relaxed to max(V, 0), "
                 f"{again.density:.3%}")
