@@ -120,3 +120,45 @@ def test_a_layer_asked_for_more_than_its_l1_solutions_keep_is_filled(digits_mlp,
         return np.linalg.norm(np.maximum(A, 0) - problem.Y)
     assert error(outcome) <= error(alone) * (1 + 1e-9)
     assert error(outcome) < 0.9 * error(alone)      # measured: 0.7x
+
+
+def test_the_parallel_search_starts_where_the_curve_puts_the_density():
+    """The parallel scheme finishes each layer from its chosen point (FromCurves): between two
+    points its search starts at the eps interpolated between them, aimed by the curve's slope
+    there, from the denser point's solution; on a point, at that point's eps, with the slope
+    too (at the full tolerances the point's density moves a little)."""
+    from types import SimpleNamespace
+
+    from nettrim.allocation import Allocation, FromCurves, eps_at
+    from nettrim.problem import LayerProblem
+
+    class Recording:
+        close = 0.02
+
+        def __init__(self):
+            self.targets, self.starts = [], []
+
+        def search_problem(self, problem):
+            return problem
+
+        def solver(self, problem):
+            return SimpleNamespace(warm_start=self.starts.append)
+
+        def prune(self, problem, target, solver=None):
+            self.targets.append(target)
+            return target
+
+    curve = synthetic_curve(0, 1000, [400, 200, 100, 50], [0.01, 0.02, 0.05, 0.2])
+    curve.results = [[SimpleNamespace(U=f"U{j}")] for j in range(4)]
+    problem = LayerProblem("layer0", np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32),
+                           np.zeros((2, 2), np.float32), None, True)
+    for keep, start in ((0.15, 1), (0.1, 2)):
+        method = Recording()
+        FromCurves(method, Allocation([keep], [2], [curve], 0, 0, 0, 0), {0: [problem]}).prune(problem, None)
+        target = method.targets[0]
+        assert method.starts == [f"U{start}"] and target.keep == keep
+        if keep == 0.15:     # between points 1 and 2
+            assert curve.eps_rel[1] < target.eps_rel < curve.eps_rel[2]
+            assert (target.eps_rel, target.slope) == eps_at(curve, (1 - 0.01) * 150)
+        else:
+            assert target.eps_rel == curve.eps_rel[2] and target.slope == eps_at(curve, 100)[1] < 0

@@ -350,11 +350,18 @@ class FromCurves:
         if j is None:
             return PrunedLayer(weight=problem.W, bias=problem.b, method=self.name)
         # The curve's points were solved to loose tolerances: search to the chosen density at
-        # the full ones, from the chosen point (or, between two points, the denser one).
+        # the full ones, from the chosen point (or, between two points, the denser one's
+        # solution, at the eps interpolated between them, with the curve's slope there, as the
+        # cascade does).  Measured on the Fashion MLP at 90% removed (10,000 samples): its
+        # first layer's search took 3-4 solves (5-6 s) from the denser point's eps.
         between = abs(keep * c.size - c.nnz[j]) >= 0.5
         start = j - 1 if between and j > 0 else j
+        if between:
+            eps_rel, slope = eps_at(c, (1 - self.method.close / 2) * keep * c.size)
+        else:     # (at the full tolerances the point's density moves a little: the slope aims the next step)
+            eps_rel, slope = float(c.eps_rel[start]), eps_at(c, c.nnz[start])[1]
         searched = self.method.search_problem(problem)
         same_rows = c.solvers and c.rows == len(searched.X)
         solver = c.solvers[g] if same_rows else self.method.solver(searched)
         solver.warm_start(c.results[start][g].U)    # (from a subset's solution: the same unknowns)
-        return self.method.prune(problem, Target(keep=keep, eps_rel=float(c.eps_rel[start])), solver=solver)
+        return self.method.prune(problem, Target(keep=keep, eps_rel=eps_rel, slope=slope), solver=solver)
