@@ -122,6 +122,7 @@ def test_the_refitted_floor_is_computed_only_below_its_bound(digits_mlp, monkeyp
     assert problem.eps(above) == above * problem.scale
     for share in (problem.rows(np.arange(100)), problem.restricted(0, 10)):
         share.eps(above)
+    problem.eps(above, per_neuron=True)
     assert not calls and not problem.floor.computed
     floor = problem.eps(0.0)           # below the bound: the floor itself
     assert len(calls) == 1 and problem.floor.computed

@@ -464,3 +464,31 @@ def test_any_thread_count_gives_the_same_network_bit_for_bit(digits_mlp):
         for a, b in zip(runs[0].layers, run.layers):
             np.testing.assert_array_equal(a.weight, b.weight)
             np.testing.assert_array_equal(a.bias, b.bias)
+
+
+def test_a_search_that_stays_above_the_floors_bound_never_computes_the_floor():
+    """search_eps with a deferred floor (nettrim.problem.Floor, the cascade's re-fitted one):
+    walking up or down, as long as every eps tried is above the floor's bound the floor is
+    not computed; the walk down below the bound computes it once and stops at it."""
+    from types import SimpleNamespace
+
+    from nettrim.problem import Floor
+    from nettrim.search import search_eps
+
+    def run(rel):                                    # density 0.02 / eps_rel
+        tried.append(rel)
+        return SimpleNamespace(density=min(1.0, 0.02 / rel), status="converged")
+
+    for start, keep, bound in ((0.05, 0.2, 0.05), (0.5, 0.2, 0.02)):     # up; down (to 0.031)
+        tried, computed = [], []
+        floor = Floor(bound, lambda computed=computed, bound=bound: computed.append(1) or 0.8 * bound)
+        best, note = search_eps(run, keep, floor, start=start)
+        assert min(tried) >= bound and not computed and not floor.computed
+        assert note is None and 0.98 * keep <= best.density <= keep
+    tried, computed = [], []
+    floor = Floor(0.05, lambda: computed.append(1) or 0.04)
+    # 90% kept needs eps_rel 0.022, below the floor: the walk down sees (extrapolating from
+    # 0.5 and 0.125) that it would cross the bound, asks for the floor once, and stops there
+    best, note = search_eps(run, 0.9, floor, start=0.5)
+    assert len(computed) == 1 and min(tried) == 0.125
+    assert "would need eps_rel below 0.04" in note and best.density == 0.16

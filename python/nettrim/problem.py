@@ -56,12 +56,14 @@ class Floor:
         return self._value
 
     def at_least(self, x: float) -> float:
-        """``max(x, floor)``, the floor computed only when ``x`` is below its bound."""
+        """``max(x, floor)``, the floor computed only when ``x`` is below its bound (exact: the
+        floor never exceeds its bound, rounding included, since both are the same expression
+        of a smaller and a larger error)."""
         return x if x >= self.bound else max(x, self.value)
 
     def scaled(self, numerator: float, denominator: float) -> "Floor":
-        """This floor times ``numerator / denominator`` (a share of it, or it relative to a
-        scale), still deferred."""
+        """This floor times ``numerator / denominator``, still deferred: a share of it (a subset
+        of the rows, a block of outputs), or, with numerator 1, it relative to a scale (eps_rel)."""
         if self.computed:
             return Floor(self.value * numerator / denominator if self.value else 0.0)
         return Floor(self.bound * numerator / denominator if self.bound else 0.0,
@@ -198,23 +200,29 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained",
 
 def _refit_floor_counted(problem, gamma, error):
     """The counted floor with ``floor="refit"``: the trained weights' error, or the relu re-fit's of
-    every weight when it errs less (computed when asked, see :class:`Floor`)."""
+    every weight when it errs less (computed when asked, see :class:`Floor`).  It keeps the
+    problem's arrays, not the problem (which would then hold itself through its floor)."""
+    name, X, Y, W, b, relu = problem.name, problem.X, problem.Y, problem.W, problem.b, problem.relu
+
     def compute():
         from .methods.refit import kept_dense
-        w, bias = kept_dense(problem)
-        return gamma * min(error, problem.error((problem.X @ w + (0 if bias is None else bias)).astype(np.float64)))
+        p = LayerProblem(name, X, Y, W, b, relu, on_pruned_signals=True, inactive="relu")
+        w, bias = kept_dense(p)
+        return gamma * min(error, p.error((X @ w + (0 if bias is None else bias)).astype(np.float64)))
     return compute
 
 
 def _refit_floor_bounded(problem, gamma, error):
     """The bounded floor with ``floor="refit"``: the trained weights' error on Omega, or that of
     every weight re-fitted under the bound V when it errs less (computed when asked)."""
+    X, Y, W, b, relu, V = problem.X, problem.Y, problem.W, problem.b, problem.relu, problem.V
+
     def compute():
         from .methods.refit import refit_on_support
-        w, bias = refit_on_support(problem.X, problem.Y, np.ones(problem.W.shape, bool), relu=problem.relu,
-                                   V=problem.V, fit_bias=problem.has_bias, bias=problem.b)
-        A = problem.X @ w + (0 if bias is None else bias)
-        return gamma * min(error, float(np.linalg.norm(np.where(problem.omega, A - problem.Y, 0))))
+        omega = Y > 0 if relu else np.ones(Y.shape, bool)      # (LayerProblem.omega)
+        w, bias = refit_on_support(X, Y, np.ones(W.shape, bool), relu=relu, V=V, fit_bias=b is not None, bias=b)
+        A = X @ w + (0 if bias is None else bias)
+        return gamma * min(error, float(np.linalg.norm(np.where(omega, A - Y, 0))))
     return compute
 
 

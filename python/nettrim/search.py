@@ -43,7 +43,7 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
     def stopped(res):
         return getattr(res, "status", "converged") in ("max_iterations", "time_limit")
 
-    def levels_off(lo, d_lo, hi, d_hi, smallest):
+    def levels_off(lo, d_lo, hi, d_hi):
         """Whether the density, extrapolated along its last step, reaches the window only
         below the smallest eps allowed.  The density of an l1 solution levels off as eps
         falls: near eps 0 it is the basis pursuit's, at most the active rows per output over
@@ -53,9 +53,18 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
         if d_lo <= d_hi or d_hi <= 0:
             return True
         slope = np.log(d_lo / d_hi) / np.log(lo / hi)      # < 0: the density rises as eps falls
-        return lo * ((1 - close / 2) * keep / d_lo) ** (1 / slope) < smallest
+        return below_smallest(lo * ((1 - close / 2) * keep / d_lo) ** (1 / slope))
 
     floor = floor_rel if isinstance(floor_rel, Floor) else Floor(floor_rel)
+
+    # The smallest eps allowed is max(floor, 1e-3); these ask for the floor itself only when
+    # an eps is below its bound (a deferred floor may cost a re-fit, see Floor).
+    def above_smallest(x):
+        return x > 1e-3 and (x > floor.bound or x > floor.value)
+
+    def below_smallest(x):
+        return x < 1e-3 or (x < floor.bound and x < floor.value)
+
     lo = hi = min(1.0, floor.at_least(start))
     res = run(hi)
     if good(res):
@@ -70,10 +79,9 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
             return res_hi, (f"{1 - keep:.3g} removed is not reachable; at eps_rel {hi:.3g} "
                             f"{res_hi.density:.3%} of the weights are kept")
     else:
-        smallest = floor.at_least(1e-3)
-        while res_lo.density <= keep and lo > smallest:
+        while res_lo.density <= keep and above_smallest(lo):
             hi, res_hi = lo, res_lo
-            lo = max(lo * step(res_lo), smallest)
+            lo = floor.at_least(max(lo * step(res_lo), 1e-3))
             res_lo = run(lo)
             if good(res_lo):
                 return res_lo, None
@@ -84,10 +92,10 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
                 return res_hi, (f"{1 - keep:.3g} removed is not reachable from below: at eps_rel {lo:.3g} the solve "
                                 f"stopped at its iteration limit; returning eps_rel {hi:.3g}, "
                                 f"{res_hi.density:.3%} of the weights kept")
-            if res_lo.density <= keep and levels_off(lo, res_lo.density, hi, res_hi.density, smallest):
+            if res_lo.density <= keep and levels_off(lo, res_lo.density, hi, res_hi.density):
                 return res_lo, (f"{1 - keep:.3g} removed is not reachable from below: the weights kept level off "
                                 f"at {res_lo.density:.3%} (eps_rel {lo:.3g}); {keep:.3%} would need eps_rel "
-                                f"below {smallest:.3g}")
+                                f"below {floor.at_least(1e-3):.3g}")
         if res_lo.density <= keep:   # even the smallest eps allowed keeps fewer
             return res_lo, (f"{1 - keep:.3g} removed is not reachable from below: at the smallest eps_rel "
                             f"allowed ({lo:.3g}{', the cascade floor' if lo == floor.value else ''}) "
