@@ -177,7 +177,7 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained",
             problem.X = Xs
             problem.on_pruned_signals = True
             error = problem.error((Xs @ W + b).astype(np.float64))
-            problem.floor = Floor(gamma * error, _refit_floor_counted(problem, gamma, error) if floor == "refit" else None)
+            problem.floor = Floor(gamma * error, _refit_floor(problem, gamma, error) if floor == "refit" else None)
         elif X_pruned is not None:
             Xs = np.ascontiguousarray(X_pruned[:, cols])
             V = Xs @ W + b
@@ -193,36 +193,26 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained",
                 V[:, dead] = np.maximum(V[:, dead], 0)
             problem.V = V if layer.relu else None
             error = float(np.linalg.norm(np.where(problem.omega, V - Y, 0)))
-            problem.floor = Floor(gamma * error, _refit_floor_bounded(problem, gamma, error) if floor == "refit" else None)
+            problem.floor = Floor(gamma * error, _refit_floor(problem, gamma, error) if floor == "refit" else None)
         problems.append(problem)
     return problems
 
 
-def _refit_floor_counted(problem, gamma, error):
-    """The counted floor with ``floor="refit"``: the trained weights' error, or the relu re-fit's of
-    every weight when it errs less (computed when asked, see :class:`Floor`).  It keeps the
-    problem's arrays, not the problem (which would then hold itself through its floor)."""
-    name, X, Y, W, b, relu = problem.name, problem.X, problem.Y, problem.W, problem.b, problem.relu
+def _refit_floor(problem, gamma, error):
+    """``floor="refit"``: the trained weights' ``error``, or that of every weight re-fitted to the
+    pruned signals (``kept_dense``: under the bound V, or with the inactive outputs counted) when
+    it errs less; computed when asked (see :class:`Floor`).  It keeps the problem's arrays, not
+    the problem (which would then hold itself through its floor)."""
+    name, X, Y, W, b, relu, V, inactive = (problem.name, problem.X, problem.Y, problem.W, problem.b, problem.relu,
+                                           problem.V, problem.inactive)
 
     def compute():
         from .methods.refit import kept_dense
-        p = LayerProblem(name, X, Y, W, b, relu, on_pruned_signals=True, inactive="relu")
+        p = LayerProblem(name, X, Y, W, b, relu, V=V, on_pruned_signals=True, inactive=inactive)
         w, bias = kept_dense(p)
-        return gamma * min(error, p.error((X @ w + (0 if bias is None else bias)).astype(np.float64)))
-    return compute
-
-
-def _refit_floor_bounded(problem, gamma, error):
-    """The bounded floor with ``floor="refit"``: the trained weights' error on Omega, or that of
-    every weight re-fitted under the bound V when it errs less (computed when asked)."""
-    X, Y, W, b, relu, V = problem.X, problem.Y, problem.W, problem.b, problem.relu, problem.V
-
-    def compute():
-        from .methods.refit import refit_on_support
-        omega = Y > 0 if relu else np.ones(Y.shape, bool)      # (LayerProblem.omega)
-        w, bias = refit_on_support(X, Y, np.ones(W.shape, bool), relu=relu, V=V, fit_bias=b is not None, bias=b)
         A = X @ w + (0 if bias is None else bias)
-        return gamma * min(error, float(np.linalg.norm(np.where(omega, A - Y, 0))))
+        # (the counted error in float64, as the trained weights' is measured above)
+        return gamma * min(error, p.error(A.astype(np.float64) if p.counted else A))
     return compute
 
 
