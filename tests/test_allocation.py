@@ -109,6 +109,7 @@ def test_a_layer_asked_for_more_than_its_l1_solutions_keep_is_filled(digits_mlp,
     assert len(trials) <= 3, trials
     assert np.count_nonzero(outcome.weight) / outcome.weight.size == pytest.approx(0.75, abs=0.01)
     assert len(outcome.notes) == 1 and "l1 solutions keep at most" in outcome.notes[0]
+    assert outcome.notes[0].kind == "filled" and outcome.notes[0].layer == problem.name
     reached = float(outcome.notes[0].split("at most ")[1].split("%")[0]) / 100
     assert reached < 0.6
     monkeypatch.setattr(nt, "_filled", lambda problem, support, keep: support)

@@ -163,12 +163,12 @@ def test_eps_search_lands_in_the_window(curve, keep):
 
     if curve == "floor":     # never reaches the target: says so, returns the sparsest found
         best, note = search_eps(run, keep)
-        assert "not reachable" in note
+        assert "not reachable" in note and note.kind == "unreachable"
         assert best.rel == 1.0 and best.density == 1.5 * keep
         return
     if curve == "levels off":   # says so after two solves, not after a walk down to eps_rel 1e-3
         best, note = search_eps(run, keep, start=0.05, factor=1.3)
-        assert "not reachable" in note and "level off" in note
+        assert "not reachable" in note and "level off" in note and note.kind == "unreachable_from_below"
         assert len(calls) == 2 and best.rel == calls[-1]
         # ... and a solve that stops at its iteration limit ends the walk down at once
         Stopped = namedtuple("Stopped", "density rel status")
@@ -179,12 +179,12 @@ def test_eps_search_lands_in_the_window(curve, keep):
             return Stopped(density(rel), rel, "converged" if rel >= 0.05 else "max_iterations")
 
         best, note = search_eps(slow_below, keep, start=0.05, factor=1.3)
-        assert "iteration limit" in note and best.rel == 0.05 and best.status == "converged"
+        assert "iteration limit" in note and note.kind == "unreachable_from_below" and best.rel == 0.05 and best.status == "converged"
         assert len(calls) == 2
         return
     if curve in ("step", "cliff"):
         best, note = search_eps(run, keep)
-        assert "not reachable" in note
+        assert "not reachable" in note and note.kind == "unreachable"
         assert len(calls) <= 27
         if curve == "step":   # the sparser side, nearer the target
             assert best.density == keep * 0.9 and 0.3 <= best.rel <= 0.3 * 1.01
@@ -426,6 +426,8 @@ def test_cascade_bound_relaxed_where_it_keeps_the_target_out_of_reach(digits_cnn
                                                inactive="bounded")
     said = [str(w.message) for w in caught]
     assert any("relaxed to max(V, 0)" in m for m in said), said
+    layers = {r.name for r in report.layers}
+    assert any(n.kind == "relaxed" and n.of_layer(layers) for n in report.notes), report.notes
     assert abs(pruned.nnz() / net.size() - 0.05) <= 0.01
     assert accuracy(pruned, Xte, yte) >= 0.85        # measured: 0.933
 
@@ -492,3 +494,21 @@ def test_a_search_that_stays_above_the_floors_bound_never_computes_the_floor():
     best, note = search_eps(run, 0.9, floor, start=0.5)
     assert len(computed) == 1 and min(tried) == 0.125
     assert "would need eps_rel below 0.04" in note and best.density == 0.16
+
+
+def test_notes_are_strings_that_carry_their_kind_and_layer():
+    """Code acts on a note's kind and layer, never on its words; users and JSON see the text."""
+    import json
+    import pickle
+
+    from nettrim import Note
+    note = Note("0.9 removed is not reachable", "unreachable").about("conv2/1")
+    assert note == "conv2/1: 0.9 removed is not reachable"
+    assert (note.kind, note.layer) == ("unreachable", "conv2/1")
+    assert note.of_layer({"conv2"}) and not note.of_layer({"conv1"})
+    assert not Note("about the network", "network").of_layer({"conv2"})
+    again = pickle.loads(pickle.dumps(note))            # (to and from Dask workers)
+    assert again == note and (again.kind, again.layer) == (note.kind, note.layer)
+    assert json.loads(json.dumps([note])) == [str(note)]
+    with pytest.raises(ValueError, match="kind"):
+        Note("text", "unreachable from below")

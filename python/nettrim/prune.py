@@ -27,7 +27,7 @@ from .methods.base import Given, Layerwise, Target
 from .methods.nettrim import NetTrim
 from .network import Network, check_inputs
 from .problem import INACTIVE
-from .report import LayerReport, PruneReport
+from .report import LayerReport, Note, PruneReport
 
 # Net-Trim's treatment of the inactive outputs in whole networks (see prune_network's
 # ``inactive``): both programs, the better network kept, since neither wins on every model.
@@ -468,12 +468,12 @@ def _by_curves_with(run, nettrim, keep, held_out, originals, inactive, notify=Tr
         # the pruned signals caps its density); what counts is the network's total, said once.
         names = {run.net.layers[k].name for k in run.selected}
         run.notes[before:] = [n for n in run.notes[before:]
-                              if not (n.split(":")[0].split("/")[0] in names and "not reachable" in n)]
+                              if not (n.of_layer(names) and n.kind in ("unreachable", "unreachable_from_below"))]
         kept = sum(reports[k].nnz for k in run.selected)
         total = sum(run.net.layers[k].size for k in run.selected)
         if abs(kept - choice.budget) > 0.01 * total:      # more than 1% of the weights off
-            run.notes.append(f"{1 - choice.budget / total:.3g} removed: the cascade removed {1 - kept / total:.3g} "
-                             f"(the pruned signals' floors capped some layers)")
+            run.notes.append(Note(f"{1 - choice.budget / total:.3g} removed: the cascade removed "
+                                  f"{1 - kept / total:.3g} (the pruned signals' floors capped some layers)", "network"))
     for c, r in zip(choice.curves, (reports[k] for k in run.selected)):
         _charge(r, c)
     return pruned, reports

@@ -7,6 +7,37 @@ from typing import List, Optional
 import numpy as np
 
 
+class Note(str):
+    """A sentence for the user, as reports store and print it (a ``str``), that also says what it
+    is about, so that code acts on a note's ``kind`` and ``layer`` rather than on its words.
+
+    ``kind``: ``"unreachable"`` (a layer's search could not keep as few weights as asked),
+    ``"unreachable_from_below"`` (nor as many), ``"filled"`` (the l1 solutions kept too few and
+    the trained weights of largest ``|w| ||x||`` were added), ``"relaxed"`` (the cascade's bound on the
+    inactive outputs relaxed to reach the target), ``"network"`` (about the whole network), or
+    ``"other"``.  ``layer``: the layer (``name`` or ``name/group``) it is about, None for the network.
+    Notes read back from JSON are plain strings."""
+    KINDS = ("unreachable", "unreachable_from_below", "filled", "relaxed", "network", "other")
+
+    def __new__(cls, text, kind="other", layer=None):
+        if kind not in cls.KINDS:
+            raise ValueError(f"kind: expected one of {cls.KINDS}, got {kind!r}")
+        note = super().__new__(cls, text)
+        note.kind, note.layer = kind, layer
+        return note
+
+    def about(self, layer):
+        """This note said of ``layer``: prefixed with its name."""
+        return Note(f"{layer}: {self}", self.kind, layer)
+
+    def of_layer(self, names):
+        """Whether it is about one of the layers ``names`` (or one of their groups)."""
+        return self.layer is not None and self.layer.split("/")[0] in names
+
+    def __reduce__(self):      # (pickled with its kind and layer, e.g. to and from Dask workers)
+        return Note, (str(self), self.kind, self.layer)
+
+
 @dataclass
 class LayerReport:
     """One layer of a pruned network (all its groups together)."""

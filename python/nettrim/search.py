@@ -8,14 +8,16 @@ from __future__ import annotations
 import numpy as np
 
 from .problem import Floor
+from .report import Note
 
 
 def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, factor=4.0, slope=None):
     """The smallest eps whose solution keeps at most ``keep`` of the weights: ``(best, note)``.
 
     ``run(eps_rel)`` solves and returns an object with ``density`` (nonzeros / weights);
-    ``best`` is the chosen one of those, ``note`` None or a sentence for the user when the
-    target cannot be reached (returned, not warned: searches run in worker threads).
+    ``best`` is the chosen one of those, ``note`` None or a :class:`~nettrim.report.Note` for
+    the user when the target cannot be reached (returned, not warned: searches run in worker
+    threads).
     ``floor_rel``: the smallest eps_rel allowed, a number or a :class:`~nettrim.problem.Floor`
     (computed only if the search goes below its bound).
 
@@ -76,8 +78,8 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
             hi = min(1.0, hi * step(res_hi))
             res_hi = run(hi)
         if res_hi.density > keep:
-            return res_hi, (f"{1 - keep:.3g} removed is not reachable; at eps_rel {hi:.3g} "
-                            f"{res_hi.density:.3%} of the weights are kept")
+            return res_hi, Note(f"{1 - keep:.3g} removed is not reachable; at eps_rel {hi:.3g} "
+                                f"{res_hi.density:.3%} of the weights are kept", "unreachable")
     else:
         while res_lo.density <= keep and above_smallest(lo):
             hi, res_hi = lo, res_lo
@@ -89,17 +91,17 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
                 # Smaller eps converge ever more slowly (Fashion-MNIST's first layer on 1200
                 # rows: 1450 iterations at eps_rel 0.005, over 10,000 at 0.0038 and below):
                 # the solve that converged, and no further walk down.
-                return res_hi, (f"{1 - keep:.3g} removed is not reachable from below: at eps_rel {lo:.3g} the solve "
-                                f"stopped at its iteration limit; returning eps_rel {hi:.3g}, "
-                                f"{res_hi.density:.3%} of the weights kept")
+                return res_hi, Note(f"{1 - keep:.3g} removed is not reachable from below: at eps_rel {lo:.3g} the "
+                                    f"solve stopped at its iteration limit; returning eps_rel {hi:.3g}, "
+                                    f"{res_hi.density:.3%} of the weights kept", "unreachable_from_below")
             if res_lo.density <= keep and levels_off(lo, res_lo.density, hi, res_hi.density):
-                return res_lo, (f"{1 - keep:.3g} removed is not reachable from below: the weights kept level off "
-                                f"at {res_lo.density:.3%} (eps_rel {lo:.3g}); {keep:.3%} would need eps_rel "
-                                f"below {floor.at_least(1e-3):.3g}")
+                return res_lo, Note(f"{1 - keep:.3g} removed is not reachable from below: the weights kept level "
+                                    f"off at {res_lo.density:.3%} (eps_rel {lo:.3g}); {keep:.3%} would need eps_rel "
+                                    f"below {floor.at_least(1e-3):.3g}", "unreachable_from_below")
         if res_lo.density <= keep:   # even the smallest eps allowed keeps fewer
-            return res_lo, (f"{1 - keep:.3g} removed is not reachable from below: at the smallest eps_rel "
-                            f"allowed ({lo:.3g}{', the cascade floor' if lo == floor.value else ''}) "
-                            f"{res_lo.density:.3%} of the weights are kept")
+            return res_lo, Note(f"{1 - keep:.3g} removed is not reachable from below: at the smallest eps_rel "
+                                f"allowed ({lo:.3g}{', the cascade floor' if lo == floor.value else ''}) "
+                                f"{res_lo.density:.3%} of the weights are kept", "unreachable_from_below")
     # Regula falsi (Illinois variant) on density against log(eps), measured near-linear from
     # 50% down to 1% kept on the digits MLP: 3-5 solves land in the window that bisection
     # needed 7-9 for.  When one end has moved twice in a row the curve is stepping away
@@ -131,6 +133,7 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
         nearer = res_lo if res_hi.density == 0 or keep / res_hi.density > res_lo.density / keep else res_hi
         if abs(nearer.density / keep - 1) <= 2 * close:    # a small jump: nearly on target, nothing to say
             return nearer, None
-        return nearer, (f"{1 - keep:.3g} removed is not reachable; the weights kept jump from "
-                        f"{res_lo.density:.3%} to {res_hi.density:.3%}; returning {nearer.density:.3%}")
+        return nearer, Note(f"{1 - keep:.3g} removed is not reachable; the weights kept jump from "
+                            f"{res_lo.density:.3%} to {res_hi.density:.3%}; returning {nearer.density:.3%}",
+                            "unreachable")
     return res_hi, None

@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..report import Note
 from ..result import PrunedLayer
 from ..search import search_eps
 from ..solver import DEFAULTS, LayerSolver
@@ -141,7 +142,7 @@ class NetTrim:
         if searching:
             best, note = search(searched.floor.scaled(1.0, searched.scale))
             if note:
-                notes.append(f"{problem.name}: {note}")
+                notes.append(note.about(problem.name))
             if best.density > target.keep and problem.V is not None and (problem.V < 0).any():
                 this_search.clear()
                 best, problem, notes = self._relaxed_search(problem, solver, search, best)
@@ -152,10 +153,10 @@ class NetTrim:
         if searching and notes and self.refit != "none" and best.density < (1 - close) * target.keep:
             # (only where the search says the density is out of its reach from below)
             support = _filled(problem, best.weight != 0, target.keep)
-            notes = [n for n in notes if "not reachable from below" not in n] + [
+            notes = [n for n in notes if n.kind != "unreachable_from_below"] + [Note(
                 f"{problem.name}: the l1 solutions keep at most {best.density:.3%} of the weights (eps_rel down "
                 f"to {min(rel for rel, _ in this_search):.3g}); the other {support.mean() - best.density:.3%} are "
-                f"the trained weights of largest |w| ||x||, re-fitted with them"]
+                f"the trained weights of largest |w| ||x||, re-fitted with them", "filled", problem.name)]
         weights, bias = self.finish(problem, best, target.nm, support=support)
         t2 = time.perf_counter()
         eps = float(np.linalg.norm(best.eps)) * problem.scale / searched.scale   # (the same eps_rel on every row)
@@ -190,10 +191,10 @@ class NetTrim:
         relaxed_searched = self.search_problem(relaxed)     # (the same rows as the first search)
         solver.update_bound(relaxed_searched.V)
         again, note = search(relaxed_searched.floor.scaled(1.0, relaxed_searched.scale))
-        said = (f"{problem.name}: the bound on the inactive outputs (the trained weights' pre-activations on the "
-                f"pruned signals) kept {best.density:.3%} of the weights at best; relaxed to max(V, 0), "
-                f"{again.density:.3%}")
-        return again, relaxed, [said] + ([f"{problem.name}: {note}"] if note else [])
+        said = Note(f"{problem.name}: the bound on the inactive outputs (the trained weights' pre-activations on "
+                    f"the pruned signals) kept {best.density:.3%} of the weights at best; relaxed to max(V, 0), "
+                    f"{again.density:.3%}", "relaxed", problem.name)
+        return again, relaxed, [said] + ([note.about(problem.name)] if note else [])
 
     @staticmethod
     def _walk_down_limit(rel, trials):
