@@ -512,3 +512,34 @@ def test_notes_are_strings_that_carry_their_kind_and_layer():
     assert json.loads(json.dumps([note])) == [str(note)]
     with pytest.raises(ValueError, match="kind"):
         Note("text", "unreachable from below")
+
+
+def test_the_cascade_says_once_what_its_layers_could_not_keep(digits_mlp, monkeypatch):
+    """In the cascade a layer may be unable to keep what the re-plan gave it (its floor on the
+    pruned signals caps it): its search says so, and the run reports the network's total
+    instead, once (and only when it is more than 1% off), not each layer's shortfall."""
+    from nettrim.adapters.sklearn import from_sklearn
+    from nettrim.methods.nettrim import NetTrim
+    clf, Xtr, ytr, Xte, yte = digits_mlp
+    net = from_sklearn(clf)
+    said = []
+    prune = NetTrim.prune
+
+    def recording(self, problem, target, *a, **k):
+        outcome = prune(self, problem, target, *a, **k)
+        said.extend(outcome.notes)
+        return outcome
+
+    monkeypatch.setattr(NetTrim, "prune", recording)
+    for sparsity in (0.1, 0.5):      # (at 10% removed the network lands 84% kept, at 50% within 1%)
+        said.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+            pruned, report = nettrim.prune_network(net, Xtr, scheme="cascade", sparsity=sparsity, threads=1,
+                                                   refit="none")
+        layers = {r.name for r in report.layers}
+        shortfalls = [n for n in said if n.kind.startswith("unreachable") and n.of_layer(layers)]
+        assert shortfalls, said                      # (the case this test is about)
+        assert not any(n.kind.startswith("unreachable") for n in report.notes), report.notes
+        off = abs(pruned.nnz() / net.size() - (1 - sparsity)) > 0.01
+        assert [n.kind for n in report.notes] == (["network"] if off else []), report.notes
