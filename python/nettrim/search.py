@@ -100,7 +100,7 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
                                     f"below {floor.at_least(1e-3):.3g}", "unreachable_from_below")
         if res_lo.density <= keep:   # even the smallest eps allowed keeps fewer
             return res_lo, Note(f"{1 - keep:.3g} removed is not reachable from below: at the smallest eps_rel "
-                                f"allowed ({lo:.3g}{', the cascade floor' if lo == floor.value else ''}) "
+                                f"allowed ({lo:.3g}{', the cascade floor' if floor.computed and lo == floor.value else ''}) "
                                 f"{res_lo.density:.3%} of the weights are kept", "unreachable_from_below")
     # Regula falsi (Illinois variant) on density against log(eps), measured near-linear from
     # 50% down to 1% kept on the digits MLP: 3-5 solves land in the window that bisection
