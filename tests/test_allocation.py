@@ -163,3 +163,27 @@ def test_the_parallel_search_starts_where_the_curve_puts_the_density():
             assert (target.eps_rel, target.slope) == eps_at(curve, (1 - 0.01) * 150)
         else:
             assert target.eps_rel == curve.eps_rel[2] and target.slope == eps_at(curve, 100)[1] < 0
+
+
+@pytest.mark.parametrize("options", [{}, {"adapt_bias": 5.0}])
+def test_a_curve_balances_its_warm_started_points_less_toward_the_primal(digits_mlp, options):
+    """A curve's first (cold) solve keeps the solver's bias toward the primal residual; its
+    warm-started points use NetTrim.PATH_BIAS, unless the method was given an adapt_bias.
+    Afterwards the kept solvers are back at the method's own settings (the final searches
+    run on them)."""
+    from nettrim.allocation import HeldOut, layer_curve
+    from nettrim.methods import nettrim as nt
+    clf, Xtr, ytr, Xte, yte = digits_mlp
+    net = from_sklearn(clf)
+    biases, made = [], []
+    method = nt.NetTrim(options={**options, "on_trial": lambda *a: biases.append(made[-1].settings.adapt_bias)})
+    make = method.solver
+    method.solver = lambda problem: made.append(make(problem)) or made[-1]
+    hidden = np.maximum(Xtr @ clf.coefs_[0] + clf.intercepts_[0], 0).astype(np.float32)
+    curve = layer_curve(1, net.layers[1], hidden, method, HeldOut(net, Xte), stop_density=0.1, keep_solvers=True)
+    own = options.get("adapt_bias", 10.0)
+    assert len(biases) == len(curve.nnz) >= 4
+    assert biases == [own] + [options.get("adapt_bias", nt.NetTrim.PATH_BIAS)] * (len(biases) - 1)
+    assert nt.NetTrim.PATH_BIAS != 10.0
+    settings = curve.solvers[0].settings
+    assert (settings.adapt_bias, settings.tol, settings.dual_tol, settings.max_iter) == (own, 1e-3, 1e-2, 10000)

@@ -142,8 +142,12 @@ def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_s
         grid = [rel for rel, _ in first]
         per_group = [[r for _, r in first]]
         for p, solver in zip(problems[1:], solvers[1:]):
-            per_group.append([solver.solve(eps=p.eps(rel, method.per_neuron), warn=False, keep_state=False)
-                              for rel in grid])
+            path = []
+            for rel in grid:
+                path.append(solver.solve(eps=p.eps(rel, method.per_neuron), warn=False, keep_state=False))
+                if len(path) == 1:
+                    method.along_path(solver)
+            per_group.append(path)
     results = [[per_group[g][j] for g in range(len(problems))] for j in range(len(grid))]
     finished = [[method.finish(p, r, quick=True) for p, r in zip(problems, point)] for point in results]
     nnz = np.array([sum(int(np.count_nonzero(w)) for w, _ in point) for point in finished])
