@@ -158,6 +158,7 @@ def test_the_parallel_search_starts_where_the_curve_puts_the_density():
         FromCurves(method, Allocation([keep], [2], [curve], 0, 0, 0, 0), {0: [problem]}).prune(problem, None)
         target = method.targets[0]
         assert method.starts == [f"U{start}"] and target.keep == keep
+        assert target.lowest == curve.eps_rel[0]        # (see allocation.lowest_eps)
         if keep == 0.15:     # between points 1 and 2
             assert curve.eps_rel[1] < target.eps_rel < curve.eps_rel[2]
             assert (target.eps_rel, target.slope) == eps_at(curve, (1 - 0.01) * 150)

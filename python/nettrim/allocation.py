@@ -213,6 +213,18 @@ def eps_at(curve, nnz):
     return float(np.exp(np.interp(at, x, y))), slope
 
 
+def lowest_eps(curve):
+    """The smallest eps_rel a search for a density of ``curve``'s layer tries: the curve's
+    first.  Below it an l1 solution's density levels off (near eps 0 it keeps at most the
+    active rows per output over the inputs) while the solves slow down, so a layer given more
+    than its densest point (``keeps_for``) is filled from there (NetTrim.prune).  Measured on
+    the Fashion MLP at 50% removed, whose first layer was given 43.4% against a curve starting
+    at 40.1% (eps_rel 0.005): its search stepped down to 0.0038 (38.4% -> 38.6%, stopped at its
+    limit of 4640 iterations) before the fill: 80 -> 41 s (parallel) and 92 -> 46 s (cascade), test
+    accuracy 0.890 -> 0.889 and 0.889 (10,000 samples)."""
+    return float(curve.eps_rel[0])
+
+
 def nnz_of(curves, chosen):
     return sum(c.size if j == -1 else int(c.nnz[j]) for c, j in zip(curves, chosen))
 
@@ -368,4 +380,5 @@ class FromCurves:
         same_rows = c.solvers and c.rows == len(searched.X)
         solver = c.solvers[g] if same_rows else self.method.solver(searched)
         solver.warm_start(c.results[start][g].U)    # (from a subset's solution: the same unknowns)
-        return self.method.prune(problem, Target(keep=keep, eps_rel=eps_rel, slope=slope), solver=solver)
+        return self.method.prune(problem, Target(keep=keep, eps_rel=eps_rel, slope=slope, lowest=lowest_eps(c)),
+                                 solver=solver)

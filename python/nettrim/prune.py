@@ -460,7 +460,8 @@ def _by_curves_with(run, nettrim, keep, held_out, originals, inactive, notify=Tr
             if any(kp < 1 for c2, kp in zip(choice.curves, choice.keep) if c2.index > k):
                 close = min(0.1, max(close, 0.005 * choice.budget / keep / (keep_k * c.size)))
             eps_rel, slope = alloc.eps_at(c, (1 - close / 2) * keep_k * c.size)
-            return Target(keep=keep_k, eps_rel=eps_rel, close=close, slope=slope, inactive=c.inactive)
+            return Target(keep=keep_k, eps_rel=eps_rel, close=close, slope=slope, inactive=c.inactive,
+                          lowest=alloc.lowest_eps(c))
 
         before = len(run.notes)
         pruned, reports = run.all(nettrim, target, notify=notify)

@@ -23,6 +23,7 @@ class Target:
     nm: Optional[Tuple[int, int]] = None  # N nonzeros in every M inputs
     close: Optional[float] = None         # with keep: a density in [(1 - close) keep, keep] will do
     slope: Optional[float] = None         # d log(density) / d log(eps) near eps_rel, when known (a curve)
+    lowest: Optional[float] = None        # with keep: the smallest eps_rel a search tries (default 1e-3)
     inactive: Optional[str] = None        # Net-Trim's program for this layer ("bounded" / "relu"; an
                                           # allocation's choice); None: the method's own
 

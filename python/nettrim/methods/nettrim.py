@@ -136,7 +136,8 @@ class NetTrim:
 
         def search(floor_rel):
             return search_eps(run, target.keep, floor_rel, start=target.eps_rel or 0.05, close=close,
-                              factor=4.0 if target.eps_rel is None else 1.3, slope=target.slope)
+                              factor=4.0 if target.eps_rel is None else 1.3, slope=target.slope,
+                              smallest=max(1e-3, target.lowest or 0.0))
 
         notes = []
         if searching:
