@@ -188,3 +188,12 @@ def test_a_curve_balances_its_warm_started_points_less_toward_the_primal(digits_
     assert nt.NetTrim.PATH_BIAS != 10.0
     settings = curve.solvers[0].settings
     assert (settings.adapt_bias, settings.tol, settings.dual_tol, settings.max_iter) == (own, 1e-3, 1e-2, 10000)
+    # NetTrim.curve on a solver of one's own (outside layer_curve) leaves its bias as it was
+    from nettrim.problem import layer_problems
+    problem = layer_problems(net.layers[1], hidden)[0]
+    solver = method.solver(problem)
+    solver.update_settings(adapt_bias=7.0, max_iter=50)
+    biases.clear()
+    method.curve(problem, solver, stop_density=0.3)
+    assert len(biases) >= 2 and biases == [7.0] + [7.0 if options else nt.NetTrim.PATH_BIAS] * (len(biases) - 1)
+    assert solver.settings.adapt_bias == 7.0

@@ -228,29 +228,33 @@ class NetTrim:
                 self.on_trial(problem.name, "curve point", len(points), rel, res.density)
             return res
 
+        bias = solver.settings.adapt_bias     # (restored after the path, see along_path)
         rel, res = start, solve(start)
         self.along_path(solver)
-        rejected = None       # (eps_rel, result, state) of the last step found too long
-        while res.density > stop_density and rel < 1.0 and len(points) < max_points:
-            state = solver.state()
-            step = min(1.0, rel * factor)
-            if rejected is not None and abs(step / rejected[0] - 1) < 1e-9:
-                # After a midpoint the next step lands on the step that was too long: its
-                # solution is at hand (and valid), so continue from it rather than solve again.
-                step, nres = rejected[0], rejected[1]
-                solver.warm_start(rejected[2])
-                rejected = None
-            else:
-                nres = solve(step)
-            while nres.density < max_drop * res.density and step / rel > 1.03 and len(points) < max_points:
-                rejected = (step, nres, solver.state())
-                solver.warm_start(state)
-                step = float(np.sqrt(rel * step))
-                nres = solve(step)
-                factor = float(np.sqrt(factor))
-            if nres.density > 0.9 * res.density:
-                factor = min(2.5, factor * 1.5)
-            rel, res = step, nres
+        try:
+            rejected = None       # (eps_rel, result, state) of the last step found too long
+            while res.density > stop_density and rel < 1.0 and len(points) < max_points:
+                state = solver.state()
+                step = min(1.0, rel * factor)
+                if rejected is not None and abs(step / rejected[0] - 1) < 1e-9:
+                    # After a midpoint the next step lands on the step that was too long: its
+                    # solution is at hand (and valid), so continue from it rather than solve again.
+                    step, nres = rejected[0], rejected[1]
+                    solver.warm_start(rejected[2])
+                    rejected = None
+                else:
+                    nres = solve(step)
+                while nres.density < max_drop * res.density and step / rel > 1.03 and len(points) < max_points:
+                    rejected = (step, nres, solver.state())
+                    solver.warm_start(state)
+                    step = float(np.sqrt(rel * step))
+                    nres = solve(step)
+                    factor = float(np.sqrt(factor))
+                if nres.density > 0.9 * res.density:
+                    factor = min(2.5, factor * 1.5)
+                rel, res = step, nres
+        finally:
+            solver.update_settings(adapt_bias=bias)
         return sorted(points.items())
 
     # A curve only has to rank its points (nonzeros against cost), so its solves stop at
@@ -274,7 +278,7 @@ class NetTrim:
 
     def along_path(self, solver):
         """The solver's residual balancing for the warm-started solves of a path (after its first;
-        an ``adapt_bias`` of the method's options is kept)."""
+        an ``adapt_bias`` of the method's options is kept; NetTrim.curve restores the solver's own at its end)."""
         if "adapt_bias" not in self.options:
             solver.update_settings(adapt_bias=self.PATH_BIAS)
 
