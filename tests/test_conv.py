@@ -48,7 +48,12 @@ def test_pooling_matches_torch(kernel, stride, padding):
     x = np.random.default_rng(1).standard_normal((2, 3, 9, 8)).astype(np.float32)
     t = torch.tensor(x)
     s = stride or kernel
-    np.testing.assert_allclose(MaxPool2d(kernel, stride, padding)(x), F.max_pool2d(t, kernel, s, padding).numpy())
+    # (a maximum rounds nothing: equal bit for bit, a NaN spreading to its windows as in torch)
+    np.testing.assert_array_equal(MaxPool2d(kernel, stride, padding)(x), F.max_pool2d(t, kernel, s, padding).numpy())
+    with_nan = x.copy()
+    with_nan[1, 2, 4, 3] = np.nan
+    np.testing.assert_array_equal(MaxPool2d(kernel, stride, padding)(with_nan),
+                                  F.max_pool2d(torch.tensor(with_nan), kernel, s, padding).numpy())
     for include in (True, False):
         np.testing.assert_allclose(AvgPool2d(kernel, stride, padding, include)(x),
                                    F.avg_pool2d(t, kernel, s, padding, count_include_pad=include).numpy(),

@@ -63,8 +63,18 @@ def fold_weight(matrices, kernel):
 
 
 def max_pool2d(x, kernel, stride, padding):
+    # One element-wise maximum per kernel offset, over strided views: the same values as a
+    # reduction over the window axes (a maximum rounds nothing), and faster, since such a
+    # reduction walks the 6-d view element by element.  Measured on the Fashion CNN's first
+    # pool (1000 x 16 x 24 x 24, 2 x 2): 157 -> 21 ms; the Fashion CNN at 90% removed (parallel),
+    # whose curves score each point with forward passes, 50.6 -> 30.1 s, the same weights.
     win = _windows(x, kernel, stride, padding, (1, 1), pad_value=-np.inf)
-    return win.max(axis=(4, 5))
+    out = win[..., 0, 0].copy()
+    for i in range(win.shape[4]):
+        for j in range(win.shape[5]):
+            if i or j:
+                np.maximum(out, win[..., i, j], out=out)
+    return out
 
 
 def avg_pool2d(x, kernel, stride, padding, count_include_pad=True):
