@@ -142,11 +142,11 @@ def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_s
         grid = [rel for rel, _ in first]
         per_group = [[r for _, r in first]]
         for p, solver in zip(problems[1:], solvers[1:]):
-            path = []
-            for rel in grid:
-                path.append(solver.solve(eps=p.eps(rel, method.per_neuron), warn=False, keep_state=False))
-                if len(path) == 1:
-                    method.along_path(solver)
+            def solve(rel, p=p, solver=solver):
+                return solver.solve(eps=p.eps(rel, method.per_neuron), warn=False, keep_state=False)
+            path = [solve(grid[0])]
+            with method.along_path(solver):
+                path += [solve(rel) for rel in grid[1:]]
             per_group.append(path)
     results = [[per_group[g][j] for g in range(len(problems))] for j in range(len(grid))]
     finished = [[method.finish(p, r, quick=True) for p, r in zip(problems, point)] for point in results]

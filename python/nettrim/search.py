@@ -64,6 +64,11 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
 
     floor = floor_rel if isinstance(floor_rel, Floor) else Floor(floor_rel)
 
+    def levelled_off(res, rel, seen_on=""):
+        return res, Note(f"{1 - keep:.3g} removed is not reachable from below: the weights kept level off at "
+                         f"{res.density:.3%} (eps_rel {rel:.3g}{seen_on}); {keep:.3%} would need eps_rel below "
+                         f"{floor.at_least(smallest):.3g}", "unreachable_from_below")
+
     # The smallest eps allowed is max(floor, smallest); these ask for the floor itself only when
     # an eps is below its bound (a deferred floor may cost a re-fit, see Floor).
     def above_smallest(x):
@@ -89,9 +94,7 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
         # Along a curve's slope it shows at once when the window lies below the smallest eps
         # allowed (e.g. a curve's first, allocation.lowest_eps): no step down then.
         if slope is not None and slope < 0 and 0 < res_lo.density <= keep and out_of_reach(lo, res_lo.density, slope):
-            return res_lo, Note(f"{1 - keep:.3g} removed is not reachable from below: the weights kept level off "
-                                f"at {res_lo.density:.3%} (eps_rel {lo:.3g}, the layer's curve); {keep:.3%} would "
-                                f"need eps_rel below {floor.at_least(smallest):.3g}", "unreachable_from_below")
+            return levelled_off(res_lo, lo, ", the layer's curve")
         while res_lo.density <= keep and above_smallest(lo):
             hi, res_hi = lo, res_lo
             lo = floor.at_least(max(lo * step(res_lo), smallest))
@@ -109,12 +112,10 @@ def search_eps(run, keep, floor_rel=0.0, *, start=0.05, steps=24, close=0.02, fa
                 # A short step aimed along the curve's slope can land within the solutions' own
                 # scatter (the digits MLP's logits layer on 400 rows: 34.8% at eps_rel 0.0465,
                 # 34.5% at 0.0455, then filled): a full step before the density is said to level off.
-                slope = None
+                slope = None      # (read by step(): the next step is the plain factor)
                 continue
             if res_lo.density <= keep and levels_off(lo, res_lo.density, hi, res_hi.density):
-                return res_lo, Note(f"{1 - keep:.3g} removed is not reachable from below: the weights kept level "
-                                    f"off at {res_lo.density:.3%} (eps_rel {lo:.3g}); {keep:.3%} would need eps_rel "
-                                    f"below {floor.at_least(smallest):.3g}", "unreachable_from_below")
+                return levelled_off(res_lo, lo)
         if res_lo.density <= keep:   # even the smallest eps allowed keeps fewer
             return res_lo, Note(f"{1 - keep:.3g} removed is not reachable from below: at the smallest eps_rel "
                                 f"allowed ({lo:.3g}{', the cascade floor' if floor.computed and lo == floor.value else ''}) "

@@ -228,10 +228,8 @@ class NetTrim:
                 self.on_trial(problem.name, "curve point", len(points), rel, res.density)
             return res
 
-        bias = solver.settings.adapt_bias     # (restored after the path, see along_path)
         rel, res = start, solve(start)
-        self.along_path(solver)
-        try:
+        with self.along_path(solver):
             rejected = None       # (eps_rel, result, state) of the last step found too long
             while res.density > stop_density and rel < 1.0 and len(points) < max_points:
                 state = solver.state()
@@ -253,8 +251,6 @@ class NetTrim:
                 if nres.density > 0.9 * res.density:
                     factor = min(2.5, factor * 1.5)
                 rel, res = step, nres
-        finally:
-            solver.update_settings(adapt_bias=bias)
         return sorted(points.items())
 
     # A curve only has to rank its points (nonzeros against cost), so its solves stop at
@@ -276,18 +272,23 @@ class NetTrim:
     # there.)
     PATH_BIAS = 3.0
 
+    @contextlib.contextmanager
     def along_path(self, solver):
-        """The solver's residual balancing for the warm-started solves of a path (after its first;
-        an ``adapt_bias`` of the method's options is kept; NetTrim.curve restores the solver's own at its end)."""
+        """The solver's residual balancing for the warm-started solves of a path (after its
+        first) for the duration of a ``with``; an ``adapt_bias`` of the method's options is kept."""
+        own = solver.settings.adapt_bias
         if "adapt_bias" not in self.options:
             solver.update_settings(adapt_bias=self.PATH_BIAS)
+        try:
+            yield
+        finally:
+            solver.update_settings(adapt_bias=own)
 
     @contextlib.contextmanager
     def loose(self, solvers):
         """The solvers at the curve's tolerances for the duration of a ``with``."""
         keep = {k: self.options.get(k, getattr(DEFAULTS, k)) for k in self.CURVE_SETTINGS}
         loose = {k: max(v, keep[k]) if k != "max_iter" else min(v, keep[k]) for k, v in self.CURVE_SETTINGS.items()}
-        keep["adapt_bias"] = self.options.get("adapt_bias", DEFAULTS.adapt_bias)     # (see along_path)
         for s in solvers:
             s.update_settings(**loose)
         try:
