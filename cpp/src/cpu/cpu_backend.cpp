@@ -148,64 +148,101 @@ void CpuBackend<T>::rescale_duals(double f1, double f2) {
   L2_ /= static_cast<T>(f2);
 }
 
+// The elementwise passes below are compiled once per combination of their flags (relu,
+// counted, ...) and written with selects instead of branches, so that they vectorise: a branch
+// on y > 0 mispredicts on about half the entries of a ReLU layer.  Measured on the digits MLP's
+// first layer (65 x 1347 x 256, float32, one thread): these two passes took 1.0 ms of a
+// 2.4 ms iteration whose two GEMMs take 0.8 ms.
+//
+// with_flags(f, b1, b2, ...) calls f(B1, B2, ...) with each Bi a std::bool_constant.
+template <class F>
+void with_flags(F&& f) {
+  f();
+}
+template <class F, class... Rest>
+void with_flags(F&& f, bool first, Rest... rest) {
+  if (first) {
+    with_flags([&](auto... b) { f(std::true_type{}, b...); }, rest...);
+  } else {
+    with_flags([&](auto... b) { f(std::false_type{}, b...); }, rest...);
+  }
+}
+
 // Pass 1: finish the dual update L1 = B - A, and the norms the projection needs.
 template <class T>
 void CpuBackend<T>::omega_norms(std::vector<double>& colsum) {
   colsum.resize(M_);
-  const bool fused_dual = lb_holds_b_;
-  const bool counted_inactive = counted();
+  with_flags(
+      [&](auto fused_dual, auto relu, auto counted_inactive) {
+        constexpr bool kFused = decltype(fused_dual)::value, kRelu = decltype(relu)::value;
+        constexpr bool kCounted = decltype(counted_inactive)::value;
+        const Eigen::Index P = P_;   // (locals, not captures: a store through lb may not alias them)
 #pragma omp parallel for schedule(static) num_threads(threads_)
-  for (Eigen::Index m = 0; m < M_; ++m) {
-    double s = 0;
-    T* lb = LB_.col(m).data();
-    const T* a = A_.col(m).data();
-    const T* y = Y_.col(m).data();
-    for (Eigen::Index p = 0; p < P_; ++p) {
-      if (fused_dual) lb[p] -= a[p];
-      if (!relu_ || y[p] > 0) {
-        const double d = double(a[p]) - double(lb[p]) - double(y[p]);
-        s += d * d;
-      } else if (counted_inactive) {
-        const double d = std::max(double(a[p]) - double(lb[p]), 0.0);
-        s += d * d;
-      }
-    }
-    colsum[m] = s;
-  }
+        for (Eigen::Index m = 0; m < M_; ++m) {
+          double s = 0;
+          T* lb = LB_.col(m).data();
+          const T* a = A_.col(m).data();
+          const T* y = Y_.col(m).data();
+#pragma omp simd reduction(+ : s)
+          for (Eigen::Index p = 0; p < P; ++p) {
+            T l = lb[p];
+            if constexpr (kFused) {
+              l -= a[p];
+              lb[p] = l;
+            }
+            const double t = double(a[p]) - double(l), yp = double(y[p]);
+            double d = t - yp;
+            if constexpr (kRelu) d = yp > 0.0 ? d : (kCounted && t > 0.0 ? t : 0.0);
+            s += d * d;
+          }
+          colsum[m] = s;
+        }
+      },
+      lb_holds_b_, relu_, counted());
   lb_holds_b_ = false;
 }
 
 // Pass 2: Z1 = Proj_C(A - L1), relaxed, and B = L1 + Z1hat into LB.
 template <class T>
 void CpuBackend<T>::z_step(const std::vector<T>& scale, const ZStepSettings& zs) {
-  const T alpha = static_cast<T>(zs.alpha);
-  const T lam_w = static_cast<T>(zs.lam_weight);
-  const bool regularized = zs.regularized;
-  const bool counted_inactive = counted();
+  with_flags(
+      [&](auto relu, auto counted_inactive, auto regularized, auto has_bound, auto keep_z1) {
+        constexpr bool kRelu = decltype(relu)::value, kCounted = decltype(counted_inactive)::value;
+        constexpr bool kRegularized = decltype(regularized)::value, kBound = decltype(has_bound)::value;
+        constexpr bool kKeep = decltype(keep_z1)::value;
+        const T alpha = static_cast<T>(zs.alpha), lam_w = static_cast<T>(zs.lam_weight);
+        const Eigen::Index P = P_;
 #pragma omp parallel for schedule(static) num_threads(threads_)
-  for (Eigen::Index m = 0; m < M_; ++m) {
-    T* lb = LB_.col(m).data();
-    const T* a = A_.col(m).data();
-    const T* y = Y_.col(m).data();
-    const T* v = V_.size() ? V_.col(m).data() : nullptr;
-    T* z1 = zs.keep_z1 ? Z1_.col(m).data() : nullptr;
-    const T g = scale[m];
-    for (Eigen::Index p = 0; p < P_; ++p) {
-      const T t = a[p] - lb[p];
-      T z;
-      if (!relu_ || y[p] > 0) {
-        z = regularized ? t + lam_w * (y[p] - t) : y[p] + (t - y[p]) * g;
-      } else if (counted_inactive) {
-        // The ball's coordinate here is t_+ (centred at 0): a positive t moves as Omega's
-        // do, a negative one costs nothing and stays.
-        z = t > T(0) ? (regularized ? t - lam_w * t : t * g) : t;
-      } else {
-        z = std::min(t, v ? v[p] : T(0));
-      }
-      if (z1) z1[p] = z;
-      lb[p] += alpha * z + (T(1) - alpha) * a[p];
-    }
-  }
+        for (Eigen::Index m = 0; m < M_; ++m) {
+          T* lb = LB_.col(m).data();
+          const T* a = A_.col(m).data();
+          const T* y = Y_.col(m).data();
+          const T* v = kBound ? V_.col(m).data() : nullptr;
+          T* z1 = kKeep ? Z1_.col(m).data() : nullptr;
+          const T g = scale[m];
+#pragma omp simd
+          for (Eigen::Index p = 0; p < P; ++p) {
+            const T t = a[p] - lb[p];
+            T z = kRegularized ? t + lam_w * (y[p] - t) : y[p] + (t - y[p]) * g;
+            if constexpr (kRelu) {
+              T inactive;
+              if constexpr (kCounted) {
+                // The ball's coordinate here is t_+ (centred at 0): a positive t moves as
+                // Omega's do, a negative one costs nothing and stays.
+                inactive = t > T(0) ? (kRegularized ? t - lam_w * t : t * g) : t;
+              } else if constexpr (kBound) {
+                inactive = std::min(t, v[p]);
+              } else {
+                inactive = std::min(t, T(0));
+              }
+              z = y[p] > T(0) ? z : inactive;
+            }
+            if constexpr (kKeep) z1[p] = z;
+            lb[p] += alpha * z + (T(1) - alpha) * a[p];
+          }
+        }
+      },
+      relu_, counted(), zs.regularized, V_.size() > 0, zs.keep_z1);
 }
 
 // Z2 = prox of the penalty at U - L2; L2 <- L2 + Z2hat (the rest of its update follows the U solve).
@@ -223,22 +260,32 @@ void CpuBackend<T>::prox_step(double threshold, double alpha_d, Penalty penalty,
       }
     for (double& r : rownorm_) r = std::sqrt(r);
   }
+  with_flags(
+      [&](auto is_group) {
+        const T threshold_t = thr, alpha_t = alpha;   // (locals: stores through z2 may not alias them)
+        const Eigen::Index N = N_;
 #pragma omp parallel for schedule(static) num_threads(threads_)
-  for (Eigen::Index m = 0; m < M_; ++m) {
-    for (Eigen::Index n = 0; n < N_; ++n) {
-      const T w = U_(n, m) - L2_(n, m);
-      T z;
-      if (group && n != bias_row) {
-        const double rn = rownorm_[n];
-        z = rn > double(thr) ? static_cast<T>(w * (1.0 - double(thr) / rn)) : T(0);
-      } else {
-        z = std::max(std::abs(w) - thr, T(0));
-        z = w < 0 ? -z : z;
-      }
-      Z2_(n, m) = z;
-      L2_(n, m) += alpha * z + (T(1) - alpha) * U_(n, m);
-    }
-  }
+        for (Eigen::Index m = 0; m < M_; ++m) {
+          const T* u = U_.col(m).data();
+          T* l2 = L2_.col(m).data();
+          T* z2 = Z2_.col(m).data();
+#pragma omp simd
+          for (Eigen::Index n = 0; n < N; ++n) {
+            const T w = u[n] - l2[n];
+            T z;
+            if (decltype(is_group)::value && n != bias_row) {
+              const double rn = rownorm_[n];
+              z = rn > double(threshold_t) ? static_cast<T>(w * (1.0 - double(threshold_t) / rn)) : T(0);
+            } else {
+              z = std::max(std::abs(w) - threshold_t, T(0));
+              z = w < T(0) ? -z : z;
+            }
+            z2[n] = z;
+            l2[n] += alpha_t * z + (T(1) - alpha_t) * u[n];
+          }
+        }
+      },
+      group);
 }
 
 // U solve: (X^T X + sigma I) U = X^T B + sigma (Z2hat + L2), where L2 holds Z2hat + L2.
@@ -259,25 +306,31 @@ void CpuBackend<T>::u_step() {
 // OSQP-style residual sums per block; leaves LB holding L1.
 template <class T>
 void CpuBackend<T>::residual_sums(ResidualSums& out) {
-  const bool fused_dual = lb_holds_b_;
+  with_flags(
+      [&](auto fused_dual) {
+        const Eigen::Index P = P_;
 #pragma omp parallel for schedule(static) num_threads(threads_)
-  for (Eigen::Index m = 0; m < M_; ++m) {
-    double s[5] = {0, 0, 0, 0, 0};
-    T* lb = LB_.col(m).data();
-    const T* a = A_.col(m).data();
-    const T* a0 = A_old_.col(m).data();
-    const T* z = Z1_.col(m).data();
-    for (Eigen::Index p = 0; p < P_; ++p) {
-      if (fused_dual) lb[p] -= a[p];
-      const double r = double(z[p]) - double(a[p]), d = double(a[p]) - double(a0[p]);
-      s[0] += r * r;
-      s[1] += double(z[p]) * double(z[p]);
-      s[2] += double(a[p]) * double(a[p]);
-      s[3] += d * d;
-      s[4] += double(lb[p]) * double(lb[p]);
-    }
-    std::copy(s, s + 5, &partial_[static_cast<std::size_t>(m) * 5]);
-  }
+        for (Eigen::Index m = 0; m < M_; ++m) {
+          double r1 = 0, z1 = 0, aa = 0, da = 0, l1 = 0;
+          T* lb = LB_.col(m).data();
+          const T* a = A_.col(m).data();
+          const T* a0 = A_old_.col(m).data();
+          const T* z = Z1_.col(m).data();
+#pragma omp simd reduction(+ : r1, z1, aa, da, l1)
+          for (Eigen::Index p = 0; p < P; ++p) {
+            if constexpr (decltype(fused_dual)::value) lb[p] -= a[p];
+            const double r = double(z[p]) - double(a[p]), d = double(a[p]) - double(a0[p]);
+            r1 += r * r;
+            z1 += double(z[p]) * double(z[p]);
+            aa += double(a[p]) * double(a[p]);
+            da += d * d;
+            l1 += double(lb[p]) * double(lb[p]);
+          }
+          double* out = &partial_[static_cast<std::size_t>(m) * 5];
+          out[0] = r1, out[1] = z1, out[2] = aa, out[3] = da, out[4] = l1;
+        }
+      },
+      lb_holds_b_);
   lb_holds_b_ = false;
   double s1[5] = {0, 0, 0, 0, 0};
   for (Eigen::Index m = 0; m < M_; ++m)
