@@ -151,6 +151,23 @@ def test_tf32_is_opt_in_and_checked_in_float64():
         assert fast.objective == pytest.approx(plain.objective, rel=2e-2)
 
 
+@pytest.mark.skipif("cuda" not in nettrim.backends(), reason="no CUDA backend in this build, or no CUDA device")
+def test_whole_network_targets_on_cuda_use_the_bounded_program():
+    # The CUDA backend has no inactive="relu": "relu" is refused before anything runs, and
+    # "auto" (the default) runs the bounded program only, and says so.
+    from nettrim.network import from_arrays
+    rng = np.random.default_rng(0)
+    net = from_arrays([rng.standard_normal((12, 10)), rng.standard_normal((10, 4))], [np.zeros(10), np.zeros(4)])
+    X = rng.standard_normal((300, 12))
+    with pytest.raises(nettrim.InvalidArgument, match=r"^inactive: 'relu' needs the cpu backend"):
+        nettrim.prune_network(net, X, sparsity=0.5, inactive="relu", backend="cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+        pruned, report = nettrim.prune_network(net, X, sparsity=0.5, backend="cuda")
+    assert any("ran the bounded program only" in n for n in report.notes)
+    assert pruned.nnz() <= 0.51 * net.size()
+
+
 # --- without a GPU --------------------------------------------------------------------------
 def test_backends_lists_cuda_only_when_built_and_present():
     names = nettrim.backends()

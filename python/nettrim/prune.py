@@ -170,6 +170,17 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         on_layer=on_layer, solver_options=solver_options, layers=layers, allocation=allocation, holdout=holdout,
         executor=executor)
     check_callable("on_trial", on_trial, "a function (layer, kind, number, eps_rel, density)")
+    backend_note = None
+    backend = solver_options.get("backend", "cpu")
+    if method == "nettrim" and inactive != "bounded" and isinstance(backend, str) and backend.split(":")[0] != "cpu":
+        # The CUDA backend solves the bounded program only (cpp/cuda/README.md): said before
+        # anything runs, not by the first layer's solve.
+        if inactive == "relu":
+            raise InvalidArgument(f"inactive: 'relu' needs the cpu backend; the {backend!r} backend solves "
+                                  "only inactive='bounded'")
+        inactive = "bounded"
+        backend_note = Note(f"inactive='auto' ran the bounded program only: the {backend!r} backend has no "
+                            "'relu'", kind="network")
     from ._validate import check_bool
     final_refit = check_bool("final_refit", final_refit)
     from .problem import FLOORS
@@ -212,6 +223,8 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
                 method=method, nm=nm, refit=args["refit"], inactive=inactive, layers=selected, allocation=allocation,
                 holdout=holdout,
                 options=sorted((k, repr(v)) for k, v in solver_options.items() if k != "progress")))
+        if backend_note is not None:
+            run.notes.append(backend_note)
         network_wide = isinstance(sparsity, float) and scope == "network"
         if method == "nettrim":
             options = dict(solver_options, inactive=inactive, **({"penalty": "group"} if args["structured"] else {}))
