@@ -19,6 +19,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from . import _core
+from ._threads import blas_threads
 from ._validate import (
     as_float_matrix,
     available_memory,
@@ -412,12 +413,16 @@ class LayerSolver:
         Ud = U.astype(np.float64)
         relu = self.mode == "relu"
         total = 0.0
-        for p0 in range(0, self.Xs.shape[0], block):
-            A = self.Xs[p0:p0 + block].astype(np.float64) @ Ud
-            if relu:
-                np.maximum(A, 0, out=A)
-            A -= self.Ys[p0:p0 + block]
-            total += float(np.sum(A * A))
+        # numpy's BLAS on one thread: its idle threads spin for a while after a threaded call,
+        # on the cores the next solve's threads need.  Measured (digits MLP's first layer, 200
+        # iterations, threads=2, solves one after another): 1.03 -> 0.71 ms per iteration.
+        with blas_threads(1):
+            for p0 in range(0, self.Xs.shape[0], block):
+                A = self.Xs[p0:p0 + block].astype(np.float64) @ Ud
+                if relu:
+                    np.maximum(A, 0, out=A)
+                A -= self.Ys[p0:p0 + block]
+                total += float(np.sum(A * A))
         denom = self._y_norm
         return float(np.sqrt(total)) / (denom if denom > 0 else 1.0)
 
