@@ -576,3 +576,23 @@ def test_the_cascade_says_once_what_its_layers_could_not_keep(digits_mlp, monkey
         assert not any(n.kind.startswith("unreachable") for n in report.notes), report.notes
         off = abs(pruned.nnz() / net.size() - (1 - sparsity)) > 0.01
         assert [n.kind for n in report.notes] == (["network"] if off else []), report.notes
+
+
+def test_a_backend_without_relu_gets_the_bounded_program_only(digits_mlp, monkeypatch):
+    # The CUDA backend has no inactive="relu" (the engine refuses it at set-up). Whether a
+    # backend has it is asked of the engine; the CPU backend's answer is replaced here by the
+    # CUDA backend's, so that what prune_network does with it runs without a GPU (the same
+    # with a GPU: test_cuda_backend.py).
+    from nettrim import prune
+    clf, Xtr, ytr, Xte, yte = digits_mlp
+    net = from_sklearn(clf)
+    assert prune._solves_relu("cpu")
+    monkeypatch.setattr(prune, "_solves_relu", lambda backend: False)
+    with pytest.raises(nettrim.InvalidArgument, match=r"^inactive: 'relu' needs the cpu backend"):
+        nettrim.prune_network(net, Xtr[:400], sparsity=0.8, inactive="relu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+        pruned, report = nettrim.prune_network(net, Xtr[:400], sparsity=0.8)
+    assert any("ran the bounded program only" in n for n in report.notes)
+    assert report.inactive_choice is None and {r.inactive for r in report.layers} == {"bounded"}
+    assert abs(pruned.nnz() / net.size() - 0.2) < 0.01

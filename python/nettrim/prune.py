@@ -170,17 +170,13 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         on_layer=on_layer, solver_options=solver_options, layers=layers, allocation=allocation, holdout=holdout,
         executor=executor)
     check_callable("on_trial", on_trial, "a function (layer, kind, number, eps_rel, density)")
-    backend_note = None
     backend = solver_options.get("backend", "cpu")
-    if method == "nettrim" and inactive != "bounded" and isinstance(backend, str) and backend.split(":")[0] != "cpu":
-        # The CUDA backend solves the bounded program only (cpp/cuda/README.md): said before
-        # anything runs, not by the first layer's solve.
+    bounded_only = method == "nettrim" and inactive != "bounded" and not _solves_relu(backend)
+    if bounded_only:     # (said before anything runs, not by the first layer's solve)
         if inactive == "relu":
             raise InvalidArgument(f"inactive: 'relu' needs the cpu backend; the {backend!r} backend solves "
                                   "only inactive='bounded'")
         inactive = "bounded"
-        backend_note = Note(f"inactive='auto' ran the bounded program only: the {backend!r} backend has no "
-                            "'relu'", kind="network")
     from ._validate import check_bool
     final_refit = check_bool("final_refit", final_refit)
     from .problem import FLOORS
@@ -223,8 +219,9 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
                 method=method, nm=nm, refit=args["refit"], inactive=inactive, layers=selected, allocation=allocation,
                 holdout=holdout,
                 options=sorted((k, repr(v)) for k, v in solver_options.items() if k != "progress")))
-        if backend_note is not None:
-            run.notes.append(backend_note)
+        if bounded_only:
+            run.notes.append(Note(f"inactive='auto' ran the bounded program only: the {backend!r} backend has no "
+                                  "'relu'", kind="network"))
         network_wide = isinstance(sparsity, float) and scope == "network"
         if method == "nettrim":
             options = dict(solver_options, inactive=inactive, **({"penalty": "group"} if args["structured"] else {}))
@@ -368,6 +365,20 @@ def _targets(selected, eps_rel, sparsity, nm):
         return {k: Target(eps_rel=eps_rel) for k in selected}
     per = sparsity if isinstance(sparsity, list) else [sparsity] * len(selected)
     return {k: Target(keep=1.0 - s) for k, s in zip(selected, per)}
+
+
+def _solves_relu(backend):
+    """Whether the engine's ``backend`` solves ``inactive="relu"`` (the CUDA backend solves the
+    bounded program only, cpp/cuda/README.md): asked of the engine on a tiny layer."""
+    from .solver import LayerSolver
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    try:
+        LayerSolver(X, np.maximum(X @ np.array([[1.0], [-1.0]]), 0), backend=backend, inactive="relu")
+    except InvalidArgument as e:
+        if str(e).startswith("inactive:"):
+            return False
+        raise
+    return True
 
 
 def _by_curves(run, nettrim, keep, holdout):
