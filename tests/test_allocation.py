@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from nettrim.adapters.sklearn import from_sklearn
 from nettrim.allocation import LayerCurve, choose, keeps_for, nnz_of
+from nettrim.methods.masks import most_kept
 
 
 def synthetic_curve(index, size, nnz, cost):
@@ -106,12 +107,12 @@ def test_a_layer_asked_for_more_than_its_l1_solutions_keep_is_filled(digits_mlp,
         return method.prune(problem, Target(keep=0.75))
 
     outcome = prune()
-    assert len(trials) <= 3, trials
-    assert np.count_nonzero(outcome.weight) / outcome.weight.size == pytest.approx(0.75, abs=0.01)
+    assert min(t[3] for t in trials) > 1e-3, trials       # no walk down to the smallest eps
+    assert 0.74 * outcome.weight.size <= np.count_nonzero(outcome.weight) <= most_kept(outcome.weight.size, 0.75)
     assert len(outcome.notes) == 1 and "l1 solutions keep at most" in outcome.notes[0]
     assert outcome.notes[0].kind == "filled" and outcome.notes[0].layer == problem.name
     reached = float(outcome.notes[0].split("at most ")[1].split("%")[0]) / 100
-    assert reached < 0.6
+    assert reached < 0.65
     monkeypatch.setattr(nt, "_filled", lambda problem, support, keep: support)
     alone = prune()
     assert np.count_nonzero(alone.weight) / alone.weight.size == pytest.approx(reached, abs=0.005)

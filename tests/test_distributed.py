@@ -12,6 +12,7 @@ import nettrim
 import numpy as np
 import pytest
 from nettrim.adapters.sklearn import from_sklearn
+from nettrim.methods.masks import most_kept
 
 distributed = pytest.importorskip("distributed")
 
@@ -120,7 +121,7 @@ def test_a_process_pool_executor_gives_the_same_weights(mlp):
 def test_curves_run_on_the_cluster(client, mlp):
     net, X = mlp
     pruned, report = nettrim.prune_network(net, X, scheme="parallel", sparsity=0.8, threads=1, executor=client)
-    assert report.density == pytest.approx(0.2, abs=0.01)
+    assert 0.19 <= report.density and pruned.nnz() <= most_kept(net.size(), 0.2)
     assert report.allocation == "curves"
 
 

@@ -2,6 +2,7 @@
 
 Clarabel and the numpy reference check the program itself (test_against_cvxpy.py,
 test_against_reference.py); here: what the choice means for a layer and a network."""
+import re
 import warnings
 
 import nettrim
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import hidden_layer_signals, relu_layer
 from nettrim.methods.base import Target
+from nettrim.methods.masks import most_kept
 from nettrim.methods.nettrim import NetTrim
 from nettrim.problem import layer_problems
 
@@ -61,7 +63,9 @@ def test_counted_outputs_keep_the_channels_that_a_bound_drops(digits_cnn):
     """The digits CNN's second convolution (32 channels) at 10% of its weights: held at or below
     0 on every inactive sample, a channel needs many weights or none, and the l1 solution drops
     most channels whole (measured: 21 of 32, relative output error 0.63); with the inactive
-    outputs counted it keeps every channel but the two that never fire (error 0.37)."""
+    outputs counted it keeps every channel but the two that never fire (error 0.37).  Asserted
+    with margins, as properties: the bound drops many more channels whole than the counted
+    program, which drops little beyond the channels that never fire, and errs much less."""
     from nettrim.adapters.torch import from_torch
     model, Xtr, ytr, Xte, yte = digits_cnn
     net = from_torch(model, (1, 8, 8))
@@ -75,12 +79,13 @@ def test_counted_outputs_keep_the_channels_that_a_bound_drops(digits_cnn):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = method.prune(problem, Target(keep=0.1))
-        assert abs(np.count_nonzero(out.weight) / out.weight.size - 0.1) <= 0.003
+        assert 0.09 * out.weight.size <= np.count_nonzero(out.weight) <= most_kept(out.weight.size, 0.1)
         dropped[inactive] = int((~out.weight.any(axis=0)).sum())
+        never_fire = int((~problem.omega.any(axis=0)).sum())
         A = problem.X @ out.weight + out.bias
         errors[inactive] = np.linalg.norm(np.maximum(A, 0) - problem.Y) / np.linalg.norm(problem.Y)
-    assert dropped["bounded"] >= 16, dropped
-    assert dropped["relu"] <= 4, dropped
+    assert dropped["bounded"] >= dropped["relu"] + 8, dropped
+    assert dropped["relu"] <= never_fire + 2, (dropped, never_fire)
     assert errors["relu"] < 0.8 * errors["bounded"], errors
 
 
@@ -154,7 +159,7 @@ def test_digits_cnn_at_95_percent_removed(digits_cnn, scheme):
         warnings.simplefilter("ignore")
         pruned, report = nettrim.prune_network(net, Xtr, scheme=scheme, sparsity=0.95, max_samples=4000,
                                                inactive="relu", threads=1)
-    assert abs(pruned.nnz() / net.size() - 0.05) <= 0.01
+    assert 0.04 * net.size() <= pruned.nnz() <= most_kept(net.size(), 0.05)
     accuracy = float(np.mean(pruned.predict(Xte) == yte))
     assert accuracy >= 0.85, accuracy
     assert all(r.complement_violation == 0 for r in report.layers)
@@ -176,8 +181,10 @@ def test_auto_keeps_the_program_whose_network_errs_less(digits_cnn):
     for a, b in zip(auto.layers, alone[report.inactive].layers):
         np.testing.assert_array_equal(a.weight, b.weight)
     assert "inactive='auto'" in report.summary()
-    accuracies = {p: float(np.mean(n.predict(Xte) == yte)) for p, n in alone.items()}
-    assert accuracies[report.inactive] >= max(accuracies.values()) - 0.02, (report.inactive, accuracies)
+    # the network kept errs less on the held-out samples than the other (what "auto" promises; test
+    # accuracy follows it on the benchmark's models, but by margins of a few test images)
+    kept, other = map(float, re.search(r"discrepancy (\S+) against (\S+)", report.inactive_choice).groups())
+    assert kept <= other, report.inactive_choice
 
 
 def test_inactive_is_a_net_trim_setting():

@@ -241,6 +241,12 @@ def check_prune_network_arguments(net, calibration_inputs, *, scheme, eps_rel, g
         raise InvalidArgument(f"sparsity: method {method!r} needs a target sparsity (or nm)")
     if method == "apoz" and not isinstance(out["sparsity"], (float, type(None))):
         raise InvalidArgument("sparsity: APoZ takes one fraction (neurons are ranked across layers or within each)")
+    if method == "apoz" and scope == "layer":
+        # (a requested sparsity is a ceiling on every layer it is for; APoZ never removes an
+        # output neuron, so the output layer's own weights could not meet it)
+        raise InvalidArgument("scope: APoZ removes hidden neurons only, so the output layer cannot meet a per-layer "
+                              "sparsity; use scope='network' (nettrim.methods.apoz(..., scope='layer') prunes each "
+                              "hidden layer to it)")
     if out["structured"] and method != "nettrim":
         raise InvalidArgument(f"structured: a Net-Trim option, not for method {method!r} (APoZ is structured)")
     check_callable("on_layer", on_layer, "a function (index, LayerReport)")

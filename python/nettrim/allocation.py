@@ -264,6 +264,10 @@ def keeps_for(curves, chosen, budget):
     denser neighbours taking what is left of the budget (so the total lands on it)."""
     keeps = [1.0 if j == -1 else c.nnz[j] / c.size for c, j in zip(curves, chosen)]
     slack = budget - nnz_of(curves, chosen)
+    if slack < 0:
+        # Not even the sparsest points fit (choose() found nothing): every layer gives up the
+        # same share, since the budget is a ceiling (each layer's search is then trimmed to it).
+        return [kp * budget / nnz_of(curves, chosen) for kp in keeps]
 
     def denser(c, j):      # (nonzeros, cost) of the next denser option: a point, or dense
         return (c.nnz[j - 1], c.cost[j - 1]) if j > 0 else (c.size, 0.0)

@@ -464,16 +464,18 @@ def _by_curves_with(run, nettrim, keep, held_out, originals, inactive, notify=Tr
         def target(k, reports):   # for the layers left, under the budget left (a layer may have come out
             done = sum(reports[j].nnz for j in run.selected if j < k)   # sparser than its curve said)
             keep_k, _ = alloc.replan(choice, done, k)
-            # A layer before may have come out denser than planned (its bound on the pruned
-            # signals keeps weights that the trained signals did not need): the re-plan may then
-            # take from the layers after it, but never more than half of a layer's planned
-            # weights.  Without that limit the digits CNN at 90% removed gave its logits layer
-            # 4 of 640 weights (test accuracy 0.33); the network then ends denser than asked, and
-            # says so.
-            planned = choice.keep[run.selected.index(k)]
-            if keep_k < 0.5 * planned:
-                keep_k = 0.5 * planned
             c = next(c for c in choice.curves if c.index == k)
+            # The re-plan may take from this layer what a layer before took beyond its plan (a
+            # layer that kept fewer than its density, a re-plan that moved weights), but never
+            # more than half of a layer's planned weights while the budget leaves the layers
+            # after it their halves: without that limit the digits CNN at 90% removed gave its
+            # logits layer 4 of 640 weights (test accuracy 0.33).  The budget left is a ceiling
+            # on every layer (a requested sparsity is a ceiling on what the network keeps).
+            left = choice.budget - done
+            later = sum(0.5 * kp * c2.size for c2, kp in zip(choice.curves, choice.keep) if c2.index > k)
+            planned = choice.keep[run.selected.index(k)]
+            keep_k = max(keep_k, min(0.5 * planned, (left - later) / c.size))
+            keep_k = min(keep_k, max(0.0, left) / c.size)
             if keep_k >= 1.0:     # kept dense, re-fitted to the pruned signals (NetTrim.prune)
                 return Target(keep=1.0, inactive=c.inactive)
             # The search may stop short of the layer's density by up to 0.5% of the selected
@@ -529,7 +531,13 @@ def _shared_eps(run, nettrim, keep):
     best, note = search_eps(Trial, keep)
     if note:
         run.notes.append(note)
-    pruned, reports = tried[best.rel]
+    rel = best.rel
+    if best.density > keep:
+        # (the density jumped over the search's window): the densest trial within the target,
+        # since a requested sparsity is a ceiling on what is kept
+        rel = min((r for r, (_, reports) in tried.items() if sum(reports[k].nnz for k in run.selected) <= keep * total),
+                  default=max(tried))
+    pruned, reports = tried[rel]
     for i, r in enumerate(reports):
         r.iterations = sum(rep[i].iterations for _, rep in tried.values())
         r.solves = sum(rep[i].solves for _, rep in tried.values())

@@ -13,11 +13,12 @@ class Note(str):
 
     ``kind``: ``"unreachable"`` (a layer's search could not keep as few weights as asked),
     ``"unreachable_from_below"`` (nor as many), ``"filled"`` (the l1 solutions kept too few and
-    the trained weights of largest ``|w| ||x||`` were added), ``"relaxed"`` (the cascade's bound on the
+    the trained weights of largest ``|w| ||x||`` were added), ``"trimmed"`` (the search's solution kept
+    more than the target allows, and those of smallest ``|w| ||x||`` were dropped), ``"relaxed"`` (the cascade's bound on the
     inactive outputs relaxed to reach the target), ``"network"`` (about the whole network), or
     ``"other"``.  ``layer``: the layer (``name`` or ``name/group``) it is about, None for the network.
     Notes read back from JSON are plain strings."""
-    KINDS = ("unreachable", "unreachable_from_below", "filled", "relaxed", "network", "other")
+    KINDS = ("unreachable", "unreachable_from_below", "filled", "trimmed", "relaxed", "network", "other")
 
     def __new__(cls, text, kind="other", layer=None):
         if kind not in cls.KINDS:

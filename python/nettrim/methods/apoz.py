@@ -85,6 +85,10 @@ def apoz(net, X, *, sparsity, scope="network"):
             removed += sum(cost(k, c))
             drop(k, c)
             alive[k] -= 1
+        if removed < target:
+            raise InvalidArgument(f"sparsity: APoZ removes at most {removed / net.size():.4g} of this network's "
+                                  f"weights (every hidden layer keeps a neuron, the output layer all of its), "
+                                  f"got {sparsity!r}")
     else:
         for k, v in scores.items():
             target = float(sparsity) * layers[k].size
@@ -94,4 +98,7 @@ def apoz(net, X, *, sparsity, scope="network"):
                     break
                 removed += cost(k, c)[0]
                 drop(k, c)
+            if removed < target:
+                raise InvalidArgument(f"sparsity: APoZ removes at most {removed / layers[k].size:.4g} of layer "
+                                      f"{layers[k].name!r}'s weights (it keeps a neuron), got {sparsity!r}")
     return out

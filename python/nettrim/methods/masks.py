@@ -5,14 +5,25 @@ broken by position (a stable sort), so masks are deterministic.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import InvalidArgument
 
 
+def most_kept(size, keep):
+    """The most of ``size`` weights that a target of ``keep`` (the fraction kept) allows:
+    ``keep * size`` rounded down, since a requested sparsity is a ceiling on what is kept.
+    (Up to the rounding of ``keep`` itself: ``1 - 0.9`` is 0.09999999999999998, and 10% of
+    640 weights is 64.)"""
+    return max(0, min(int(size), math.floor(float(keep) * size * (1 + 1e-12))))
+
+
 def keep_count(size, sparsity):
-    """How many of ``size`` weights a ``sparsity`` (fraction removed) keeps."""
-    return int(size - round(float(sparsity) * size))
+    """How many of ``size`` weights a ``sparsity`` (fraction removed) keeps: at most
+    ``(1 - sparsity) * size`` (:func:`most_kept`)."""
+    return most_kept(size, 1.0 - float(sparsity))
 
 
 def largest(scores, keep):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -21,7 +22,7 @@ from ..result import PrunedLayer
 from ..search import search_eps
 from ..solver import DEFAULTS, LayerSolver
 from .base import Target
-from .masks import n_of_m
+from .masks import largest, most_kept, n_of_m
 from .refit import kept_dense, refit_mode, refit_on_support
 from .wanda import wanda_scores
 
@@ -44,7 +45,7 @@ def _filled(problem, support, keep):
     added, up to ``keep`` of the weights.  For a density the l1 solutions do not reach: near
     eps 0 they level off at about the active rows per output over the inputs (Fashion-MNIST's
     first layer on 1200 rows: 38.3%), and the cascade's floor caps eps from below."""
-    want = int(round(keep * support.size)) - int(support.sum())
+    want = most_kept(support.size, keep) - int(support.sum())
     scores = wanda_scores(problem.X, problem.W)
     # Not a weight already kept, nor one the re-fit would zero: on an input that is always 0,
     # or of an output that never fires on the calibration data (its re-fit is all zeros).
@@ -57,6 +58,22 @@ def _filled(problem, support, keep):
     filled = support.copy().ravel()
     filled[top] = True
     return filled.reshape(support.shape)
+
+
+def _trimmed(problem, weights, limit, whole_rows=False):
+    """The support of ``weights`` cut to at most ``limit`` nonzeros: those of largest Wanda
+    score (``|u| ||x||``), or, for the group penalty, whole input rows of largest score.  For a
+    search that ends above its target density (a jump of the density over the window, a
+    floor, a fill): a requested sparsity is a ceiling on what is kept."""
+    scores = wanda_scores(problem.X, weights)
+    if not whole_rows:
+        return largest(np.where(weights != 0, scores, -np.inf), limit) & (weights != 0)
+    per_row = np.count_nonzero(weights, axis=1)
+    order = np.argsort(-scores.sum(axis=1), kind="stable")
+    rows = order[np.cumsum(per_row[order]) <= limit]
+    support = np.zeros(weights.shape, bool)
+    support[rows] = weights[rows] != 0
+    return support
 
 
 class NetTrim:
@@ -159,15 +176,29 @@ class NetTrim:
                 f"to {min(rel for rel, _ in this_search):.3g}); the other {support.mean() - best.density:.3%} are "
                 f"the trained weights of largest |w| ||x||, re-fitted with them", "filled", problem.name)]
         weights, bias = self.finish(problem, best, target.nm, support=support)
+        limit = most_kept(weights.size, target.keep) if searching else None
+        trimmed = limit is not None and np.count_nonzero(weights) > limit
+        if trimmed:
+            kept = int(np.count_nonzero(weights))
+            support = _trimmed(problem, weights, limit, whole_rows=self.options.get("penalty") == "group")
+            start = SimpleNamespace(weight=np.where(support, best.weight, 0), bias=best.bias)
+            weights, bias = self.finish(problem, start, support=support)
+            weights = np.where(support, weights, 0).astype(weights.dtype)    # (the l1 solution, refit="none")
+            notes = [n for n in notes if n.kind != "unreachable"]     # (it was reached, so)
+            if kept > (1 + 2 * close) * limit:     # (a small trim is within the search's own window)
+                notes.append(Note(f"{problem.name}: the search's solution kept {kept} weights, over the target's "
+                                  f"{limit}; those of smallest |w| ||x|| were dropped and the rest re-fitted",
+                                  "trimmed", problem.name))
         t2 = time.perf_counter()
         eps = float(np.linalg.norm(best.eps)) * problem.scale / searched.scale   # (the same eps_rel on every row)
         kept_inactive = not (problem.relu and ((target.nm is None and self.refit == "relu")
                                                or problem.inactive == "relu"))
-        if searched is not problem:
+        if searched is not problem or trimmed:
             # The support was found on a subset: on every row the re-fit may err a little more
             # than that eps (measured up to 1.5% more with 1200 of 9000 rows); the eps reported
             # is the one the weights meet on every row (the relu re-fit's: the error on Omega
             # and the inactive outputs' ReLU error together, which bounds the output error).
+            # So too for a support trimmed to the target, whose re-fit may err more than eps.
             A = (problem.X @ weights + (0 if bias is None else bias)).astype(np.float64)
             missed = np.where(problem.omega, A - problem.Y, 0 if kept_inactive else np.maximum(A, 0))
             eps = max(eps, float(np.linalg.norm(missed)))
