@@ -47,27 +47,27 @@ def digits_split():
     return digits_images()
 
 
+def digits_cnn_module():
+    """The digits CNN's architecture, untrained: conv-bn-relu-pool, conv-relu-pool, two dense."""
+    import torch
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(128, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10))
+
+
 @pytest.fixture(scope="session")
 def digits_cnn():
-    """A small CNN (conv-bn-relu-pool, conv-relu-pool, two dense) trained on digits with PyTorch
-    (seeded, about two seconds; test accuracy 0.991)."""
+    """A small CNN trained on digits with PyTorch (test accuracy 0.991), the same on every
+    machine: its weights are read from tests/fixtures/digits_cnn.npz (written by
+    tests/fixtures/train_digits_cnn.py), since a model trained here would differ with the
+    CPU's kernels, and so would every figure measured on it."""
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    nn = torch.nn
-    torch.manual_seed(0)
     Xtr, ytr, Xte, yte = digits_images()
-    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                          nn.Linear(128, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    Xt, yt = torch.tensor(Xtr), torch.tensor(ytr)
-    for epoch in range(20):
-        perm = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(epoch))
-        for i in range(0, len(Xt), 32):
-            batch = perm[i:i + 32]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(Xt[batch]), yt[batch]).backward()
-            opt.step()
+    model = digits_cnn_module()
+    weights = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "digits_cnn.npz"))
+    model.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files})
     model.eval()
     return model, Xtr, ytr, Xte, yte
 

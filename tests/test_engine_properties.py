@@ -74,7 +74,7 @@ def test_warm_start_nearby_eps_is_faster(digits_mlp):
     first = nettrim.prune_layer(X, Y, eps_rel=0.05, dtype="float64")
     cold = nettrim.prune_layer(X, Y, eps_rel=0.06, dtype="float64")
     warm = nettrim.prune_layer(X, Y, eps_rel=0.06, dtype="float64", warm_start=first)
-    assert warm.iterations < cold.iterations
+    assert warm.iterations < cold.iterations        # (in float64 the counts follow the model, not the CPU)
     assert warm.objective == pytest.approx(cold.objective, rel=2e-3)
 
 
