@@ -239,7 +239,7 @@ class Payload:
 def test_a_pickle_runs_nothing_without_trust(tmp_path):
     torch = pytest.importorskip("torch")
     from nettrim.adapters import read
-    from nettrim.models import ModelFileError
+    from nettrim.errors import ModelFileError
     marker = tmp_path / "pwned"
     torch.save(Payload(marker), tmp_path / "evil.pt")
     with pytest.raises(ModelFileError) as e:
@@ -259,7 +259,7 @@ def test_a_pickle_runs_nothing_without_trust(tmp_path):
 def test_trust_is_needed_for_pickled_modules_only(digits_cnn, tmp_path):
     torch = pytest.importorskip("torch")
     from nettrim.adapters import read
-    from nettrim.models import ModelFileError
+    from nettrim.errors import ModelFileError
     model = digits_cnn[0]
     torch.save(model, tmp_path / "module.pt")
     with pytest.raises(ModelFileError, match="trust"):

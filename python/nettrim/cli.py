@@ -11,7 +11,10 @@ import warnings
 
 import numpy as np
 
+from .adapters import file_format
+from .adapters import read as read_model
 from .errors import NettrimError
+from .io import load_arrays
 from .methods import METHODS
 from .reporting import format_table, model_table, report_table
 
@@ -334,13 +337,12 @@ def _demo_plot(net, X, Xte, yte, result, args):
 def cmd_prune(args):
     from .adapters import write
     from .io import atomic_json
-    from .models import model_format
     from .progress import Progress
     from .prune import prune_network
 
     out = args.output
-    fmt = model_format(args.model)
-    if model_format(out) != fmt:      # before any work is done
+    fmt = file_format(args.model)
+    if file_format(out) != fmt:      # before any work is done
         raise CliError(f"{out}: the output must have the model's format ({fmt}), e.g. "
                        f"{os.path.splitext(out)[0]}{os.path.splitext(args.model)[1]}")
     (eps_rel, sparsity), = _check_options(args)
@@ -459,7 +461,6 @@ def _cluster(args):
 
 def _finetune_data(args):
     """``(X, y, eval_data)`` for --finetune, read and checked before any pruning; None without it."""
-    from .models import load_arrays
     if not args.finetune:
         if args.train or args.eval:
             raise CliError(f"{'--train' if args.train else '--eval'}: only with --finetune EPOCHS")
@@ -590,8 +591,7 @@ def cmd_report(args):
 
 
 def cmd_inspect(args):
-    from .models import read_model_file
-    net, provenance = read_model_file(args.model, input_shape=_shape(args.input_shape), trust=args.trust_model)
+    net, provenance = read_model(args.model, input_shape=_shape(args.input_shape), trust=args.trust_model)
     print(f"{args.model}: {provenance.format} model, input shape {net.input_shape}, "
           f"{os.path.getsize(args.model) / 1024:.1f} KiB")
     print(model_table(net))
@@ -599,7 +599,6 @@ def cmd_inspect(args):
 
 
 def cmd_sweep(args):
-    from .models import load_arrays
     from .progress import Progress
     from .prune import prune_network
 
@@ -694,14 +693,13 @@ def _shape(text):
 
 def _load_model_and_data(args, model_path, calib_path):
     """The model and its calibration inputs, checked against each other."""
-    from .models import load_arrays, model_format, read_model_file
-    model_format(model_path)                      # unsupported extension: say so before reading data
+    file_format(model_path)                      # unsupported extension: say so before reading data
     if not os.path.exists(model_path):
         raise CliError(f"model file not found: {model_path}")
     given = _shape(args.input_shape)
     X, _ = load_arrays(calib_path, "calibration inputs")
     shape = given or (tuple(X.shape[1:]) if X.ndim > 2 else None)
-    net, provenance = read_model_file(model_path, input_shape=shape, trust=args.trust_model)
+    net, provenance = read_model(model_path, input_shape=shape, trust=args.trust_model)
     _check_matches(net, X, calib_path)
     return net, provenance, X
 

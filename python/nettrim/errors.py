@@ -19,6 +19,14 @@ class InvalidArgumentType(NettrimError, TypeError):
     """An argument of a type nettrim cannot use; the message names it."""
 
 
+class ModelFileError(InvalidArgument):
+    """A model or data file that is missing, unreadable or of an unsupported kind; the message names it."""
+
+
+class UnsupportedModelError(InvalidArgument):
+    """The model holds a layer or connection Net-Trim cannot prune."""
+
+
 class NumericalError(NettrimError, ArithmeticError):
     """A solve's iterates became non-finite: nothing it computed can be trusted.
 

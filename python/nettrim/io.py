@@ -6,8 +6,12 @@ import json
 import os
 import tempfile
 import threading
+import zipfile
 
-from .errors import InvalidArgumentType
+import numpy as np
+
+from ._validate import check_path
+from .errors import InvalidArgumentType, ModelFileError
 
 _umask_lock = threading.Lock()
 
@@ -108,3 +112,46 @@ def _jsonable(x):
     if isinstance(x, tuple):
         return list(x)
     raise InvalidArgumentType(f"not JSON serialisable: {type(x).__name__}")
+
+
+def load_arrays(path, what="calibration inputs", *, need_labels=False):
+    """``(X, y)`` from ``.npy`` (X only) or ``.npz`` (arrays ``X`` and, optionally, ``y``).
+
+    Errors name the file: missing, unreadable, without ``X``, of the wrong shape or type, or
+    with NaN or infinite values."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise ModelFileError(f"{what} file not found: {path}")
+    try:
+        with open(path, "rb") as fh:       # np.load leaves its own handle open when a zip is damaged
+            data = np.load(fh, allow_pickle=False)
+            y = None
+            if hasattr(data, "files"):
+                with data:
+                    if "X" not in data.files:
+                        raise ModelFileError(f"{path}: expected an array named 'X' in the .npz, found {data.files}")
+                    X = data["X"]
+                    y = data["y"] if "y" in data.files else None
+            else:
+                X = data
+    except ModelFileError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ModelFileError(f"{path}: cannot read {what} ({first_line(e)})") from None
+    if need_labels and y is None:
+        raise ModelFileError(f"{path}: expected labels: an .npz with arrays 'X' and 'y'")
+    if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
+        raise ModelFileError(f"{path}: expected {what} of real numbers, got dtype {X.dtype}")
+    if X.ndim < 2 or len(X) == 0:
+        raise ModelFileError(f"{path}: expected {what} of shape (samples, features...), got {X.shape}")
+    if not np.isfinite(X).all():
+        raise ModelFileError(f"{path}: expected finite {what}, found NaN or infinite values")
+    if y is not None and len(y) != len(X):
+        raise ModelFileError(f"{path}: expected one label per sample in 'y' ({len(X)}), got {len(y)}")
+    return X, y
+
+
+def first_line(e):
+    """An exception's message, its first line only (or its type's name when it has none)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

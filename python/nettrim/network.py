@@ -12,7 +12,10 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from . import npz_layout
+from ._validate import check_bool, check_output_path
 from .errors import InvalidArgument, InvalidArgumentType
+from .io import atomic_savez, first_line
 from .layers import PRUNABLE, AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 
 __all__ = ["Network", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d", "BatchNorm", "ReLU",
@@ -211,18 +214,22 @@ class Network:
     def save_npz(self, path, *, sparse=False, layout="nettrim"):
         """The network in one ``.npz``, written atomically; returns the file's sha256.
 
-        See :func:`nettrim.adapters.npz.write` for the layouts ("nettrim", default, or "plain"
-        W0, b0, ...).  To write a network back in the layout of the file it was read from,
-        use :func:`nettrim.adapters.write` with the provenance :func:`nettrim.adapters.read` gave."""
-        from .adapters import npz
-        return npz.write(self, None, path, sparse=sparse, layout=layout)
+        See :mod:`nettrim.npz_layout` for the layouts ("nettrim", default, or "plain" W0, b0,
+        ...).  To write a network back in the layout of the file it was read from, use
+        :func:`nettrim.adapters.write` with the provenance :func:`nettrim.adapters.read` gave."""
+        path = check_output_path("path", path)
+        sparse = check_bool("sparse", sparse)
+        return atomic_savez(path, npz_layout.arrays(self.steps, self.input_shape, layout=layout, sparse=sparse))
 
     @classmethod
     def load_npz(cls, path):
         """A network from an ``.npz``: nettrim's layout or plain arrays ``W0, b0, W1, b1, ...``
-        (see :func:`nettrim.adapters.npz.read`, which also gives the file's provenance)."""
-        from .adapters import npz
-        return npz.read(path)[0]
+        (see :func:`nettrim.adapters.read`, which also gives the file's provenance)."""
+        steps, input_shape, _ = npz_layout.read(path)
+        try:
+            return cls(steps, input_shape)
+        except (ValueError, TypeError) as e:
+            raise InvalidArgument(f"{path}: {first_line(e)}") from None
 
 
 def _unfolded_columns(layer):

@@ -30,7 +30,8 @@ import numpy as np
 from ..errors import InvalidArgument, InvalidArgumentType
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
-from . import Provenance, UnsupportedModelError, check_reproduces
+from ..errors import UnsupportedModelError
+from .base import Provenance, check_reproduces
 
 
 def _onnx():

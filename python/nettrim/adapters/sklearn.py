@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import InvalidArgument, InvalidArgumentType
 from ..network import Network, from_arrays
-from . import Provenance
+from .base import Provenance
 
 
 def _mlp_types():

@@ -14,10 +14,11 @@ import os
 
 import numpy as np
 
-from ..errors import InvalidArgument, InvalidArgumentType
+from ..errors import InvalidArgument, InvalidArgumentType, ModelFileError
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
-from . import Provenance, UnsupportedModelError, check_reproduces
+from ..errors import UnsupportedModelError
+from .base import Provenance, check_reproduces
 
 
 def _torch():
@@ -186,7 +187,6 @@ def read_file(path, trust=False):
 
     torch = _torch()
 
-    from ..models import ModelFileError
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)    # torch 2.13 deprecates TorchScript
