@@ -113,7 +113,7 @@ def main():
         for target in targets:
             allocation = None
             for method in methods:
-                if isinstance(target, str) and method not in nettrim.methods.NM_CAPABLE:
+                if isinstance(target, str) and not nettrim.methods.METHODS[method].nm:
                     continue
                 kw = {"nm": target} if isinstance(target, str) else {"sparsity": target, "scope": args.scope}
                 if (args.scope == "network" and allocation is not None and method not in ("magnitude", "apoz")

@@ -102,8 +102,7 @@ def test_a_layer_asked_for_more_than_its_l1_solutions_keep_is_filled(digits_mlp,
     trials = []
 
     def prune():
-        method = nt.NetTrim(options={"on_trial": lambda *a: trials.append(a)})
-        method.search_rows = 40
+        method = nt.NetTrim(search_rows=40, options={"on_trial": lambda *a: trials.append(a)})
         return method.prune(problem, Target(keep=0.75))
 
     outcome = prune()

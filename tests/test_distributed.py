@@ -159,13 +159,15 @@ def test_block_and_budget_arguments_are_checked(mlp):
 
 def test_memory_budget_chooses_the_rows_before_anything_is_allocated(mlp):
     net, X = mlp
-    full = net.memory_estimate(len(X), scheme="parallel")["total"]
-    budget = full // 2
+    options = nettrim.PruneOptions.checked(**SETTINGS)        # (the run's estimate: its threads, refit)
+
+    def need(rows):
+        return options.estimate(net, len(X), max_samples=rows, max_dense=rows)["total"]
+    budget = (need(1) + need(len(X))) // 2      # (what does not depend on the rows is most of it here)
     pruned, report = nettrim.prune_network(net, X, memory_budget=budget, **SETTINGS)
     assert report.rows is not None and report.rows < len(X)
     assert all(r.samples == report.rows for r in report.layers)
-    assert net.memory_estimate(len(X), max_dense=report.rows, scheme="parallel")["total"] <= budget
-    assert net.memory_estimate(len(X), max_dense=report.rows + 1, scheme="parallel")["total"] > budget
+    assert need(report.rows) <= budget < need(report.rows + 1)
     assert "rows" in report.memory and str(report.rows) in report.summary()
     again, _ = nettrim.prune_network(net, X, memory_budget=budget, **SETTINGS)
     assert same_weights(pruned, again)                # the subset is seeded

@@ -334,14 +334,14 @@ def test_flag_help_shows_no_default_of_its_destination():
 
 # --- memory ------------------------------------------------------------------------------------------
 def test_memory_is_estimated_from_shapes_before_any_work(digits_mlp, monkeypatch, tmp_path):
-    import nettrim._validate as v
+    from nettrim import _core
     clf, Xtr, *_ = digits_mlp
     net = from_sklearn(clf)
     est = net.memory_estimate(len(Xtr))
     assert [(r["name"], r["P"], r["N"], r["M"]) for r in est["layers"]] == \
         [("dense0", 1347, 65, 128), ("dense1", 1347, 129, 64), ("dense2", 1347, 65, 10)]
     assert 1 << 20 < est["total"] < 64 << 20
-    monkeypatch.setattr(v, "available_memory", lambda: 2 << 20)
+    monkeypatch.setattr(_core, "available_memory", lambda: 2 << 20)
     with pytest.raises(MemoryError, match=r"dense\d .*use fewer calibration samples"):
         nettrim.prune_network(net, Xtr, checkpoint=tmp_path / "ck")
     assert not (tmp_path / "ck").exists()
@@ -349,14 +349,14 @@ def test_memory_is_estimated_from_shapes_before_any_work(digits_mlp, monkeypatch
 
 def test_conv_memory_names_max_samples(digits_cnn, monkeypatch):
     pytest.importorskip("torch")
-    import nettrim._validate as v
+    from nettrim import _core
     from nettrim.adapters.torch import from_torch
     model, Xtr, *_ = digits_cnn
     net = from_torch(model, (1, 8, 8))
     rows = net.memory_estimate(len(Xtr), max_samples=None)["layers"]
     assert [r["P"] for r in rows] == [len(Xtr) * 64, len(Xtr) * 16, len(Xtr), len(Xtr)]
     assert [r["P"] for r in net.memory_estimate(len(Xtr), max_samples=3000)["layers"]][:2] == [3000, 3000]
-    monkeypatch.setattr(v, "available_memory", lambda: 20 << 20)
+    monkeypatch.setattr(_core, "available_memory", lambda: 20 << 20)
     with pytest.raises(MemoryError, match=r"layer \d+ \(P=\d+ rows .*lower max_samples \(now None"):
         nettrim.prune_network(net, Xtr, max_samples=None)
 

@@ -12,6 +12,7 @@ from conftest import hidden_layer_signals, relu_layer
 from nettrim.methods.base import Target
 from nettrim.methods.masks import most_kept
 from nettrim.methods.nettrim import NetTrim
+from nettrim.methods.refit import kept_dense
 from nettrim.problem import layer_problems
 
 
@@ -101,7 +102,7 @@ def test_the_cascade_floor_counts_the_inactive_outputs(digits_mlp):
     on_omega = np.linalg.norm(np.where(problem.omega, noisy.astype(np.float64) @ W + b - problem.Y, 0))
     assert expected > on_omega * (1 + 1e-3)          # the inactive outputs do fire on these signals
     assert problem.eps_floor == pytest.approx(expected, rel=1e-5)
-    refit = layer_problems(layer, inputs, noisy, gamma=1.0, floor="refit", inactive="relu")[0]
+    refit = layer_problems(layer, inputs, noisy, gamma=1.0, floor="refit", inactive="relu", refit=kept_dense)[0]
     assert refit.eps_floor <= problem.eps_floor * (1 + 1e-6)
 
 
@@ -120,7 +121,7 @@ def test_the_refitted_floor_is_computed_only_below_its_bound(digits_mlp, monkeyp
     calls = []
     original = refit_module.refit_on_support
     monkeypatch.setattr(refit_module, "refit_on_support", lambda *a, **k: calls.append(1) or original(*a, **k))
-    problem = layer_problems(layer, inputs, noisy, gamma=1.0, floor="refit", inactive=inactive)[0]
+    problem = layer_problems(layer, inputs, noisy, gamma=1.0, floor="refit", inactive=inactive, refit=kept_dense)[0]
     trained = layer_problems(layer, inputs, noisy, gamma=1.0, floor="trained", inactive=inactive)[0]
     assert problem.floor.bound == trained.eps_floor > 0
     above = 1.5 * trained.eps_floor / problem.scale

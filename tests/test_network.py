@@ -305,8 +305,7 @@ def test_a_search_on_a_subset_reports_the_eps_its_weights_meet_on_every_row(digi
     from nettrim.problem import layer_problems
     clf, Xtr, _, _, _ = digits_mlp
     problem = layer_problems(from_sklearn(clf).layers[0], Xtr.astype(np.float32))[0]
-    method = NetTrim()
-    method.search_rows = 100
+    method = NetTrim(search_rows=100)
     assert len(method.search_problem(problem).X) == 100
     out = method.prune(problem, Target(keep=0.1))
     A = problem.X.astype(np.float64) @ out.weight + out.bias
@@ -583,14 +582,15 @@ def test_the_cascade_says_once_what_its_layers_could_not_keep(digits_mlp, monkey
 
 def test_a_backend_without_relu_gets_the_bounded_program_only(digits_mlp, monkeypatch):
     # The CUDA backend has no inactive="relu" (the engine refuses it at set-up). Whether a
-    # backend has it is asked of the engine; the CPU backend's answer is replaced here by the
-    # CUDA backend's, so that what prune_network does with it runs without a GPU (the same
-    # with a GPU: test_cuda_backend.py).
-    from nettrim import prune
+    # backend has it is asked of the engine (_core.backend_capabilities); the CPU backend's
+    # answer is replaced here by the CUDA backend's, so that what prune_network does with it
+    # runs without a GPU (the same with a GPU: test_cuda_backend.py).
+    from nettrim import _core
     clf, Xtr, ytr, Xte, yte = digits_mlp
     net = from_sklearn(clf)
-    assert prune._solves_relu("cpu")
-    monkeypatch.setattr(prune, "_solves_relu", lambda backend: False)
+    cpu = _core.backend_capabilities("cpu")
+    assert "relu" in cpu["inactive"]
+    monkeypatch.setattr(_core, "backend_capabilities", lambda backend: {**cpu, "inactive": ["bounded"]})
     with pytest.raises(nettrim.InvalidArgument, match=r"^inactive: 'relu' needs the cpu backend"):
         nettrim.prune_network(net, Xtr[:400], sparsity=0.8, inactive="relu")
     with warnings.catch_warnings():

@@ -155,32 +155,20 @@ PYBIND11_MODULE(_core, m) {
   py::enum_<Inactive>(m, "Inactive").value("bounded", Inactive::bounded).value("relu", Inactive::relu);
   py::enum_<Penalty>(m, "Penalty").value("l1", Penalty::l1).value("group", Penalty::group);
 
-  py::class_<Settings>(m, "Settings", "Every setting of a layer solve, with the engine's defaults.")
-      .def(py::init<>())
-      .def_readwrite("mode", &Settings::mode)
-      .def_readwrite("constraint", &Settings::constraint)
-      .def_readwrite("inactive", &Settings::inactive)
-      .def_readwrite("penalty", &Settings::penalty)
-      .def_readwrite("lam", &Settings::lam)
-      .def_readwrite("bias_row", &Settings::bias_row)
-      .def_readwrite("rho", &Settings::rho)
-      .def_readwrite("sigma", &Settings::sigma)
-      .def_readwrite("adaptive_rho", &Settings::adaptive_rho)
-      .def_readwrite("adapt_every", &Settings::adapt_every)
-      .def_readwrite("adapt_bias", &Settings::adapt_bias)
-      .def_readwrite("adapt_threshold", &Settings::adapt_threshold)
-      .def_readwrite("alpha", &Settings::alpha)
-      .def_readwrite("max_iter", &Settings::max_iter)
-      .def_readwrite("time_limit", &Settings::time_limit)
-      .def_readwrite("tol", &Settings::tol)
-      .def_readwrite("dual_tol", &Settings::dual_tol)
-      .def_readwrite("gap_tol", &Settings::gap_tol)
-      .def_readwrite("certify_bias", &Settings::certify_bias)
-      .def_readwrite("polish", &Settings::polish)
-      .def_readwrite("polish_margin", &Settings::polish_margin)
-      .def_readwrite("warm_start", &Settings::warm_start)
-      .def_readwrite("threads", &Settings::threads)
-      .def("validate", &Settings::validate);
+  // The attributes from the engine's own list of fields (nettrim/settings.hpp).
+  py::class_<Settings> settings(m, "Settings", "Every setting of a layer solve, with the engine's defaults.");
+  settings.def(py::init<>());
+  for_each_setting([&settings](const char* name, auto member) { settings.def_readwrite(name, member); });
+  settings.def("validate", &Settings::validate);
+  settings.def_static(
+      "fields",
+      []() {
+        const Settings defaults;
+        py::dict fields;
+        for_each_setting([&](const char* name, auto member) { fields[name] = py::cast(defaults.*member); });
+        return fields;
+      },
+      "Every field of the engine's Settings, in its order: {name: default}.");
 
   py::class_<Info>(m, "Info", "How a solve went (see nettrim/result.hpp).")
       .def_property_readonly("status", [](const Info& i) { return status_name(i.status); })
@@ -234,6 +222,40 @@ PYBIND11_MODULE(_core, m) {
       "(float64, C order): (weights, bias, iterations per neuron, neurons unconverged).");
 
   m.def("available_backends", &available_backends, "Names of the backends this build and machine have.");
+  m.def(
+      "backend_capabilities",
+      [](const std::string& name) {
+        const BackendCapabilities c = backend_capabilities(name);
+        py::list inactive, dtypes;
+        if (c.inactive_bounded) inactive.append("bounded");
+        if (c.inactive_relu) inactive.append("relu");
+        if (c.float32) dtypes.append("float32");
+        if (c.float64) dtypes.append("float64");
+        py::dict d;
+        d["name"] = c.name;
+        d["built"] = c.built;
+        d["available"] = c.available;
+        d["gpu"] = c.gpu;
+        d["inactive"] = inactive;
+        d["dtypes"] = dtypes;
+        return d;
+      },
+      py::arg("name"),
+      "What the backend `name` ('cpu', 'cuda', 'cuda:tf32') can do, from the backend itself: {name, built, "
+      "available (this build and machine have it), gpu, inactive (the programs it solves), dtypes}.");
+  m.def(
+      "workspace_bytes",
+      [](long P, long N, long M, bool has_bound, const std::string& dtype, const std::string& backend) {
+        if (dtype != "float32" && dtype != "float64")
+          throw std::invalid_argument("dtype: expected 'float32' or 'float64', got '" + dtype + "'");
+        return backend_workspace_bytes(backend, dtype == "float64", P, N, M, has_bound);
+      },
+      py::arg("P"), py::arg("N"), py::arg("M"), py::arg("has_bound"), py::arg("dtype") = "float32",
+      py::arg("backend") = "cpu",
+      "Bytes of host memory the backend's solver allocates for a layer of P samples, N inputs (the bias "
+      "included) and M outputs, beyond X: the backend's own figure, without setting up a solver.");
+  m.def("available_memory", &available_memory,
+        "Bytes of memory available now (Linux MemAvailable), 0 when unknown.");
 #ifdef NETTRIM_WITH_CUDA
   m.attr("cuda") = true;   // compiled in; whether a device is present: available_backends()
   m.def("cuda_device_count", &cuda::device_count, "CUDA devices visible (0 without a GPU or driver).");

@@ -551,7 +551,12 @@ class CudaBackend final : public Backend<T> {
   }
   ~CudaBackend() override { (void)cudaStreamSynchronize(stream_.get()); }
 
-  const char* name() const override { return tf32_ ? "cuda:tf32" : "cuda"; }
+  const char* name() const override { return cuda::capabilities(tf32_).name; }
+  BackendCapabilities capabilities() const override {
+    BackendCapabilities c = cuda::capabilities(tf32_);
+    c.available = true;   // (made on a device)
+    return c;
+  }
   void set_threads(int) override {}   // the host does little but launch
 
   void set_inputs(ConstRowRef<T> X, const std::function<bool()>& interrupted) override;

@@ -1,6 +1,7 @@
 // The CUDA backend's entry points (cpp/cuda/cuda_backend.cu), for the registry
 // (cpp/src/backends.cpp) and the Python module.  No CUDA header is needed to include this:
-// everything CUDA stays in the .cu file, compiled by nvcc only when NETTRIM_CUDA is ON.
+// everything CUDA stays in the .cu file, compiled by nvcc only when NETTRIM_CUDA is ON.  The
+// registry includes it in every build, for capabilities() alone.
 #pragma once
 
 #include <memory>
@@ -9,6 +10,22 @@
 #include "nettrim/backend.hpp"
 
 namespace nettrim::cuda {
+
+// What the CUDA backend can do, in any build: the bounded program only (inactive = relu is
+// not done, see README.md), float32 and float64, on the GPU.  built: this build has it;
+// available is left false (whether a device is visible: the registry and an instance say).
+constexpr BackendCapabilities capabilities(bool tf32) {
+  BackendCapabilities c;
+  c.name = tf32 ? "cuda:tf32" : "cuda";
+#ifdef NETTRIM_WITH_CUDA
+  c.built = true;
+#endif
+  c.gpu = true;
+  c.float32 = c.float64 = true;
+  c.inactive_bounded = true;
+  c.inactive_relu = false;
+  return c;
+}
 
 // CUDA devices visible to this process; 0 when there is no GPU, no driver, or the runtime
 // reports any error (never throws).

@@ -3,12 +3,9 @@
 #include <string>
 #include <vector>
 
+#include "../cuda/cuda_backend.hpp"   // (cuda::capabilities in every build; the rest with NETTRIM_WITH_CUDA)
 #include "cpu/cpu_backend.hpp"
 #include "nettrim/backend.hpp"
-
-#ifdef NETTRIM_WITH_CUDA
-#include "cuda_backend.hpp"
-#endif
 
 namespace nettrim {
 
@@ -18,6 +15,18 @@ std::vector<std::string> available_backends() {
   if (cuda::device_count() > 0) names.push_back("cuda");
 #endif
   return names;
+}
+
+BackendCapabilities backend_capabilities(const std::string& name) {
+  if (name == "cpu") return cpu::CpuBackend<float>::kCapabilities;
+  if (name == "cuda" || name == "cuda:tf32") {
+    BackendCapabilities c = cuda::capabilities(name == "cuda:tf32");
+#ifdef NETTRIM_WITH_CUDA
+    c.available = cuda::device_count() > 0;
+#endif
+    return c;
+  }
+  throw std::invalid_argument("backend: expected one of 'cpu', 'cuda', 'cuda:tf32', got '" + name + "'");
 }
 
 template <class T>
@@ -40,5 +49,14 @@ std::unique_ptr<Backend<T>> make_backend(const std::string& name) {
 
 template std::unique_ptr<Backend<float>> make_backend(const std::string&);
 template std::unique_ptr<Backend<double>> make_backend(const std::string&);
+
+std::size_t backend_workspace_bytes(const std::string& name, bool float64, long P, long N, long M, bool has_bound) {
+  if (P < 0 || N < 0 || M < 0) {
+    throw std::invalid_argument("workspace_bytes: expected sizes P, N, M >= 0, got " + std::to_string(P) + ", " +
+                                std::to_string(N) + ", " + std::to_string(M));
+  }
+  if (float64) return make_backend<double>(name)->workspace_bytes(P, N, M, has_bound);
+  return make_backend<float>(name)->workspace_bytes(P, N, M, has_bound);
+}
 
 }  // namespace nettrim

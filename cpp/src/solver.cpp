@@ -3,20 +3,16 @@
 // arithmetic of an iteration is the backend's (nettrim/backend.hpp).
 #include "nettrim/solver.hpp"
 
+#include "nettrim/machine.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <limits>
 #include <new>
 #include <string>
 #include <type_traits>
 #include <utility>
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 namespace nettrim {
 
@@ -26,96 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-int processors() {
-#ifdef _OPENMP
-  return std::max(1, omp_get_num_procs());
-#else
-  return 1;
-#endif
-}
-
-// Runnable threads of other processes now, from /proc (Linux): /proc/loadavg's count of
-// runnable tasks minus this process's own running threads.  -1 where unknown.
-int busy_elsewhere() {
-  std::ifstream loadavg("/proc/loadavg");
-  double l1, l5, l15;
-  char slash;
-  int runnable = 0, total = 0;
-  if (!(loadavg >> l1 >> l5 >> l15 >> runnable >> slash >> total)) return -1;
-  int ours = 0;
-  std::error_code ec;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    std::ifstream stat(task.path() / "stat");
-    std::string line;
-    std::getline(stat, line);
-    const std::size_t close = line.rfind(')');
-    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'R') ++ours;
-  }
-  if (ec) return -1;
-  return std::max(0, runnable - ours);
-}
-
-// Threads for a solve.  Asked-for counts are honoured up to the machine's processors.
-// The automatic choice uses one thread below N*P*M = 4e6, where fork/join costs more
-// than it saves (measured: 65 x 600 x 16 took 0.088 s on 2 threads and 0.006 s on 1;
-// 65 x 1347 x 256 was faster on 2); above, the processors no other process is running
-// on.  Threads that wait for a busy core at every barrier are far slower than fewer
-// threads: measured on 2 cores with two other busy processes, a 101 x 2000 x 20 layer
-// took 0.049 s per iteration on 2 threads and 0.0015 s on 1.  The choice is made again
-// at every convergence check, so a solve follows the machine's load.
-int resolve_threads(int requested, double work) {
-#ifdef _OPENMP
-  if (requested > 0) return std::min(requested, processors());
-  if (work < 4e6) return 1;
-  const int busy = busy_elsewhere();
-  return busy < 0 ? processors() : std::clamp(processors() - busy, 1, processors());
-#else
-  (void)requested;
-  (void)work;
-  return 1;
-#endif
-}
-
-// Sets this thread's OpenMP thread count (which Eigen's GEMM reads) for one scope.
-class ThreadScope {
- public:
-  explicit ThreadScope(int n) {
-#ifdef _OPENMP
-    saved_ = omp_get_max_threads();
-#endif
-    set(n);
-  }
-  void set(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-  }
-  ~ThreadScope() {
-#ifdef _OPENMP
-    omp_set_num_threads(saved_);
-#endif
-  }
-  ThreadScope(const ThreadScope&) = delete;
-  ThreadScope& operator=(const ThreadScope&) = delete;
-
- private:
-  int saved_ = 1;
-};
-
-// MemAvailable from /proc/meminfo; 0 when unknown (then no check is made).
-std::size_t available_memory() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::size_t kb = 0;
-  std::string unit;
-  while (in >> key >> kb >> unit) {
-    if (key == "MemAvailable:") return kb * 1024;
-  }
-  return 0;
 }
 
 template <class M>
@@ -162,6 +68,9 @@ struct Solver<T>::Impl {
   double setup_seconds = 0;
   std::vector<double> eps;
   bool has_bound = false;
+  // The mode changed since the target was set: the target's active set (which outputs are
+  // Omega) was derived under the other mode, so no solve runs until update_target.
+  bool target_stale = false;
 
   // Where the next solve starts.
   enum class Start { cold, primal, state, previous } start = Start::cold;
@@ -261,6 +170,10 @@ struct Solver<T>::Impl {
   void require_target(const char* what) const {
     require_setup(what);
     if (M == 0) throw std::logic_error(std::string(what) + ": call update_target(Y) first");
+    if (target_stale) {
+      throw std::logic_error(std::string(what) + ": the mode changed since the target was set; call update_target(Y) "
+                             "again (its active set depends on the mode)");
+    }
   }
 
   void check_memory(long m, bool bound) const {
@@ -646,8 +559,14 @@ void Solver<T>::setup(ConstRowRef<T> X, const Settings& settings, const Hooks& h
 template <class T>
 void Solver<T>::update_settings(const Settings& settings) {
   settings.validate();
-  if (impl_->is_setup) impl_->backend->set_inactive(settings.inactive);
-  impl_->st = settings;
+  Impl& s = *impl_;
+  if (s.is_setup) s.backend->set_inactive(settings.inactive);
+  if (s.M > 0 && settings.mode != s.st.mode) {
+    s.target_stale = true;          // (update_target again: see Impl::target_stale)
+    if (s.has_bound) s.backend->set_bound(nullptr);  // a bound belongs to the target and its mode
+    s.has_bound = false;
+  }
+  s.st = settings;
 }
 
 template <class T>
@@ -658,10 +577,11 @@ void Solver<T>::update_target(ConstRowRef<T> Y) {
                                                  shape(Y.rows(), Y.cols()));
   require_shape(Y.rows(), Y.cols(), s.P, Y.cols(), "Y");
   require_finite(Y, "Y");
-  if (Y.cols() != s.M) {
-    s.check_memory(Y.cols(), s.has_bound);
-    s.has_bound = false;
-  }
+  if (Y.cols() != s.M) s.check_memory(Y.cols(), s.has_bound);
+  // A bound belongs to the target it was given for: a new target, even of as many outputs,
+  // starts without one (update_bound again for the new one).
+  if (s.has_bound) s.backend->set_bound(nullptr);
+  s.has_bound = false;
   try {
     s.backend->set_target(Y, s.st.mode == Mode::relu);
   } catch (const std::bad_alloc&) {
@@ -671,6 +591,7 @@ void Solver<T>::update_target(ConstRowRef<T> Y) {
   }
   s.nonnegative_target = !(Y.array() < T(0)).any();
   s.M = Y.cols();
+  s.target_stale = false;
   s.have_iterates = false;
   s.start = Impl::Start::cold;
 }

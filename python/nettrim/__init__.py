@@ -11,13 +11,15 @@ from .finetuning import FinetuneReport, finetune
 from .layer import prune_layer
 from .layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .network import Network, from_arrays
+from .options import PruneOptions
 from .prune import prune_network
 from .report import LayerReport, Note, PruneReport
 from .result import LayerResult, PrunedLayer, SolutionPath
 from .solver import LayerSolver, backends
+from .version import VERSION
 
-__version__ = "0.2.0"
-__all__ = ["prune_layer", "LayerSolver", "LayerResult", "PrunedLayer", "SolutionPath", "backends", "prune_network", "PruneReport",
+__version__ = VERSION
+__all__ = ["prune_layer", "LayerSolver", "LayerResult", "PrunedLayer", "SolutionPath", "backends", "prune_network", "PruneOptions", "PruneReport",
            "LayerReport", "Note", "Network", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d", "BatchNorm", "ReLU",
            "from_arrays", "finetune", "FinetuneReport", "NettrimError", "InvalidArgument", "InvalidArgumentType", "NumericalError",
            "ConvergenceWarning", "NumericalWarning", "__version__"]

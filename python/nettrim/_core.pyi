@@ -1,5 +1,5 @@
 """Type stubs of the compiled engine module (cpp/bindings/module.cpp)."""
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple, TypedDict, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,9 @@ class Settings:
     threads: int
     def __init__(self) -> None: ...
     def validate(self) -> None: ...
+    @staticmethod
+    def fields() -> Dict[str, Union[Mode, Constraint, Inactive, Penalty, float, int, bool]]:
+        """Every field of the engine's Settings (nettrim/settings.hpp), in its order: {name: default}."""
 
 class Info:
     status: str
@@ -117,6 +120,25 @@ class SolverFloat32(_Solver): ...
 class SolverFloat64(_Solver): ...
 
 def available_backends() -> List[str]: ...
+
+class BackendCapabilities(TypedDict):
+    name: str
+    built: bool          # compiled into this build
+    available: bool      # this build and machine have it (a GPU for "cuda")
+    gpu: bool
+    inactive: List[str]  # the programs it solves: "bounded", "relu"
+    dtypes: List[str]    # "float32", "float64"
+
+def backend_capabilities(name: str) -> BackendCapabilities:
+    """What the backend ``name`` ("cpu", "cuda", "cuda:tf32") can do, from the backend itself; any
+    other name raises nettrim.InvalidArgument (a ValueError) naming ``backend``."""
+
+def workspace_bytes(P: int, N: int, M: int, has_bound: bool, dtype: str = "float32", backend: str = "cpu") -> int:
+    """Bytes of host memory the backend's solver allocates for a layer of P samples, N inputs (the bias
+    included) and M outputs, beyond X (the backend's own figure, without setting up a solver)."""
+
+def available_memory() -> int:
+    """Bytes of memory available now (Linux MemAvailable), 0 when unknown."""
 
 def refit_support(X: np.ndarray, Y: np.ndarray, support: np.ndarray, start_weights: np.ndarray,
                   start_bias: np.ndarray, V: np.ndarray, fit_bias: bool, max_iter: int = 0, ridge: float = 1e-9,

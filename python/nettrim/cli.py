@@ -3,19 +3,33 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 import time
+import traceback
 import warnings
 
 import numpy as np
 
-from .adapters import file_format
+from ._threads import blas_threads
+from ._validate import MAX_THREADS, check_int, check_output_path, check_threads
+from .adapters import file_format, write
 from .adapters import read as read_model
+from .adapters.sklearn import from_sklearn
+from .checkpoint import CheckpointMismatch
+from .checkpoint import clear as clear_checkpoint
+from .distributed import connect, disconnect
 from .errors import NettrimError
-from .io import load_arrays
+from .examples import digits_mlp
+from .finetuning import finetune
+from .io import atomic_json, atomic_write, load_arrays, sha256_file
 from .methods import METHODS
+from .options import PruneOptions
+from .progress import Progress
+from .prune import prune_network
+from .report import PruneReport
 from .reporting import format_table, model_table, report_table
 
 
@@ -95,7 +109,6 @@ def _run(args):
         return 2
     except Exception:
         # Anything else is a bug in nettrim: the traceback, and where to report it.
-        import traceback
         traceback.print_exc()
         print("nettrim: internal error (a bug): please report it with the command and the traceback above",
               file=sys.stderr)
@@ -145,7 +158,8 @@ def _parser():
                    help="with --finetune: .npz with 'X' and 'y' on which accuracy is reported before and after "
                         "(default: the training data)")
     r.add_argument("--force", action="store_true",
-                   help="allow OUTPUT to be the input model (or the calibration file), overwriting it")
+                   help="allow OUTPUT to be the input model (or the calibration file), overwriting it; and start a "
+                        "--checkpoint folder that holds another run's layers anew")
     r.add_argument("--quiet", action="store_true", help="print nothing but errors")
     r.set_defaults(func=cmd_prune)
 
@@ -206,8 +220,9 @@ def _pruning_arguments(p, several=False):
                         "solution path and the least output discrepancy (curves), one eps for all (shared), or "
                         "the same fraction everywhere (uniform)")
     p.add_argument("--layers", default=None, metavar="NAMES",
-                   help="the layers to prune, comma-separated names or indices (see 'nettrim inspect'); the "
-                        "others stay dense. Default: all")
+                   help="the layers to prune, comma-separated names or indices (see 'nettrim inspect'): a name "
+                        "first; 'name:N' or '#I' where a name is also another layer's index. The others stay "
+                        "dense. Default: all")
     p.add_argument("--method", choices=list(METHODS), default="nettrim",
                    help="nettrim, or another method for comparison (they need --sparsity or --nm)")
     p.add_argument("--nm", default=None, metavar="N:M",
@@ -253,19 +268,13 @@ def _pruning_arguments(p, several=False):
 
 
 def cmd_demo(args):
-    from ._validate import check_threads
-    from .adapters.sklearn import from_sklearn
-    from .examples import digits_mlp
-    from .prune import prune_network
     if not 0 < args.sparsity < 1:
         raise CliError(f"--sparsity: expected a fraction in (0, 1) of the weights to remove, got {args.sparsity:g}")
     check_threads("--threads", args.threads)
     if args.plot:
-        from ._validate import check_output_path
         check_output_path("--plot", args.plot)
     print("nettrim demo: prune a ReLU network trained on scikit-learn's digits (8x8 images, 10 classes)\n")
     t0 = time.perf_counter()
-    from ._threads import blas_threads
     with blas_threads():
         clf, Xtr, ytr, Xte, yte = digits_mlp()
     net = from_sklearn(clf)
@@ -273,7 +282,6 @@ def cmd_demo(args):
           f"{_accuracy(net, Xte, yte):.3f}")
     print(f"pruning with Net-Trim ({args.scheme} scheme, removing {100 * args.sparsity:.0f}% of the weights, "
           f"{len(Xtr)} calibration samples)...")
-    from .progress import Progress
     progress = Progress(len(net.layers), enabled=False if args.quiet else None)
     try:
         pruned, report = prune_network(net, Xtr, scheme=args.scheme, sparsity=args.sparsity, threads=args.threads,
@@ -302,7 +310,6 @@ def _demo_plot(net, X, Xte, yte, result, args):
     except ImportError:
         print("(matplotlib is not installed: no plot; pip install matplotlib)")
         return
-    from .prune import prune_network
     nettrim_points, magnitude_points = [], []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -328,41 +335,36 @@ def _demo_plot(net, X, Xte, yte, result, args):
     ax.set_title("digits MLP, no retraining")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from .io import atomic_write
     atomic_write(args.plot, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     print(f"plot of accuracy against weights kept, Net-Trim and magnitude pruning: {args.plot}")
 
 
 def cmd_prune(args):
-    from .adapters import write
-    from .io import atomic_json
-    from .progress import Progress
-    from .prune import prune_network
 
     out = args.output
     fmt = file_format(args.model)
     if file_format(out) != fmt:      # before any work is done
         raise CliError(f"{out}: the output must have the model's format ({fmt}), e.g. "
                        f"{os.path.splitext(out)[0]}{os.path.splitext(args.model)[1]}")
-    (eps_rel, sparsity), = _check_options(args)
-    _check_outputs(args)
+    (kw, options), = _check_options(args)
+    _check_outputs(args, _prune_outputs(args))
     tuning = _finetune_data(args)
     net, provenance, X = _load_model_and_data(args, args.model, args.calib)
     progress = Progress(len(net.layers), enabled=False if args.quiet else None)
-    kw = _target(args, eps_rel, sparsity)
     try:
         with _cluster(args):
-            pruned, report = prune_network(net, X, threads=args.threads,
-                                           max_samples=args.max_samples, seed=args.seed, checkpoint=args.checkpoint,
-                                           on_layer=progress.layer_done, on_trial=progress.trial,
-                                           progress=progress.solver_callback, **kw,
-                                           executor=getattr(args, "client", None))
+            try:
+                pruned, report = prune_network(net, X, options=_with_progress(options, progress, args))
+            except CheckpointMismatch:
+                if not args.force:
+                    raise
+                clear_checkpoint(args.checkpoint)       # (refused before any work: start it anew)
+                pruned, report = prune_network(net, X, options=_with_progress(options, progress, args))
     finally:
         progress.close()
     tuned = None
     if tuning:
-        from .finetuning import finetune
         Xt, yt, eval_data = tuning
         say = (lambda e, n, loss: None) if args.quiet else \
             (lambda e, n, loss: print(f"fine-tuning: epoch {e}/{n}, loss {loss:.4f}", file=sys.stderr))
@@ -398,47 +400,29 @@ def _restore_hint(out):
 
 
 def _check_options(args, several=False):
-    """The pruning options, named as on the command line, before anything is read; the runs."""
-    from ._validate import check_int, check_threads
-    from .methods import NM_CAPABLE, check_nm
-    runs = _runs(args, several)
-    check_threads("--threads", args.threads)
-    check_int("--max-samples", args.max_samples, low=1, what="a number of rows")
-    check_int("--seed", args.seed, low=0, what="a seed")
-    if args.nm is not None:
-        try:
-            check_nm(args.nm)
-        except ValueError as e:
-            raise CliError(f"--nm{str(e)[2:]}") from None
-        if args.method not in NM_CAPABLE:
-            raise CliError(f"--nm: method {args.method} has no N:M variant (those that do: "
-                           f"{', '.join(sorted(NM_CAPABLE))})")
-        if args.sparsity is not None:
-            raise CliError("--sparsity: not with --nm, which fixes the sparsity at 1 - N/M")
+    """The runs of a command, ``[(kw, options)]``: prune_network's keyword arguments and the
+    same options checked by :class:`~nettrim.PruneOptions` (the rules of every pruning run, in
+    one place), before anything is read; errors named as on the command line."""
     if args.layers is not None and not [v for v in args.layers.split(",") if v.strip()]:
         raise CliError(f"--layers: expected comma-separated layer names or indices, got {args.layers!r}")
-    if args.method != "nettrim" and args.sparsity is None and args.nm is None:
-        raise CliError(f"--sparsity: --method {args.method} needs a target: --sparsity or --nm")
-    if args.structured and args.method != "nettrim":
-        raise CliError(f"--structured: a Net-Trim option, not for --method {args.method} (apoz is structured)")
-    if args.refit != "relu" and args.method != "nettrim":
-        raise CliError(f"--refit {args.refit}: a Net-Trim option, not for --method {args.method}")
-    if getattr(args, "checkpoint", None) is not None:
-        from ._validate import check_directory
-        check_directory("--checkpoint", args.checkpoint)
     if args.workers is not None:
-        check_int("--workers", args.workers, low=1, high=1024, what="a number of workers")
+        check_int("--workers", args.workers, low=1, high=MAX_THREADS, what="a number of workers")
     if args.scheduler is not None and args.workers is not None and args.scheduler != "local":
         raise CliError("--workers: a number of local worker processes goes with --scheduler local, not with the "
                        f"cluster at {args.scheduler}")
-    if args.block_outputs is not None:
-        check_int("--block-outputs", args.block_outputs, low=1, what="a number of output neurons")
-        if args.scheme != "parallel":
-            raise CliError("--block-outputs: blocks of output neurons are solved apart in the parallel scheme only")
-    if args.memory_budget is not None:
-        from .prune import parse_bytes
-        parse_bytes(args.memory_budget, "--memory-budget")
+    runs = []
+    for eps_rel, sparsity in _runs(args, several):
+        kw = _target(args, eps_rel, sparsity)
+        runs.append((kw, PruneOptions.checked(threads=args.threads, max_samples=args.max_samples, seed=args.seed,
+                                              checkpoint=getattr(args, "checkpoint", None), **kw)))
     return runs
+
+
+def _with_progress(options, progress, args):
+    """The run's options with the command's progress display and Dask client."""
+    return dataclasses.replace(options, on_layer=progress.layer_done, on_trial=progress.trial,
+                               executor=getattr(args, "client", None),
+                               solver_options={**options.solver_options, "progress": progress.solver_callback})
 
 
 @contextlib.contextmanager
@@ -447,7 +431,6 @@ def _cluster(args):
     if args.scheduler is None:
         yield
         return
-    from .distributed import connect, disconnect
     try:
         args.client = connect(args.scheduler, workers=args.workers)
     except ImportError as e:
@@ -474,19 +457,33 @@ def _finetune_data(args):
     return X, y, eval_data
 
 
-def _check_outputs(args):
-    """OUTPUT and its report can be written, and overwrite none of the inputs (without --force)."""
-    from ._validate import check_output_path
-    out = args.output
-    for name, path in (("model", args.model), ("calibration file", args.calib)):
-        if _same_file(out, path) and not args.force:
-            raise CliError(f"-o: {out} is the {name} {path}; pass --force to overwrite it")
-    check_output_path("-o", out)
-    report = os.path.splitext(out)[0] + ".json"
-    for name, path in (("model", args.model), ("calibration file", args.calib)):
-        if _same_file(report, path):
-            raise CliError(f"-o: the report {report} would overwrite the {name}; choose another output name")
-    check_output_path("-o (its report)", report)
+def _inputs(args):
+    """``[(what, path)]``: every file or folder the command reads (model, calibration, training
+    and evaluation data, checkpoint)."""
+    named = (("model", "model"), ("calib", "calibration file"), ("train", "training data"),
+             ("eval", "evaluation data"), ("checkpoint", "checkpoint folder"))
+    return [(what, getattr(args, attr)) for attr, what in named if getattr(args, attr, None)]
+
+
+def _check_outputs(args, outputs):
+    """Each of ``outputs`` (``[(flag, path)]``) can be written and overwrites none of the inputs,
+    compared by resolved path and by inode, before any work starts.  ``-o`` may replace the
+    model or the calibration file with ``--force``; nothing else replaces an input."""
+    for flag, out in outputs:
+        for what, path in _inputs(args):
+            if not _same_file(out, path):
+                continue
+            if flag == "-o" and what in ("model", "calibration file") and args.force:
+                continue
+            hint = "; pass --force to overwrite it" if flag == "-o" and what in ("model", "calibration file") else \
+                "; choose another name"
+            raise CliError(f"{flag}: {out} is the {what} {path}{hint}")
+        check_output_path(flag, out)
+
+
+def _prune_outputs(args):
+    """The files ``nettrim prune`` writes: the model and its report."""
+    return [("-o", args.output), ("-o (its report)", os.path.splitext(args.output)[0] + ".json")]
 
 
 def _same_file(a, b):
@@ -509,13 +506,15 @@ def _target(args, eps_rel=None, sparsity=None):
     if args.workers is not None and args.scheduler is None:
         kw["workers"] = args.workers
     if args.layers:
-        kw["layers"] = [int(v) if v.strip().lstrip("-").isdigit() else v.strip() for v in args.layers.split(",")]
+        kw["layers"] = [v.strip() for v in args.layers.split(",")]   # (names first: see check_layer_selection)
     if args.nm:
         kw["nm"] = args.nm
-    if args.method == "nettrim":
-        kw.update(structured=args.structured, refit=args.refit)
-        if args.backend != "cpu":
-            kw["backend"] = args.backend
+    if args.method == "nettrim" or args.refit != "relu":       # (another method refuses a re-fit)
+        kw["refit"] = args.refit
+    if args.method == "nettrim" or args.structured:
+        kw["structured"] = args.structured
+    if args.backend != "cpu":
+        kw["backend"] = args.backend
     if sparsity is not None:
         return {**kw, "sparsity": sparsity}
     return {**kw, "eps_rel": 0.05 if eps_rel is None else eps_rel}
@@ -559,7 +558,6 @@ def _print_table(report):
 
 
 def cmd_report(args):
-    from .report import PruneReport
     if not os.path.exists(args.report):
         raise CliError(f"report file not found: {args.report}")
     try:
@@ -578,7 +576,6 @@ def cmd_report(args):
         print(_file_line(d["files"], args))
     output, digest = d.get("output"), d.get("output_sha256")
     if output and digest:
-        from .io import sha256_file
         path = output if os.path.isabs(output) else os.path.join(os.path.dirname(os.path.abspath(args.report)), output)
         if not os.path.exists(path) and os.path.exists(output):
             path = output
@@ -599,13 +596,10 @@ def cmd_inspect(args):
 
 
 def cmd_sweep(args):
-    from .progress import Progress
-    from .prune import prune_network
 
     runs = _check_options(args, several=True)
-    if args.plot:
-        from ._validate import check_output_path
-        check_output_path("--plot", args.plot)
+    plot = args.plot if args.plot is not None else os.path.splitext(args.model)[0] + "-sweep.png"
+    _check_outputs(args, [("--plot", plot)] if plot else [])
     net, _, X = _load_model_and_data(args, args.model, args.calib)
     Xe, ye = load_arrays(args.eval, "evaluation data")
     _check_matches(net, Xe, args.eval)
@@ -615,14 +609,11 @@ def cmd_sweep(args):
     base = f"{np.mean(np.argmax(reference, 1) == ye):.4f}" if ye is not None else ""
     rows.append(("trained", "100.0", base, "0", ""))
     with _cluster(args):
-        for eps_rel, sparsity in runs:
+        for kw, options in runs:
             progress = Progress(len(net.layers), enabled=False if args.quiet else None)
-            setting = {"eps_rel": eps_rel} if sparsity is None else {"sparsity": sparsity}
+            setting = {"eps_rel": kw["eps_rel"]} if "sparsity" not in kw else {"sparsity": kw["sparsity"]}
             try:
-                pruned, report = prune_network(net, X, threads=args.threads, max_samples=args.max_samples,
-                                               seed=args.seed, on_layer=progress.layer_done, on_trial=progress.trial,
-                                               progress=progress.solver_callback, **_target(args, eps_rel, sparsity),
-                                               executor=getattr(args, "client", None))
+                pruned, report = prune_network(net, X, options=_with_progress(options, progress, args))
             finally:
                 progress.close()
             out = pruned.forward(Xe)
@@ -636,7 +627,6 @@ def cmd_sweep(args):
             points.append((kept, acc if acc is not None else err))
     print(f"{args.model}: {args.scheme} scheme, {len(X)} calibration samples, {len(Xe)} evaluation samples")
     print(format_table(rows))
-    plot = args.plot if args.plot is not None else os.path.splitext(args.model)[0] + "-sweep.png"
     if plot and _sweep_plot(points, ye is not None, float(base) if base else None, plot, args):
         print(f"plot: {plot}")
     return 0
@@ -649,7 +639,6 @@ def _sweep_plot(points, accuracy, base, path, args):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    from .io import atomic_write
     fig, ax = plt.subplots(figsize=(6, 4))
     pts = sorted(points)
     ax.plot([100 * k for k, _ in pts], [v for _, v in pts], "o-", label=f"{'Net-Trim' if args.method == 'nettrim' else args.method}, {args.scheme}")

@@ -23,7 +23,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, InvalidArgumentType
 
 
 def is_dask_client(executor) -> bool:
@@ -119,10 +119,34 @@ class DaskExecutor:
 
 
 def as_executor(executor):
-    """The executor the schemes use for ``executor`` (a Dask client is adapted; None stays None)."""
+    """The executor the schemes use for ``executor``: a Dask client adapted, any other checked
+    (:class:`CheckedExecutor`); None stays None."""
     if executor is not None and is_dask_client(executor):
         return DaskExecutor(executor)
-    return executor
+    return None if executor is None else CheckedExecutor(executor)
+
+
+class CheckedExecutor:
+    """A user's ``concurrent.futures``-style executor whose failure to take a job is an error
+    naming ``executor`` (a shut-down pool raises a bare RuntimeError; a ``submit`` that returns
+    no future would fail later, far from its cause).  ``shutdown`` leaves the user's executor
+    running: it is theirs."""
+
+    def __init__(self, executor):
+        self.executor = executor
+
+    def submit(self, fn, *args, **kwargs):
+        try:
+            future = self.executor.submit(fn, *args, **kwargs)
+        except RuntimeError as e:
+            raise InvalidArgument(f"executor: it takes no more jobs ({e}); was it shut down?") from None
+        if not callable(getattr(future, "result", None)):
+            raise InvalidArgumentType(f"executor: its submit returned {type(future).__name__}, expected a future "
+                                      "(with result())")
+        return future
+
+    def shutdown(self, wait=True, **kwargs):
+        pass
 
 
 def connect(scheduler: str, *, workers: Optional[int] = None, timeout: float = 10.0):

@@ -18,6 +18,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from ._validate import check_callable, check_int, check_real
 from .errors import InvalidArgument, InvalidArgumentType
 from .layers import PRUNABLE, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d
 from .network import Network, check_inputs
@@ -117,7 +118,6 @@ def finetune(net: Network, X, y, *, epochs: int = 3, lr: float = 3e-4, batch_siz
     (Network, FinetuneReport)
     """
     torch = _torch()
-    from ._validate import check_callable, check_int, check_real
     if not isinstance(net, Network):
         raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
     epochs = check_int("epochs", epochs, low=1, what="a number of epochs")

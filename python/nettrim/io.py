@@ -24,7 +24,6 @@ def atomic_write(path, write):
     complete new one is there.  The file gets the mode a plain ``open(path, "w")`` would give
     it: an existing file's own mode, otherwise ``0o666`` less the umask (``mkstemp`` alone
     would leave 0600).  Errors name ``path``, never the temporary file."""
-    from ._validate import check_path
     path = check_path("path", path)
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
@@ -85,9 +84,7 @@ def sha256_file(path, chunk=1 << 20):
 
 def atomic_savez(path, arrays):
     """``np.savez`` written atomically and byte for byte reproducibly (fixed zip timestamps)."""
-    import zipfile
 
-    import numpy as np
 
     def write(f):
         with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
@@ -104,7 +101,6 @@ def atomic_json(path, obj):
 
 
 def _jsonable(x):
-    import numpy as np
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray):

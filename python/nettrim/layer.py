@@ -5,7 +5,6 @@ import time
 from typing import Callable, Optional
 
 from ._validate import check_choice
-from .errors import ConvergenceWarning  # noqa: F401  (re-exported here for older imports)
 from .result import LayerResult
 from .solver import DEFAULTS, LayerSolver
 
@@ -20,7 +19,7 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
                 adaptive_rho: bool = DEFAULTS.adaptive_rho, adapt_every: int = DEFAULTS.adapt_every,
                 adapt_bias: float = DEFAULTS.adapt_bias, adapt_threshold: float = DEFAULTS.adapt_threshold,
                 alpha: float = DEFAULTS.alpha, polish: bool = DEFAULTS.polish,
-                polish_margin: float = DEFAULTS.polish_margin,
+                polish_margin: float = DEFAULTS.polish_margin, certify_bias: float = DEFAULTS.certify_bias,
                 progress: Optional[Callable[[int, float, float, float], None]] = None) -> LayerResult:
     """Find the sparsest weights whose layer response stays within ``eps`` of ``Y``.
 
@@ -96,6 +95,10 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
         Bias-shift polish that makes inactive outputs exactly inactive (``inactive="bounded"``);
         with ``inactive="relu"``, where there is no bound, the margin alone (the ADMM aims at
         ``eps (1 - polish_margin)``, so the exactly sparse returned matrix stays inside eps).
+    certify_bias : float
+        With ``gap_tol``: residual balancing's bias toward the primal while the solve works
+        toward its certificate (instead of ``adapt_bias``: the dual iterates, which the bound is
+        built from, converge faster without the primal bias).
     progress : callable(iteration, primal_residual, dual_residual, elapsed), optional
         Called at every convergence check (every ``adapt_every`` iterations).
 
@@ -111,7 +114,8 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
                     max_iter=max_iter, time_limit=time_limit, tol=tol, dual_tol=dual_tol, gap_tol=gap_tol, rho=rho,
                     sigma=sigma,
                     adaptive_rho=adaptive_rho, adapt_every=adapt_every, adapt_bias=adapt_bias,
-                    adapt_threshold=adapt_threshold, alpha=alpha, polish=polish, polish_margin=polish_margin)
+                    adapt_threshold=adapt_threshold, alpha=alpha, polish=polish, polish_margin=polish_margin,
+                    certify_bias=certify_bias)
     if not isinstance(warm_start, LayerResult):
         check_choice("warm_start", warm_start, ("auto", "zero", "W"))
     solver = LayerSolver(X, Y, W, b, V=V, fit_bias=fit_bias, dtype=dtype, backend=backend, progress=progress,

@@ -12,18 +12,19 @@ matrix ``group_matrix(g)`` of shape (fan_in, outputs) acting on the columns
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
 
 from . import conv
+from ._validate import check_int, check_real
 from .errors import InvalidArgument, InvalidArgumentType
 
 
 def _pair(name, v, low):
     """An int or a pair of ints, each >= ``low``, as a pair (``stride=2`` is ``(2, 2)``)."""
-    import numbers
     values = [v, v] if np.ndim(v) == 0 and not isinstance(v, (str, bytes)) else v
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) != 2:
         raise InvalidArgument(f"{name}: expected an integer or a pair of integers, got {v!r}")
@@ -153,7 +154,6 @@ class Conv2d(_Prunable):
     has_bias: Optional[bool] = None
 
     def __post_init__(self):
-        from ._validate import check_int
         _check_flags(self)
         prefix = f"{self.name}: " if self.name else ""
         self.weight = _array(prefix + "weight", self.weight, 4, "a kernel (C_out, C_in/groups, kh, kw)")
@@ -271,7 +271,6 @@ class BatchNorm:
     eps: float = 1e-5
 
     def __post_init__(self):
-        from ._validate import check_real
         n = np.shape(self.mean)
         for field in ("weight", "bias", "mean", "var"):
             value = getattr(self, field)

@@ -8,12 +8,13 @@ passes run in float32 batches so that memory stays bounded.
 from __future__ import annotations
 
 import copy
+import os
 from typing import List, Optional, Sequence
 
 import numpy as np
 
-from . import npz_layout
-from ._validate import check_bool, check_output_path
+from . import _core, npz_layout
+from ._validate import as_float_matrix, check_bool, check_output_path, check_shape
 from .errors import InvalidArgument, InvalidArgumentType
 from .io import atomic_savez, first_line
 from .layers import PRUNABLE, AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
@@ -34,7 +35,6 @@ class Network:
     """
 
     def __init__(self, steps: Sequence, input_shape: Optional[Sequence[int]] = None):
-        from ._validate import check_shape
         if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__"):
             raise InvalidArgumentType(f"steps: expected a list of layers (Dense, Conv2d, Flatten, ...), got {type(steps).__name__}")
         self.steps = _normalize(list(steps))
@@ -121,44 +121,83 @@ class Network:
         return plan
 
     def memory_estimate(self, n_samples, *, max_samples=None, max_dense=None, scheme="cascade", workers=1,
-                        itemsize=4, engine=True):
-        """Bytes that pruning on ``n_samples`` inputs needs, from the shapes alone.
+                        itemsize=4, engine=True, refit=True, threads=None):
+        """Bytes that pruning on ``n_samples`` inputs needs at its peak, from the shapes alone.
 
         Per prunable layer: ``P`` rows of its problem (samples, or sampled positions of a
-        convolution), ``N`` inputs (fan-in and the bias), ``M`` outputs (per group), the bytes
-        of its unfolded float32 inputs (kept for the whole run) and of one solve (the engine's
-        working memory at ``itemsize``, or a Hessian for the other methods).  ``total`` adds the
-        inputs of every layer, the calibration data as float32, and the largest solve times
-        the parallel ``workers``.  Returns ``{"layers": [...], "total": bytes}``."""
-        from . import _core
-        workspace = getattr(_core, "workspace_bytes", None)
-        rows, signals, solves = [], [], []
-        for step, in_shape in zip(self.steps, self.shapes):
-            if not isinstance(step, PRUNABLE):
-                continue
+        convolution), ``N`` inputs (fan-in and the bias), ``M`` outputs (per group), and ``bytes``:
+        its unfolded float32 inputs (kept for the whole run) and its problem's targets (and
+        bounds), plus the largest of the moments of its pruning: the solver's set-up (its inputs
+        in the solve's dtype, the engine's copies of the targets, their float64 summaries), the
+        solve (the engine's working memory at ``itemsize``, the backend's own figure
+        ``_core.workspace_bytes``; a Hessian for the other methods), the re-fit on the support
+        (``refit``: the inputs in float64, and each thread's rows of one output) and the check of
+        the returned weights (float64 temporaries, nettrim.metrics).  ``engine``: True (the "cpu"
+        backend), a backend name, or False for the other methods.  ``threads``: the run's threads
+        (None or 0: the machine's processors).  ``total`` adds the inputs of every layer, the
+        calibration data as float32, the BLAS libraries' thread buffers, and the largest layer's
+        peak times the parallel ``workers``.  Returns ``{"layers": [...], "total":
+        bytes}``; tests/test_memory_estimate.py compares it with the peak RSS of a real run."""
+        backend = engine if isinstance(engine, str) else "cpu"
+        dtype = "float64" if int(itemsize) == 8 else "float32"
+        threads = int(threads) if threads else (os.cpu_count() or 1)
+        rows, signals, peaks, gemms = [], [], [], []
+        for k, (step, in_shape) in enumerate((s, i) for s, i in zip(self.steps, self.shapes) if isinstance(s, PRUNABLE)):
             if isinstance(step, Dense):
                 P = n_samples if max_dense is None else min(n_samples, int(max_dense))
                 P, cols, fan_in, M, kind = P, step.weight.shape[0], step.weight.shape[0], step.weight.shape[1], "dense"
+                groups = 1
             else:
                 _, h, w = step.output_shape(in_shape)
                 total = n_samples * h * w
                 P = total if max_samples is None else min(total, int(max_samples))
                 cols, fan_in = in_shape[0] * step.kernel[0] * step.kernel[1], step.weight[0].size
-                M, kind = step.weight.shape[0] // step.groups, "conv"
+                M, kind, groups = step.weight.shape[0] // step.groups, "conv", step.groups
             N = fan_in + 1
-            kept = 4.0 * P * cols + 24.0 * P                      # float32 inputs, sample positions
-            if engine and workspace is not None:
-                work = float(workspace(N, P, M, True, itemsize))
+            PM = float(P) * float(M)                        # one group's outputs
+            bounded = scheme == "cascade" and k > 0 and bool(step.relu)   # V = W^T Xhat on the pruned signals
+            kept = 4.0 * P * cols + 24.0 * P                # float32 inputs, sample positions
+            # While the layer is pruned: its targets (and bounds) in float32, a group's inputs
+            # copied out of the unfolded ones.
+            held = 4.0 * PM * groups * (2 if bounded else 1) + (4.0 * P * fan_in if groups > 1 else 0.0)
+            if engine:
+                work = float(_core.workspace_bytes(P, N, M, bounded, dtype, backend))
+                # LayerSolver: X with its bias column in the solve's dtype; the engine's copies of
+                # Y (and V); the float64 column norms of the targets (an omega mask and four
+                # float64 P x M arrays at once, solver._summarize_target).
+                setup = itemsize * P * N + itemsize * PM * (2 if bounded else 1) + 33.0 * PM
+                solve = itemsize * P * N + work + itemsize * PM     # the result's copy of the dual L1
             else:
-                work = 8.0 * (3 * N * N + P * N + P * M)
-            solve = 4.0 * P * fan_in + 13.0 * P * M + itemsize * P * (N + M) + work
+                setup, solve = 0.0, 8.0 * (3 * N * N + P * N + P * M)
+            # The re-fit on the support (methods.refit, the engine's refit_support), while the
+            # layer's solver is still held: X, Y (and V) in float64, and per thread one output's
+            # rows on its support, active and inactive, and the inactive ones again (1.5 P x k in
+            # float64; supports of k = N / 2 assumed: measured 36% and 51% at eps_rel 0.05).
+            redo = ((solve if engine else 0.0) + 8.0 * P * fan_in + 8.0 * PM * (2 if bounded else 1)
+                    + 6.0 * P * N * min(threads, M)) if refit else 0.0
+            # Cascade, on the pruned signals: the tolerance's floor re-fits every weight
+            # (methods.refit.kept_dense, numpy) while the layer's solver is at work (measured):
+            # X, X with its bias column, Y and V in float64, and one output's rows of X gathered
+            # twice (56 bytes per entry where N = M; measured 60).
+            floor = (solve + 8.0 * P * fan_in + 24.0 * P * N + 16.0 * PM) if bounded and engine else 0.0
+            # The check of the returned weights (schemes.layer_report): the responses in float32
+            # (and, without V, zero bounds), the omega mask, and in metrics.constraint_violations
+            # six float64 P x M arrays at once (measured 48 bytes an entry: responses, targets,
+            # their difference, the excess, the RMS's square), four for a linear layer.
+            check = (53.0 + (0.0 if bounded else 4.0)) * PM if step.relu else 37.0 * PM
+            peak = held + max(setup, solve, redo, floor, check)
             signals.append(kept)
-            solves.append(solve)
+            peaks.append(peak)
+            gemms.append(4.0 * (P * N + N * M))
             rows.append({"name": step.name, "kind": kind, "P": int(P), "N": int(N), "M": int(M),
-                         "bytes": int(kept + solve)})
+                         "bytes": int(kept + peak)})
         parallel = max(1, int(workers)) if scheme == "parallel" else 1
-        cascade = max(signals) if scheme == "cascade" else 0      # the pruned network's inputs to one layer
-        total = 4.0 * n_samples * self.n_inputs + sum(signals) + cascade + max(solves) * parallel
+        # The pruned network's inputs to one layer (cascade; the first layer's are the original ones).
+        cascade = max(signals[1:], default=0.0) if scheme == "cascade" else 0.0
+        # OpenBLAS's thread buffers, numpy's and the engine's, as far as a layer's products fill
+        # them (measured 31 MiB each on 2 threads for 20000 x 401 x 300).
+        blas = 2.0 * threads * min(16.0 * (1 << 20), max(gemms))
+        total = 4.0 * n_samples * self.n_inputs + sum(signals) + cascade + blas + max(peaks) * parallel
         return {"layers": rows, "total": int(total)}
 
     def layer_inputs(self, X, plan, which, *, batch_size=256):
@@ -168,8 +207,7 @@ class Network:
         layer asked for."""
         which = sorted(set(which))
         need = sum(4 * len(plan[k][0]) * _unfolded_columns(self.layers[k]) for k in which)
-        from ._validate import available_memory
-        have = available_memory()
+        have = _core.available_memory()
         if have and 2 * need > have:
             k = max(which, key=lambda k: len(plan[k][0]) * _unfolded_columns(self.layers[k]))
             raise MemoryError(f"{self.layers[k].name}: its unfolded inputs ({len(plan[k][0])} rows x "
@@ -272,7 +310,6 @@ def from_arrays(weights, biases=None, *, last_linear=True) -> Network:
 
     ``biases`` may be None (no layer has a bias) or hold None for a layer without one.  With
     ``last_linear`` the last layer has no ReLU (logits)."""
-    from ._validate import as_float_matrix, check_bool
     last_linear = check_bool("last_linear", last_linear)
     if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)):
         raise InvalidArgumentType(f"weights: expected a list of weight matrices (n_in, n_out), got {type(weights).__name__}")

@@ -14,6 +14,7 @@ import zipfile
 import numpy as np
 import scipy.sparse as sp
 
+from . import _core
 from ._validate import check_path
 from .errors import InvalidArgument
 from .io import first_line
@@ -142,15 +143,26 @@ def plain_layers(z):
 
 
 def plain_arrays(layers, source):
-    """W0, b0, ... in the plain layout, in the source file's dtypes (``source``: the details
-    :func:`plain_layers` gave, or {})."""
-    arrays, dtypes = {}, source.get("dtypes", {})
+    """W0, b0, ... in the plain layout, in the source file's floating dtypes (``source``: the
+    details :func:`plain_layers` gave, or {}).  Weights that the file held as integers are
+    written as float32: a pruned weight is no integer (:func:`integer_arrays` names them)."""
+    arrays = {}
     for i, layer in enumerate(layers):
-        arrays[f"W{i}"] = layer.weight.astype(dtypes.get(f"W{i}", np.float32))
-        arrays[f"b{i}"] = layer.bias.astype(dtypes.get(f"b{i}", np.float32))
+        arrays[f"W{i}"] = layer.weight.astype(_float_dtype(source, f"W{i}"))
+        arrays[f"b{i}"] = layer.bias.astype(_float_dtype(source, f"b{i}"))
         if source.get("relu_keys"):
             arrays[f"relu{i}"] = np.array(bool(layer.relu))
     return arrays
+
+
+def integer_arrays(source):
+    """The arrays a plain file held as integers (``source``: the details :func:`read` gave)."""
+    return sorted(k for k, d in source.get("dtypes", {}).items() if np.dtype(d).kind != "f")
+
+
+def _float_dtype(source, key):
+    dtype = np.dtype(source.get("dtypes", {}).get(key, np.float32))
+    return dtype if dtype.kind == "f" else np.dtype(np.float32)
 
 
 def _steps_from_spec(spec, z):
@@ -174,8 +186,8 @@ def _step_from_spec(i, e, z):
                 weight = z[key]
                 break
         else:
-            rows = tuple(int(v) for v in z[f"{i}.rows"])
-            weight = sp.csr_matrix((z[f"{i}.data"], z[f"{i}.indices"], z[f"{i}.indptr"]), shape=rows).toarray()
+            weight = dense_from_csr(f"steps[{i}]", z[f"{i}.data"], z[f"{i}.indices"], z[f"{i}.indptr"],
+                                    z[f"{i}.rows"])
         name = f"steps[{i}] ({e.get('name') or kind})"
         try:
             if kind == "Dense":
@@ -194,3 +206,39 @@ def _step_from_spec(i, e, z):
                      f"AvgPool2d)")
 
 
+def dense_from_csr(name, data, indices, indptr, shape):
+    """The dense matrix of CSR arrays read from a file, checked before anything is allocated:
+    a shape of two sizes, whose dense matrix fits in the memory available; ``indptr`` from 0 to
+    the number of values, never decreasing; every column index inside the matrix and sorted
+    within its row (scipy would otherwise place a stray index in the next row, or sum
+    duplicates).  Errors name ``name`` and the array at fault."""
+    shape = np.asarray(shape)
+    if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 0).any():
+        raise InvalidArgument(f"{name}: expected the matrix's shape as two sizes, got {shape.tolist()!r}")
+    rows, cols = (int(v) for v in shape)
+    need = 4 * rows * cols
+    have = _core.available_memory()
+    if have and need > have:
+        raise InvalidArgument(f"{name}: a {rows} x {cols} matrix needs {need >> 20} MiB dense, more than the "
+                              f"{have >> 20} MiB available")
+    data, indices, indptr = (np.asarray(a) for a in (data, indices, indptr))
+    if data.ndim != 1 or data.dtype.kind != "f":
+        raise InvalidArgument(f"{name}: expected the values as one row of floats, got {data.dtype} {data.shape}")
+    if indices.ndim != 1 or indices.dtype.kind not in "iu" or len(indices) != len(data):
+        raise InvalidArgument(f"{name}: expected one integer column index per value ({len(data)}), got "
+                              f"{indices.dtype} {indices.shape}")
+    if indptr.ndim != 1 or indptr.dtype.kind not in "iu" or len(indptr) != rows + 1:
+        raise InvalidArgument(f"{name}: expected {rows + 1} row pointers (rows + 1) as integers, got "
+                              f"{indptr.dtype} {indptr.shape}")
+    if indptr[0] != 0 or indptr[-1] != len(data) or (np.diff(indptr) < 0).any():
+        raise InvalidArgument(f"{name}: the row pointers must run from 0 to the number of values ({len(data)}) "
+                              "without decreasing")
+    if len(indices) and (indices.min() < 0 or indices.max() >= cols):
+        bad = int(indices[(indices < 0) | (indices >= cols)][0])
+        raise InvalidArgument(f"{name}: column index {bad} is outside the matrix's {cols} columns")
+    row_of = np.repeat(np.arange(rows), np.diff(indptr))
+    if len(indices) > 1 and ((np.diff(indices) <= 0) & (np.diff(row_of) == 0)).any():
+        raise InvalidArgument(f"{name}: the column indices of a row must be sorted, each once")
+    out = np.zeros((rows, cols), dtype=data.dtype)
+    out[row_of, indices] = data
+    return out

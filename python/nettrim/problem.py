@@ -29,6 +29,8 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from .errors import InvalidArgument
+
 
 class Floor:
     """The smallest eps a layer may be given (the cascade's ``eps_floor``), computed when first
@@ -153,13 +155,27 @@ FLOORS = ("trained", "refit")
 INACTIVE = ("bounded", "relu")
 
 
+def sample_rows(n_rows, max_rows, seed=0):
+    """The indices of at most ``max_rows`` of ``n_rows`` rows (a seeded subset, in order), or
+    None for all of them: the rows a layer's curve is solved on, and its searches after
+    (:meth:`LayerProblem.rows` takes them)."""
+    if max_rows is None or n_rows <= max_rows:
+        return None
+    return np.sort(np.random.default_rng([seed, 11]).choice(n_rows, max_rows, replace=False))
+
+
 def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained",
-                   inactive="bounded") -> List[LayerProblem]:
+                   inactive="bounded", refit=None) -> List[LayerProblem]:
     """One problem per group of ``layer`` (Dense or Conv2d) from its unfolded inputs.
 
     ``X_pruned`` None means the same as ``X_original`` (parallel scheme, first cascade layer).
     ``inactive``: Net-Trim's treatment of the inactive outputs ("bounded" or "relu", see
-    :func:`nettrim.prune_layer`); it decides the bound and the floor."""
+    :func:`nettrim.prune_layer`); it decides the bound and the floor.  ``refit``: with
+    ``floor="refit"``, the re-fit of every weight to the pruned signals that the floor
+    measures, ``refit(problem) -> (weights, bias)`` (:func:`nettrim.methods.refit.kept_dense`;
+    the scheme passes it in: a problem is data, and knows no method)."""
+    if X_pruned is not None and floor == "refit" and refit is None:
+        raise InvalidArgument("refit: floor='refit' needs the re-fit that it measures (methods.refit.kept_dense)")
     problems = []
     counted = inactive == "relu" and bool(layer.relu)
     for g in range(layer.groups):
@@ -177,7 +193,7 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained",
             problem.X = Xs
             problem.on_pruned_signals = True
             error = problem.error((Xs @ W + b).astype(np.float64))
-            problem.floor = Floor(gamma * error, _refit_floor(problem, gamma, error) if floor == "refit" else None)
+            problem.floor = Floor(gamma * error, _refit_floor(problem, gamma, error, refit) if floor == "refit" else None)
         elif X_pruned is not None:
             Xs = np.ascontiguousarray(X_pruned[:, cols])
             V = Xs @ W + b
@@ -193,23 +209,22 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained",
                 V[:, dead] = np.maximum(V[:, dead], 0)
             problem.V = V if layer.relu else None
             error = float(np.linalg.norm(np.where(problem.omega, V - Y, 0)))
-            problem.floor = Floor(gamma * error, _refit_floor(problem, gamma, error) if floor == "refit" else None)
+            problem.floor = Floor(gamma * error, _refit_floor(problem, gamma, error, refit) if floor == "refit" else None)
         problems.append(problem)
     return problems
 
 
-def _refit_floor(problem, gamma, error):
+def _refit_floor(problem, gamma, error, refit):
     """``floor="refit"``: the trained weights' ``error``, or that of every weight re-fitted to the
-    pruned signals (``kept_dense``: under the bound V, or with the inactive outputs counted) when
-    it errs less; computed when asked (see :class:`Floor`).  It keeps the problem's arrays, not
-    the problem (which would then hold itself through its floor)."""
+    pruned signals by ``refit`` (``kept_dense``: under the bound V, or with the inactive outputs
+    counted) when it errs less; computed when asked (see :class:`Floor`).  It keeps the
+    problem's arrays, not the problem (which would then hold itself through its floor)."""
     name, X, Y, W, b, relu, V, inactive = (problem.name, problem.X, problem.Y, problem.W, problem.b, problem.relu,
                                            problem.V, problem.inactive)
 
     def compute():
-        from .methods.refit import kept_dense
         p = LayerProblem(name, X, Y, W, b, relu, V=V, on_pruned_signals=True, inactive=inactive)
-        w, bias = kept_dense(p)
+        w, bias = refit(p)
         A = X @ w + (0 if bias is None else bias)
         # (the counted error in float64, as the trained weights' is measured above)
         return gamma * min(error, p.error(A.astype(np.float64) if p.counted else A))

@@ -18,20 +18,17 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import allocation as alloc
-from . import schemes
+from . import distributed, schemes
 from ._threads import blas_threads
-from ._validate import check_choice
-from .errors import ConvergenceWarning, InvalidArgument
-from .methods import LAYERWISE
-from .methods.base import Given, Layerwise, Target
-from .methods.nettrim import NetTrim
-from .network import Network, check_inputs
-from .problem import INACTIVE
+from .checkpoint import Checkpoint
+from .errors import ConvergenceWarning, InvalidArgument, InvalidArgumentType
+from .methods import METHODS, Given, Layerwise, NetTrim, Target, apoz
+from .methods.masks import keep_count
+from .network import Network
+from .options import PruneOptions, solves_relu
+from .problem import INACTIVE, LayerProblem, layer_problems
 from .report import LayerReport, Note, PruneReport
-
-# Net-Trim's treatment of the inactive outputs in whole networks (see prune_network's
-# ``inactive``): both programs, the better network kept, since neither wins on every model.
-NETWORK_INACTIVE = "auto"
+from .search import search_eps
 
 
 def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", eps_rel: float = 0.05,
@@ -42,7 +39,7 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
                   holdout: float = 0.2, final_refit: bool = True, threads: int = 0, workers: int = 1, executor=None,
                   block_outputs: Optional[int] = None, memory_budget=None, dtype="float32",
                   checkpoint: Optional[str] = None, on_layer: Optional[Callable[[int, LayerReport], None]] = None,
-                  on_trial: Optional[Callable] = None, **solver_options):
+                  on_trial: Optional[Callable] = None, options: Optional[PruneOptions] = None, **solver_options):
     """Prune the layers of ``net`` (Net-Trim, or another method); returns ``(pruned_net, PruneReport)``.
 
     Parameters
@@ -153,102 +150,105 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
     on_trial : callable(layer_name, kind, number, eps_rel, density), optional
         Net-Trim: called as each solve of an eps search ("search trial") or of a layer's
         solution path ("curve point") ends, from the thread solving it.
+    options : PruneOptions, optional
+        All of the options above at once, already checked (:meth:`PruneOptions.checked`, as
+        the ``nettrim`` command builds them before reading the model); the keyword arguments
+        are then ignored.
     solver_options : further keyword arguments for :class:`nettrim.LayerSolver`
         (``tol``, ``max_iter``, ``progress`` ...), or for the chosen method (``damp`` ...).
     """
-    from ._validate import check_callable, check_prune_network_arguments
-    if inactive is not None and method != "nettrim":
-        raise InvalidArgument(f"inactive: a setting of Net-Trim's program; method {method!r} has none")
-    inactive = check_choice("inactive", NETWORK_INACTIVE if inactive is None else inactive, ("auto",) + INACTIVE)
     if "sparsity_scope" in solver_options:         # the name before version 0.2
         warnings.warn("prune_network: sparsity_scope is now called scope", DeprecationWarning, stacklevel=2)
         scope = solver_options.pop("sparsity_scope")
-    args = check_prune_network_arguments(
-        net, calibration_inputs, scheme=scheme, eps_rel=eps_rel, gamma=gamma, sparsity=sparsity,
-        scope=scope, method=method, nm=nm, structured=structured, refit=refit,
-        max_samples=max_samples, seed=seed, threads=threads, workers=workers, dtype=dtype, checkpoint=checkpoint,
-        on_layer=on_layer, solver_options=solver_options, layers=layers, allocation=allocation, holdout=holdout,
-        executor=executor)
-    check_callable("on_trial", on_trial, "a function (layer, kind, number, eps_rel, density)")
+    if options is None:
+        options = PruneOptions.checked(
+            scheme=scheme, eps_rel=eps_rel, gamma=gamma, floor=floor, sparsity=sparsity, scope=scope,
+            allocation=allocation, layers=layers, method=method, nm=nm, structured=structured, refit=refit,
+            inactive=inactive, max_samples=max_samples, seed=seed, holdout=holdout, final_refit=final_refit,
+            threads=threads, workers=workers, executor=executor, block_outputs=block_outputs,
+            memory_budget=memory_budget, dtype=dtype, checkpoint=checkpoint, on_layer=on_layer, on_trial=on_trial,
+            solver_options=solver_options)
+    elif not isinstance(options, PruneOptions):
+        raise InvalidArgumentType(f"options: expected a nettrim.PruneOptions (PruneOptions.checked(...)), got "
+                                  f"{type(options).__name__}")
+    elif solver_options:
+        raise InvalidArgumentType(f"{next(iter(solver_options))}: with options=, every option goes in the "
+                                  "PruneOptions (its solver_options)")
+    options, X = options.for_network(net, calibration_inputs)
+    return _prune(net, X, options)
+
+
+def _prune(net, X, o: PruneOptions):
+    """``prune_network`` with its options checked."""
+    solver_options = dict(o.solver_options)
     backend = solver_options.get("backend", "cpu")
-    bounded_only = method == "nettrim" and inactive != "bounded" and not _solves_relu(backend)
+    inactive = o.inactive
+    bounded_only = inactive == "auto" and not solves_relu(backend)
     if bounded_only:     # (said before anything runs, not by the first layer's solve)
-        if inactive == "relu":
-            raise InvalidArgument(f"inactive: 'relu' needs the cpu backend; the {backend!r} backend solves "
-                                  "only inactive='bounded'")
         inactive = "bounded"
-    from ._validate import check_bool
-    final_refit = check_bool("final_refit", final_refit)
-    from .problem import FLOORS
-    if floor not in FLOORS:
-        raise InvalidArgument(f"floor: expected one of {', '.join(map(repr, FLOORS))}, got {floor!r}")
-    selected = args["layers"]
-    eps_rel, gamma, sparsity, nm = (args[k] for k in ("eps_rel", "gamma", "sparsity", "nm"))
-    max_samples, seed, threads, workers = (args[k] for k in ("max_samples", "seed", "threads", "workers"))
-    X = check_inputs(net, calibration_inputs, "calibration_inputs")
-    from . import distributed
-    block_outputs = _check_block_outputs(block_outputs, scheme)
+    selected = list(o.layers)
+    sparsity = list(o.sparsity) if isinstance(o.sparsity, tuple) else o.sparsity
+    max_samples, threads, on_trial = o.max_samples, o.threads, o.on_trial
     max_rows = None
     budget_note = None
-    if memory_budget is not None:
-        max_rows, budget_note = _rows_for_budget(net, len(X), memory_budget, scheme, workers, dtype, method)
+    if o.memory_budget is not None:
+        max_rows, budget_note = _rows_for_budget(net, len(X), o)
         if max_rows is not None:
             max_samples = max_rows if max_samples is None else min(max_samples, max_rows)
-    adapted = distributed.as_executor(executor)
-    remote = executor is not None and not isinstance(executor, ThreadPoolExecutor)
+    adapted = distributed.as_executor(o.executor)
+    remote = o.executor is not None and not isinstance(o.executor, ThreadPoolExecutor)
     if remote:                   # callbacks of this process: they would run (or fail to pickle) elsewhere
         on_trial = None
         solver_options = {k: v for k, v in solver_options.items() if k != "progress"}
     t0 = time.perf_counter()
-    if workers > 1 and threads == 0 and executor is None:   # the engine's threads shared among the workers
-        threads = max(1, (os.cpu_count() or 1) // workers)
+    if o.workers > 1 and threads == 0 and o.executor is None:   # the engine's threads shared among the workers
+        threads = max(1, (os.cpu_count() or 1) // o.workers)
+    method = METHODS[o.method]
     # Net-Trim's heavy work runs in the engine, on its own threads; numpy's BLAS (forward passes,
     # the curves' quick fits) then runs on one.  Measured (Fashion MLP, 90% removed, 10,000
     # samples, threads=2, 2 cores): 43.4 s -> 35.4 s cascade, 41.4 s -> 36.0 s parallel, numpy's
     # threads beside the engine's costing more than they gave; and numpy's products round
     # differently with their thread count (X^T X at 1347 x 257: 1e-4), which followed the
     # machine's load.  The other methods' work is numpy's: it keeps the idle cores.
-    with blas_threads(1 if method == "nettrim" else None):
-        run = _Run(net, X, scheme, gamma, floor, selected, max_samples, seed, adapted, workers, on_layer,
-                   block_outputs, max_rows, remote, final_refit)
-
-        if checkpoint is not None:
-            from .checkpoint import Checkpoint
-            run.store = Checkpoint(checkpoint, net, X, dict(
-                scheme=scheme, gamma=gamma, floor=floor, max_samples=max_samples, seed=seed, dtype=str(dtype),
-                method=method, nm=nm, refit=args["refit"], inactive=inactive, layers=selected, allocation=allocation,
-                holdout=holdout,
-                options=sorted((k, repr(v)) for k, v in solver_options.items() if k != "progress")))
+    with blas_threads(1 if method.name == "nettrim" else None):
+        run = _Run(net, X, o, max_samples=max_samples, max_rows=max_rows, executor=adapted, remote=remote)
+        if o.checkpoint is not None:
+            # Every option that decides a layer's result (not the callbacks, the executor, the
+            # thread counts: the result does not depend on them, README "Threads").
+            run.store = Checkpoint(o.checkpoint, net, X, dict(
+                scheme=o.scheme, eps_rel=o.eps_rel, gamma=o.gamma, floor=o.floor, sparsity=o.sparsity, scope=o.scope,
+                allocation=o.allocation, layers=selected, method=o.method, nm=o.nm, structured=o.structured,
+                refit=o.refit, inactive=inactive, max_samples=max_samples, max_rows=max_rows, seed=o.seed,
+                holdout=o.holdout, final_refit=o.final_refit, block_outputs=o.block_outputs, dtype=str(o.dtype),
+                options=sorted((k, repr(v)) for k, v in solver_options.items() if k not in ("progress", "threads"))))
         if bounded_only:
             run.notes.append(Note(f"inactive='auto' ran the bounded program only: the {backend!r} backend has no "
                                   "'relu'", kind="network"))
-        network_wide = isinstance(sparsity, float) and scope == "network"
-        if method == "nettrim":
-            options = dict(solver_options, inactive=inactive, **({"penalty": "group"} if args["structured"] else {}))
+        network_wide = o.network_wide
+        if method.network == "allocation":       # Net-Trim
+            options = dict(solver_options, inactive=inactive, **({"penalty": "group"} if o.structured else {}))
             if on_trial is not None:
                 options["on_trial"] = on_trial
-            nettrim = NetTrim(refit=args["refit"], dtype=dtype, threads=threads, options=options)
-            if network_wide and allocation == "curves":
-                pruned, reports = _by_curves(run, nettrim, 1.0 - sparsity, holdout)
-            elif network_wide and allocation == "shared":
+            nettrim = NetTrim(refit=o.refit, dtype=o.dtype, threads=threads, options=options)
+            if network_wide and o.allocation == "curves":
+                pruned, reports = _by_curves(run, nettrim, 1.0 - sparsity, o.holdout)
+            elif network_wide and o.allocation == "shared":
                 pruned, reports = _shared_eps(run, nettrim, 1.0 - sparsity)
             else:
-                pruned, reports = run.all(nettrim, _targets(selected, eps_rel, sparsity, nm))
+                pruned, reports = run.all(nettrim, _targets(selected, o.eps_rel, sparsity, o.nm))
+        elif method.network == "neurons":        # APoZ: whole neurons, ranked for the network at once
+            given = apoz(net, X, sparsity=sparsity, scope=o.scope)
+            chosen = Given({p.name: (p.W, p.b) for k in selected for p in _problems_of(given.layers[k])})
+            pruned, reports = run.all(chosen, {k: Target() for k in selected})
         else:
-            if method == "apoz":
-                from .methods import apoz
-                given = apoz(net, X, sparsity=sparsity, scope=scope)
-                chosen = Given({p.name: (p.W, p.b) for k in selected for p in _problems_of(given.layers[k])})
-                pruned, reports = run.all(chosen, {k: Target() for k in selected})
-            else:
-                layerwise = Layerwise(method, LAYERWISE[method], _method_options(solver_options))
-                if network_wide and method == "magnitude":
-                    sparsity = _global_magnitude(net, selected, sparsity)
-                pruned, reports = run.all(layerwise, _targets(selected, eps_rel, sparsity, nm))
-    if adapted is not executor:
+            layerwise = Layerwise(method.name, method.layerwise, _method_options(solver_options))
+            if network_wide and method.network == "global":
+                sparsity = _global_magnitude(net, selected, sparsity)
+            pruned, reports = run.all(layerwise, _targets(selected, o.eps_rel, sparsity, o.nm))
+    if adapted is not o.executor:
         adapted.shutdown()                   # releases the data scattered to the cluster
-    report = PruneReport(scheme, reports, run.samples, time.perf_counter() - t0, method,
-                         allocation if network_wide and method == "nettrim" else None, run.notes,
+    report = PruneReport(o.scheme, reports, run.samples, time.perf_counter() - t0, o.method,
+                         o.allocation if network_wide and method.name == "nettrim" else None, run.notes,
                          rows=max_rows, memory=budget_note, inactive_choice=run.inactive_choice)
     _warn(report)
     return pruned, report
@@ -258,16 +258,19 @@ class _Run:
     """One network, its calibration data and the scheme's settings: runs the scheme for given
     per-layer targets (``all``), as often as an allocation needs."""
 
-    def __init__(self, net, X, scheme, gamma, floor, selected, max_samples, seed, executor, workers, on_layer,
-                 block_outputs=None, max_rows=None, remote=False, final_refit=False):
-        self.net, self.X, self.scheme, self.gamma, self.selected = net, X, scheme, gamma, selected
-        self.floor = floor
-        self.max_samples, self.seed, self.max_rows = max_samples, seed, max_rows
-        self.executor, self.workers, self.on_layer = executor, workers, on_layer
-        self.block_outputs, self.remote, self.final_refit = block_outputs, remote, final_refit
+    def __init__(self, net, X, options: PruneOptions, *, max_samples, max_rows=None, executor=None, remote=False):
+        """``options``: the run's (layers resolved); ``max_samples`` and ``max_rows``: the rows
+        per convolution and per dense layer after a memory budget; ``executor``: the one jobs
+        go to (an adapted Dask client), ``remote`` when it is another process or machine."""
+        self.net, self.X = net, X
+        self.scheme, self.gamma, self.floor, self.selected = options.scheme, options.gamma, options.floor, \
+            list(options.layers)
+        self.max_samples, self.seed, self.max_rows = max_samples, options.seed, max_rows
+        self.executor, self.workers, self.on_layer = executor, options.workers, options.on_layer
+        self.block_outputs, self.remote, self.final_refit = options.block_outputs, remote, options.final_refit
         self.store, self.notes = None, []
         self.inactive_choice = None     # inactive="auto": which program, and why
-        self.plan = net.sample_positions(len(X), max_samples, seed, max_dense=max_rows)
+        self.plan = net.sample_positions(len(X), max_samples, self.seed, max_dense=max_rows)
         self.samples = len(X)
 
     def hold_out(self, fraction):
@@ -306,45 +309,15 @@ class _Run:
         return pruned, reports
 
 
-def _check_block_outputs(block_outputs, scheme):
-    if block_outputs is None:
-        return None
-    from ._validate import check_int
-    block_outputs = check_int("block_outputs", block_outputs, low=1, what="a number of output neurons per block")
-    if scheme != "parallel":
-        raise InvalidArgument("block_outputs: blocks of output neurons are solved apart in the parallel scheme only "
-                              "(the cascade's layers depend on each other's outputs)")
-    return block_outputs
-
-
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def parse_bytes(value, name="memory_budget"):
-    """Bytes from an int or a string such as "512MiB", "2GB", "1.5 GiB"."""
-    import re
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
-        return int(value)
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
-        if m and m.group(2).lower() in _UNITS and float(m.group(1)) > 0:
-            return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    raise InvalidArgument(f"{name}: expected a number of bytes > 0 or a size such as '2GiB', got {value!r}")
-
-
-def _rows_for_budget(net, n_samples, memory_budget, scheme, workers, dtype, method):
-    """The most calibration rows per layer whose estimated memory fits ``memory_budget``
+def _rows_for_budget(net, n_samples, o):
+    """The most calibration rows per layer whose estimated memory fits ``o.memory_budget``
     (estimated from the shapes, before anything is allocated), and a note saying so."""
-    from ._validate import resolve_dtype
-    budget = parse_bytes(memory_budget)
-    itemsize = np.dtype(resolve_dtype(dtype)).itemsize
+    budget = o.memory_budget
 
     def need(rows):
-        return net.memory_estimate(n_samples, max_samples=rows, max_dense=rows, scheme=scheme, workers=workers,
-                                   itemsize=itemsize, engine=method == "nettrim")["total"]
+        return o.estimate(net, n_samples, max_samples=rows, max_dense=rows)["total"]
 
-    most = max(r["P"] for r in net.memory_estimate(n_samples, scheme=scheme)["layers"])
+    most = max(r["P"] for r in net.memory_estimate(n_samples, scheme=o.scheme)["layers"])
     if need(most) <= budget:
         return None, None
     low, high = 0, most                    # need(low) fits (or low is 0), need(high) does not
@@ -365,20 +338,6 @@ def _targets(selected, eps_rel, sparsity, nm):
         return {k: Target(eps_rel=eps_rel) for k in selected}
     per = sparsity if isinstance(sparsity, list) else [sparsity] * len(selected)
     return {k: Target(keep=1.0 - s) for k, s in zip(selected, per)}
-
-
-def _solves_relu(backend):
-    """Whether the engine's ``backend`` solves ``inactive="relu"`` (the CUDA backend solves the
-    bounded program only, cpp/cuda/README.md): asked of the engine on a tiny layer."""
-    from .solver import LayerSolver
-    X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    try:
-        LayerSolver(X, np.maximum(X @ np.array([[1.0], [-1.0]]), 0), backend=backend, inactive="relu")
-    except InvalidArgument as e:
-        if str(e).startswith("inactive:"):
-            return False
-        raise
-    return True
 
 
 def _by_curves(run, nettrim, keep, holdout):
@@ -440,7 +399,6 @@ class _ProgramRun:
 def _by_curves_with(run, nettrim, keep, held_out, originals, inactive, notify=True):
     """``_by_curves`` with the layers' program ``inactive`` ("bounded" or "relu"); ``notify``:
     report each layer as it is done (``on_layer``)."""
-    from .problem import layer_problems
     parallel = run.scheme == "parallel"
     # On another process or machine the curves are computed there (one job per layer), and the
     # chosen points are finished here: their solutions are here already, and cheap to finish.
@@ -448,49 +406,25 @@ def _by_curves_with(run, nettrim, keep, held_out, originals, inactive, notify=Tr
                             keep_solvers=parallel and not run.remote, executor=run.executor if run.remote else None,
                             inactive=inactive)
     run.allocation = choice
-    nettrim.close = 0.01      # the searches below land within 1% of their layer's allocation
-    # ... on the rows the curves were solved on; each support is then re-fitted on every row.
-    nettrim.search_rows = alloc.CURVE_ROWS
+    # The searches below land within 1% of their layer's allocation, on the rows the curves were
+    # solved on; each support is then re-fitted on every row.
+    searcher = nettrim.searching(close=0.01, rows=alloc.CURVE_ROWS)
     if parallel:   # the chosen path points themselves; the fill layer searches between two points
-        chosen = alloc.FromCurves(nettrim, choice, {c.index: layer_problems(run.net.layers[c.index], originals[c.index],
-                                                                            inactive=c.inactive)
-                                                    for c in choice.curves})
+        chosen = alloc.FromCurves(searcher, choice, {c.index: layer_problems(run.net.layers[c.index],
+                                                                             originals[c.index], inactive=c.inactive)
+                                                     for c in choice.curves})
         targets = {c.index: Target(keep=kp, inactive=c.inactive) for c, kp in zip(choice.curves, choice.keep)}
         pruned, reports = run.all(chosen, targets, key=lambda k: f"curves-{targets[k]!r}", in_process=True,
                                   notify=notify)
         for c in choice.curves:
             c.solvers = []       # (their factorisations: the memory goes now, not with the allocation)
     else:          # each layer on the pruned prefix, searched to its density: the allocation again
-        def target(k, reports):   # for the layers left, under the budget left (a layer may have come out
-            done = sum(reports[j].nnz for j in run.selected if j < k)   # sparser than its curve said)
-            keep_k, _ = alloc.replan(choice, done, k)
-            c = next(c for c in choice.curves if c.index == k)
-            # The re-plan may take from this layer what a layer before took beyond its plan (a
-            # layer that kept fewer than its density, a re-plan that moved weights), but never
-            # more than half of a layer's planned weights while the budget leaves the layers
-            # after it their halves: without that limit the digits CNN at 90% removed gave its
-            # logits layer 4 of 640 weights (test accuracy 0.33).  The budget left is a ceiling
-            # on every layer (a requested sparsity is a ceiling on what the network keeps).
-            left = choice.budget - done
-            later = sum(0.5 * kp * c2.size for c2, kp in zip(choice.curves, choice.keep) if c2.index > k)
-            planned = choice.keep[run.selected.index(k)]
-            keep_k = max(keep_k, min(0.5 * planned, (left - later) / c.size))
-            keep_k = min(keep_k, max(0.0, left) / c.size)
-            if keep_k >= 1.0:     # kept dense, re-fitted to the pruned signals (NetTrim.prune)
-                return Target(keep=1.0, inactive=c.inactive)
-            # The search may stop short of the layer's density by up to 0.5% of the selected
-            # weights (at most 10% of its own) when a layer after it is to be pruned: that one is
-            # re-planned with what this one left, so the network still lands within 1% of its
-            # target, in fewer solves.
-            close = nettrim.close
-            if any(kp < 1 for c2, kp in zip(choice.curves, choice.keep) if c2.index > k):
-                close = min(0.1, max(close, 0.005 * choice.budget / keep / (keep_k * c.size)))
-            eps_rel, slope = alloc.eps_at(c, (1 - close / 2) * keep_k * c.size)
-            return Target(keep=keep_k, eps_rel=eps_rel, close=close, slope=slope, inactive=c.inactive,
-                          lowest=alloc.lowest_eps(c))
+        def target(k, reports):   # for the layers left, under the budget left
+            done = sum(reports[j].nnz for j in run.selected if j < k)
+            return choice.cascade_target(k, done, searcher.close)
 
         before = len(run.notes)
-        pruned, reports = run.all(nettrim, target, notify=notify)
+        pruned, reports = run.all(searcher, target, notify=notify)
         # A layer of the cascade may be unable to keep what the re-plan gave it (its floor on
         # the pruned signals caps its density); what counts is the network's total, said once.
         names = {run.net.layers[k].name for k in run.selected}
@@ -517,7 +451,6 @@ def _charge(report, work):
 
 def _shared_eps(run, nettrim, keep):
     """One eps_rel for every selected layer, searched by re-running the scheme per trial."""
-    from .search import search_eps
     total = sum(run.net.layers[k].size for k in run.selected)
     tried = {}
 
@@ -547,7 +480,6 @@ def _shared_eps(run, nettrim, keep):
 
 
 def _problems_of(layer):
-    from .problem import LayerProblem
     out = []
     for g in range(layer.groups):
         W, b = layer.group_matrix(g)
@@ -563,7 +495,6 @@ def _method_options(options):
 
 def _global_magnitude(net, selected, sparsity):
     """Per-layer sparsities that one global threshold on |w| gives (Han et al. 2015)."""
-    from .methods.masks import keep_count
     magnitudes = np.concatenate([np.abs(net.layers[k].matrix).ravel() for k in selected])
     keep = keep_count(magnitudes.size, sparsity)
     order = np.argsort(-magnitudes, kind="stable")

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.linalg import solve_triangular
 
+from .metrics import constraint_violations
+
 
 @dataclass
 class ReferenceResult:
@@ -199,7 +201,6 @@ def _candidate(Z2, Xs, omega, V, relu, polish, bias_row):
 
 
 def _feasible(A, Y, omega, V, eps, constraint, lam, relu, tol, inactive):
-    from .metrics import constraint_violations
     v_omega, v_comp = constraint_violations(A, Y, omega, V if relu else None, eps, constraint,
                                             regularized=lam is not None, inactive=inactive)
     return v_omega <= tol and v_comp <= tol

@@ -6,6 +6,8 @@ from typing import List, Optional
 
 import numpy as np
 
+from .reporting import report_summary
+
 
 class Note(str):
     """A sentence for the user, as reports store and print it (a ``str``), that also says what it
@@ -119,7 +121,6 @@ class PruneReport:
 
     def summary(self) -> str:
         """A line of totals and the per-layer table (as the command line prints it)."""
-        from .reporting import report_summary
         return report_summary(self)
 
     __str__ = summary

@@ -35,15 +35,16 @@ def report_table(report):
 
 
 def model_table(net):
-    """Per prunable layer: kind, shape, nonzeros, sparsity, bytes dense and as CSR."""
+    """Per prunable layer: its index (``--layers #I``) and name, kind, shape, nonzeros, sparsity,
+    bytes dense and as CSR."""
     sizes = net.size_report()
-    rows = [("layer", "kind", "shape", "weights", "nonzero", "sparsity %", "dense KiB", "CSR KiB")]
-    for layer, size in zip(net.layers, sizes["layers"]):
-        rows.append((layer.name, type(layer).__name__ + (" +ReLU" if layer.relu else ""),
+    rows = [("#", "layer", "kind", "shape", "weights", "nonzero", "sparsity %", "dense KiB", "CSR KiB")]
+    for index, (layer, size) in enumerate(zip(net.layers, sizes["layers"])):
+        rows.append((f"#{index}", layer.name, type(layer).__name__ + (" +ReLU" if layer.relu else ""),
                      "x".join(map(str, layer.shape)), str(layer.size), str(layer.nnz()),
                      f"{100 * (1 - layer.nnz() / max(1, layer.size)):.1f}", f"{size['dense_bytes'] / 1024:.1f}",
                      f"{size['sparse_bytes'] / 1024:.1f}"))
-    rows.append(("total", "", "", str(net.size()), str(net.nnz()),
+    rows.append(("", "total", "", "", str(net.size()), str(net.nnz()),
                  f"{100 * (1 - net.nnz() / max(1, net.size())):.1f}", f"{sizes['dense_bytes'] / 1024:.1f}",
                  f"{sizes['sparse_bytes'] / 1024:.1f}"))
     return format_table(rows, rules=[len(rows) - 1])

@@ -26,8 +26,6 @@ from .problem import inactive_of, layer_problems
 from .report import LayerReport
 from .result import PrunedLayer
 
-SCHEMES = ("parallel", "cascade")
-
 
 @dataclass
 class LayerJob:
@@ -39,11 +37,16 @@ class LayerJob:
     gamma: float = 1.0
     floor: str = "trained"
 
+    def problems(self, X_original, X_pruned=None):
+        """The layer's problems (one per group) on these signals, with the floor and the
+        inactive outputs' program the scheme and the method ask for."""
+        return layer_problems(self.layer, X_original, X_pruned, self.gamma, self.floor,
+                              inactive_of(self.method, self.target), refit=kept_dense)
+
     def __call__(self, X_original, X_pruned=None):
         """``(matrices, biases, report, notes)`` of the pruned layer."""
         t0 = time.perf_counter()
-        problems = layer_problems(self.layer, X_original, X_pruned, self.gamma, self.floor,
-                                  inactive_of(self.method, self.target))
+        problems = self.problems(X_original, X_pruned)
         if self.target.keep is not None and self.target.keep >= 1.0 and self.target.nm is None:
             # Every weight kept, whatever the method: on the pruned signals, re-fitted to them.
             outcomes = [PrunedLayer(weight=w, bias=b, method="dense") for w, b in map(kept_dense, problems)]
@@ -77,14 +80,13 @@ class BlockJob:
     outputs: tuple
 
     def __call__(self, X_original):
-        problems = layer_problems(self.job.layer, X_original, None, self.job.gamma, self.job.floor,
-                                  inactive_of(self.job.method, self.job.target))
+        problems = self.job.problems(X_original)
         return [self.job.method.prune(p.restricted(*self.outputs), self.job.target) for p in problems]
 
 
 def merge_blocks(job, X_original, blocks):
     """A layer's ``(matrices, biases, report, notes)`` from its blocks' outcomes (in order)."""
-    problems = layer_problems(job.layer, X_original, None, job.gamma, job.floor, inactive_of(job.method, job.target))
+    problems = job.problems(X_original)
     outcomes = []
     for g, p in enumerate(problems):
         parts = [block[g] for block in blocks]

@@ -11,7 +11,9 @@ module converts and checks the inputs once and re-checks every returned matrix i
 """
 from __future__ import annotations
 
+import functools
 import numbers
+import threading
 import time
 import warnings
 from typing import Callable, Optional, Sequence
@@ -22,7 +24,6 @@ from . import _core
 from ._threads import blas_threads
 from ._validate import (
     as_float_matrix,
-    available_memory,
     check_choice,
     check_finite,
     check_nonnegative,
@@ -35,16 +36,24 @@ from .result import LayerResult, SolutionPath
 DEFAULTS = _core.Settings()
 """The engine's defaults: the single source of every default below."""
 
-# Settings a caller may pass by keyword, with how each is checked.  bias_row follows from
-# fit_bias and warm_start is the lifecycle's (see LayerSolver.warm_start).
-_CHOICES = {"mode": ("relu", "linear"), "constraint": ("joint", "neuron"), "inactive": ("bounded", "relu"),
-            "penalty": ("l1", "group")}
-_INTS = {"adapt_every": (1, 2**31 - 1), "max_iter": (0, 2**31 - 1), "threads": (0, _core.max_threads)}
-_BOOLS = ("adaptive_rho", "polish")
-_REALS = ("rho", "adapt_bias", "adapt_threshold", "alpha", "tol", "dual_tol", "gap_tol", "certify_bias",
-          "polish_margin")
+FIELDS = _core.Settings.fields()
+"""Every field of the engine's settings, ``{name: default}`` in the engine's order: the single
+source of the names below (nettrim/settings.hpp, for_each_setting)."""
+
+# Settings a caller may pass by keyword: every field but bias_row (it follows from fit_bias)
+# and warm_start (the lifecycle's, see LayerSolver.warm_start), each checked by its default's
+# type: an enum's names, an integer (in a range where one is known), a bool, a number.
+_LIFECYCLE = ("bias_row", "warm_start")
 _OPTIONAL_REALS = ("lam", "sigma", "time_limit")   # None: the engine's 0 (off / automatic / none)
-SETTINGS = tuple(_CHOICES) + tuple(_INTS) + _BOOLS + _REALS + _OPTIONAL_REALS
+_INT_RANGES = {"adapt_every": (1, 2**31 - 1), "max_iter": (0, 2**31 - 1), "threads": (0, _core.max_threads)}
+_OPTIONS = {name: default for name, default in FIELDS.items() if name not in _LIFECYCLE}
+_CHOICES = {name: tuple(type(d).__members__) for name, d in _OPTIONS.items() if hasattr(type(d), "__members__")}
+_INTS = {name: _INT_RANGES.get(name, (-2**31, 2**31 - 1)) for name, d in _OPTIONS.items()
+         if isinstance(d, int) and not isinstance(d, bool) and name not in _CHOICES}
+_BOOLS = tuple(name for name, d in _OPTIONS.items() if isinstance(d, bool))
+_REALS = tuple(name for name, d in _OPTIONS.items() if isinstance(d, float) and name not in _OPTIONAL_REALS)
+SETTINGS = tuple(_OPTIONS)
+"""The settings a caller may pass by keyword, in the engine's order."""
 
 
 def backends():
@@ -60,11 +69,11 @@ def make_settings(base=None, **options):
     Every error names the option and what was expected."""
     s = _core.Settings()
     if base is not None:
-        for name in SETTINGS + ("bias_row", "warm_start"):
+        for name in FIELDS:
             setattr(s, name, getattr(base, name))
     for name, value in options.items():
         if name in _CHOICES:
-            setattr(s, name, getattr(getattr(_core, name.capitalize()), check_choice(name, value, _CHOICES[name])))
+            setattr(s, name, getattr(type(FIELDS[name]), check_choice(name, value, _CHOICES[name])))
         elif name in _INTS:
             lo, hi = _INTS[name]
             setattr(s, name, _check_int(name, value, lo, hi))
@@ -100,6 +109,22 @@ def _check_real(name, value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise InvalidArgumentType(f"{name}: expected a number, got {value!r}")
     return float(value)
+
+
+def _exclusive(method):
+    """One call at a time on a solver: a call while another is under way (from another thread,
+    or from the solver's own progress callback) is a RuntimeError at once, never a second use of
+    the engine's buffers."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"LayerSolver: in use by another call ({method.__name__} called from another thread, "
+                               "or from this solver's own progress callback); one call at a time")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._busy.release()
+    return call
 
 
 class LayerSolver:
@@ -142,6 +167,7 @@ class LayerSolver:
     def __init__(self, X, Y=None, W=None, b=None, *, V=None, fit_bias: bool = True, dtype="float32",
                  backend: str = "cpu", progress: Optional[Callable] = None, **settings):
         t0 = time.perf_counter()
+        self._busy = threading.Lock()
         self.dtype = np.dtype(resolve_dtype(dtype))
         self.progress = _check_progress(progress)
         if not isinstance(fit_bias, (bool, np.bool_)):
@@ -197,34 +223,69 @@ class LayerSolver:
     def mode(self):
         return self._settings.mode.name
 
+    @_exclusive
     def update_settings(self, **settings):
-        """Change settings (tolerances, penalties, mode, ...) without refactorising."""
+        """Change settings (tolerances, penalties, mode, ...) without refactorising.
+
+        Everything that depends on a setting is derived again: a new ``mode`` re-derives the
+        target (from the weights it was given by, else the outputs given, which ``mode="relu"``
+        needs nonnegative) and its active set, and the next solve starts cold.  A setting that
+        cannot hold with the solver's bound V (``mode="linear"``, ``inactive="relu"``) is
+        refused: call ``update_bound(None)`` first."""
+        if "progress" in settings:
+            raise InvalidArgumentType("progress: pass it to solve() or the constructor")
         new = make_settings(self._settings, **settings)
         if self.V is not None and new.inactive.name != "bounded":
             raise InvalidArgument("inactive: 'relu' counts the inactive outputs in the error, but this solver has "
                                   "a bound V on them; call update_bound(None) first")
-        if "progress" in settings:
-            raise InvalidArgumentType("progress: pass it to solve() or the constructor")
+        if self.V is not None and new.mode.name != "relu":
+            raise InvalidArgument("mode: 'linear' has no inactive outputs to bound, but this solver has a bound V; "
+                                  "call update_bound(None) first")
+        if new.mode != self._settings.mode:
+            Y = self._target_for(new.mode.name)
+            self._engine.update_settings(new)
+            self._settings = new
+            self._set_target(Y)      # (the engine derives the active set again, and starts cold)
+            return
         self._engine.update_settings(new)
         self._settings = new
-        if "mode" in settings:
-            self._summarize_target()
 
+    @_exclusive
     def update_target(self, Y=None, *, W=None, b=None):
-        """New outputs to keep (or the response of new weights ``W``, ``b``); starts cold."""
+        """New outputs to keep (or the response of new weights ``W``, ``b``); starts cold, and
+        without a bound (a bound V belongs to the target it was given for)."""
         P = self.Xs.shape[0]
         if Y is None:
             if W is None:
                 raise InvalidArgument("Y: expected the target outputs, or W (and b) to compute them; got neither")
-            Wa, ba = _weights(W, b, self.n_in)
-            Ya = self.Xs[:, :self.n_in] @ Wa.astype(self.dtype, copy=False) + (0 if ba is None else ba)
-            if self.mode == "relu":
-                Ya = np.maximum(Ya, 0)
+            weights = _weights(W, b, self.n_in)
+            Ya = self._response(weights, self.mode)
         else:
             Ya = as_float_matrix("Y", Y, rows=P, finite=False)
             if W is not None and np.shape(W)[-1] != Ya.shape[1]:
                 raise InvalidArgument(f"Y: expected {np.shape(W)[-1]} columns (W has {np.shape(W)[-1]} outputs), "
                                  f"got {Ya.shape[1]}")
+            weights = None
+        self._set_target(Ya)
+        self._target_weights = weights      # (what a change of mode derives the target from)
+
+    def _response(self, weights, mode):
+        """The outputs of ``weights`` = (W, b) on this solver's inputs, under ``mode``."""
+        Wa, ba = weights
+        Z = self.Xs[:, :self.n_in] @ Wa.astype(self.dtype, copy=False) + (0 if ba is None else ba)
+        return np.maximum(Z, 0) if mode == "relu" else Z
+
+    def _target_for(self, mode):
+        """The target under ``mode``: the response of the weights the target was given by, or
+        the outputs given (checked: ``mode="relu"`` needs them nonnegative)."""
+        if self._target_weights is not None:
+            return self._response(self._target_weights, mode)
+        if mode == "relu" and (self.Ys < 0).any():
+            raise InvalidArgument("mode: 'relu' needs ReLU outputs (>= 0), but the target given has negative values; "
+                                  "give the target again with update_target")
+        return self.Ys
+
+    def _set_target(self, Ya):
         check_finite("Y", Ya)
         self._check_range("Y", Ya)
         if self.mode == "relu" and (Ya < 0).any():
@@ -232,11 +293,12 @@ class LayerSolver:
                              "use mode='linear' for a layer without ReLU")
         self.Ys = np.ascontiguousarray(Ya, dtype=self.dtype)
         self.M = self.Ys.shape[1]
-        self._engine.update_target(self.Ys)
+        self._engine.update_target(self.Ys)        # (the engine drops any bound, and starts cold)
         self.V = None
         self._summarize_target()
         self._start = None
 
+    @_exclusive
     def update_bound(self, V):
         """Upper bound on pre-activations where ``Y == 0`` (cascade), or None for 0."""
         if V is None:
@@ -261,6 +323,7 @@ class LayerSolver:
         self._y_norm = float(np.linalg.norm(_column_norms(self.Ys.astype(np.float64))))
 
     # --- where a solve starts ----------------------------------------------------------------
+    @_exclusive
     def warm_start(self, start):
         """Where the next solve starts.
 
@@ -294,6 +357,7 @@ class LayerSolver:
                              f"got {U.shape}")
         self._engine.warm_start_primal(np.asfortranarray(U, dtype=self.dtype))
 
+    @_exclusive
     def state(self):
         """The ADMM state the next solve would continue from (U, L1, L2, rho1, rho2)."""
         return self._engine.state()
@@ -329,6 +393,7 @@ class LayerSolver:
                              f"overflows; expected a value that keeps eps finite")
         return e
 
+    @_exclusive
     def solve(self, *, eps_rel=None, eps=None, progress: Optional[Callable] = None, warn: bool = True,
               keep_state: bool = True) -> LayerResult:
         """Solve at ``eps_rel`` (default 0.05 when neither is given) or absolute ``eps``.
@@ -353,6 +418,7 @@ class LayerSolver:
         _warn_or_raise(result, stacklevel=3, quiet_limits=not warn)
         return result
 
+    @_exclusive
     def solve_path(self, eps_rel: Optional[Sequence[float]] = None, *, eps=None,
                    progress: Optional[Callable] = None, warn: bool = True) -> SolutionPath:
         """Solutions for a sequence of ``eps_rel`` (or absolute ``eps``) values, in order,
@@ -470,7 +536,7 @@ class LayerSolver:
                 + P * self.N * itemsize            # the converted X
                 + P * M * (itemsize + 8)           # Y in the solve dtype, and its float64 norms
                 + P * max(self.n_in, M))           # the finite checks' boolean temporaries
-        have = available_memory()
+        have = _core.available_memory()
         if have and need > have:
             raise MemoryError(f"X: a layer with P={P} samples, N={self.N} inputs and M={M} outputs needs about "
                               f"{need >> 20} MiB, but only {have >> 20} MiB are available; use fewer "

@@ -13,6 +13,7 @@ import numpy as np
 
 from .errors import InvalidArgumentType
 from .layers import PRUNABLE, Conv2d, Dense
+from .network import Network
 
 
 def _positions(net):
@@ -84,7 +85,6 @@ def shrink(net):
 
     Returns ``(smaller_network, removed)`` with ``removed[k]`` the number of outputs of layer
     ``k`` taken out."""
-    from .network import Network
     if not isinstance(net, Network):
         raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
     removed = [0] * len(net.layers)

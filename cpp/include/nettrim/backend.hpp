@@ -69,11 +69,28 @@ struct ZStepSettings {
   bool keep_z1 = false;      // keep Z1 for residual_sums (a convergence check follows)
 };
 
+// What a backend can do.  Each backend states its own, once, beside its class (the CPU
+// backend's kCapabilities, cuda::capabilities), and its instances return it: the registry's
+// backend_capabilities() answers from it without an instance, and Backend::set_inactive
+// refuses what it lacks, so that what is said and what is done cannot disagree.
+struct BackendCapabilities {
+  const char* name = "";        // as make_backend takes it
+  bool built = false;           // compiled into this build
+  bool available = false;       // built, and this machine has what it needs (a GPU)
+  bool gpu = false;             // runs on a GPU
+  bool float32 = false, float64 = false;                   // Backend<float>, Backend<double>
+  bool inactive_bounded = false, inactive_relu = false;    // the programs it solves (see Inactive)
+  bool solves(Inactive inactive) const {
+    return inactive == Inactive::relu ? inactive_relu : inactive_bounded;
+  }
+};
+
 template <class T>
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  virtual BackendCapabilities capabilities() const = 0;   // the class's own (see BackendCapabilities)
   virtual void set_threads(int threads) = 0;
 
   // --- data -------------------------------------------------------------------------
@@ -85,10 +102,15 @@ class Backend {
   virtual void set_target(ConstRowRef<T> Y, bool relu) = 0;   // copied
   virtual void set_bound(const ConstRowRef<T>* V) = 0;        // copied; nullptr: V = 0
   virtual const TargetNorms& target_norms() const = 0;
-  // How Omega^c counts (see Inactive); a backend that has only the bound refuses the rest.
-  virtual void set_inactive(Inactive inactive) {
-    if (inactive != Inactive::bounded)
-      throw std::invalid_argument(std::string("inactive: the ") + name() + " backend supports only 'bounded'");
+  // How Omega^c counts (see Inactive): a program outside capabilities() is refused
+  // (std::invalid_argument naming inactive), the others go to apply_inactive.
+  void set_inactive(Inactive inactive) {
+    const BackendCapabilities caps = capabilities();
+    if (!caps.solves(inactive)) {
+      throw std::invalid_argument(std::string("inactive: the ") + name() + " backend supports only " +
+                                  (caps.inactive_bounded ? "'bounded'" : "'relu'"));
+    }
+    apply_inactive(inactive);
   }
   virtual void set_sigma(double sigma) = 0;         // rebuild the U solve for sigma = rho2/rho1
 
@@ -120,10 +142,25 @@ class Backend {
 
   // Bytes this backend allocates for a layer of P samples, N inputs and M outputs.
   virtual std::size_t workspace_bytes(long P, long N, long M, bool has_bound) const = 0;
+
+ protected:
+  // Called by set_inactive with a program that capabilities() has.
+  virtual void apply_inactive(Inactive inactive) { (void)inactive; }
 };
 
 // Names of the backends this build has ("cpu", and "cuda" when built with it and a GPU is present).
 std::vector<std::string> available_backends();
+
+// What the backend `name` ("cpu", "cuda", "cuda:tf32") can do, from the backend class itself,
+// whether or not this build or machine has it (then built or available is false; a backend
+// that is not built says what it would solve).  Throws std::invalid_argument naming backend
+// for any other name.
+BackendCapabilities backend_capabilities(const std::string& name);
+
+// Bytes of working memory the backend `name` allocates for a layer of P samples, N inputs and
+// M outputs, in float64 or float32: its own workspace_bytes, asked of a backend made for the
+// purpose (no data).  Throws std::invalid_argument as make_backend does, or for sizes < 0.
+std::size_t backend_workspace_bytes(const std::string& name, bool float64, long P, long N, long M, bool has_bound);
 
 // A new backend by name; throws std::invalid_argument naming what is available.
 template <class T>

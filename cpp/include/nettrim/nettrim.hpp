@@ -4,6 +4,7 @@
 #include "nettrim/backend.hpp"
 #include "nettrim/errors.hpp"
 #include "nettrim/hooks.hpp"
+#include "nettrim/machine.hpp"
 #include "nettrim/refit.hpp"
 #include "nettrim/result.hpp"
 #include "nettrim/settings.hpp"

@@ -1,6 +1,11 @@
 // Settings of a layer solve: every knob of the ADMM, with its default, in one place.
-// The Python layer reads its defaults from here (nettrim._core.Settings()).
+// The Python layer reads its fields and defaults from here (nettrim._core.Settings.fields(),
+// listed by for_each_setting below).
 #pragma once
+
+#include <cstddef>
+#include <type_traits>
+#include <utility>
 
 namespace nettrim {
 
@@ -63,5 +68,61 @@ struct Settings {
   // Throws std::invalid_argument naming the offending field.
   void validate() const;
 };
+
+// Every field of Settings, in declaration order: f(name, member pointer) for each.  The
+// bindings define the Python attributes from this list, and Python reads it back
+// (nettrim._core.Settings.fields()); a field added above and not here fails to compile.
+template <class F>
+constexpr void for_each_setting(F&& f) {
+  f("mode", &Settings::mode);
+  f("constraint", &Settings::constraint);
+  f("penalty", &Settings::penalty);
+  f("inactive", &Settings::inactive);
+  f("lam", &Settings::lam);
+  f("bias_row", &Settings::bias_row);
+  f("rho", &Settings::rho);
+  f("sigma", &Settings::sigma);
+  f("adaptive_rho", &Settings::adaptive_rho);
+  f("adapt_every", &Settings::adapt_every);
+  f("adapt_bias", &Settings::adapt_bias);
+  f("adapt_threshold", &Settings::adapt_threshold);
+  f("alpha", &Settings::alpha);
+  f("max_iter", &Settings::max_iter);
+  f("time_limit", &Settings::time_limit);
+  f("tol", &Settings::tol);
+  f("dual_tol", &Settings::dual_tol);
+  f("gap_tol", &Settings::gap_tol);
+  f("certify_bias", &Settings::certify_bias);
+  f("polish", &Settings::polish);
+  f("polish_margin", &Settings::polish_margin);
+  f("warm_start", &Settings::warm_start);
+  f("threads", &Settings::threads);
+}
+
+namespace detail {
+// The number of fields of an aggregate: the most initialisers its braces take.
+struct AnyField {
+  template <class U>
+  operator U() const;   // (unevaluated only)
+};
+template <class T, class Seq, class = void>
+struct BraceInitializable : std::false_type {};
+template <class T, std::size_t... I>
+struct BraceInitializable<T, std::index_sequence<I...>, std::void_t<decltype(T{(void(I), AnyField{})...})>>
+    : std::true_type {};
+template <class T, std::size_t N = 0>
+constexpr std::size_t field_count() {
+  if constexpr (BraceInitializable<T, std::make_index_sequence<N + 1>>::value) return field_count<T, N + 1>();
+  else return N;
+}
+constexpr std::size_t settings_listed() {
+  std::size_t n = 0;
+  for_each_setting([&n](const char*, auto) { ++n; });
+  return n;
+}
+}  // namespace detail
+
+static_assert(detail::field_count<Settings>() == detail::settings_listed(),
+              "for_each_setting must list every field of nettrim::Settings");
 
 }  // namespace nettrim

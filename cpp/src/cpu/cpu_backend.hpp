@@ -28,7 +28,19 @@ class CpuBackend final : public Backend<T> {
   using Mat = Matrix<T>;
   using XMap = Eigen::Map<const RowMatrix<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-  const char* name() const override { return "cpu"; }
+  // Both programs (Inactive), both precisions, on the host.
+  static constexpr BackendCapabilities kCapabilities = [] {
+    BackendCapabilities c;
+    c.name = "cpu";
+    c.built = c.available = true;
+    c.gpu = false;
+    c.float32 = c.float64 = true;
+    c.inactive_bounded = c.inactive_relu = true;
+    return c;
+  }();
+
+  const char* name() const override { return kCapabilities.name; }
+  BackendCapabilities capabilities() const override { return kCapabilities; }
   void set_threads(int threads) override {
     threads_ = threads;
     blas::set_threads(1);   // the iteration's products share out their columns themselves (gemm_columns)
@@ -40,7 +52,6 @@ class CpuBackend final : public Backend<T> {
   void set_target(ConstRowRef<T> Y, bool relu) override;
   void set_bound(const ConstRowRef<T>* V) override;
   const TargetNorms& target_norms() const override { return norms_; }
-  void set_inactive(Inactive inactive) override { inactive_relu_ = inactive == Inactive::relu; }
   void set_sigma(double sigma) override { gram_.set_sigma(sigma); }
 
   void reset(const Matrix<T>* U0) override;
@@ -64,6 +75,9 @@ class CpuBackend final : public Backend<T> {
   void copy_candidate(Matrix<T>& out) const override { out = candidate_; }
 
   std::size_t workspace_bytes(long P, long N, long M, bool has_bound) const override;
+
+ protected:
+  void apply_inactive(Inactive inactive) override { inactive_relu_ = inactive == Inactive::relu; }
 
  private:
   bool in_omega(Eigen::Index p, Eigen::Index m) const { return !relu_ || Y_(p, m) > 0; }

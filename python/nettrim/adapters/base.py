@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _core
 from ..errors import InvalidArgument, ModelFileError, UnsupportedModelError
 
 FORMATS = {".npz": "npz", ".onnx": "onnx", ".pt": "torch", ".pth": "torch", ".ts": "torch"}
@@ -37,6 +38,13 @@ def check_reproduces(net, inputs, framework_outputs, framework):
     A reader that misses an operation then fails loudly instead of pruning the wrong network.
     ``framework_outputs(x)`` runs the original model on float32 inputs of the network's shape."""
     if inputs is None:
+        # (the model's own figure of its input: a huge one is refused here, by name, not by numpy)
+        need = 8 * 4 * int(np.prod(net.input_shape, dtype=np.float64)) * 4
+        have = _core.available_memory()
+        if have and need > have:
+            raise UnsupportedModelError(f"its input of {net.input_shape} per sample is too large: checking the model "
+                                        f"on a few samples would need {need >> 20} MiB, more than the {have >> 20} MiB "
+                                        "available")
         inputs = np.random.default_rng(0).standard_normal((8,) + net.input_shape).astype(np.float32)
     x = np.asarray(inputs)
     if x.ndim < 2 or len(x) == 0 or x.shape[1:] not in (net.input_shape, (net.n_inputs,)) or \

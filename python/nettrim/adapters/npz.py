@@ -5,6 +5,8 @@ a file, in the layout of the file it came from by default.
 """
 from __future__ import annotations
 
+import warnings
+
 from .. import npz_layout
 from .._validate import check_bool, check_output_path
 from ..errors import InvalidArgument
@@ -40,6 +42,9 @@ def write(net, provenance, path, *, sparse=False, layout=None):
     if layout is None:
         layout = ("plain" if source and source.get("layout") == "plain" and not sparse
                   and all(isinstance(s, Dense) for s in net.steps) else "nettrim")
+    if layout == "plain" and source and npz_layout.integer_arrays(source):
+        warnings.warn(f"{path}: {', '.join(npz_layout.integer_arrays(source))} held integers in the model file; "
+                      "the pruned weights are written as float32", UserWarning, stacklevel=2)
     return atomic_savez(path, npz_layout.arrays(net.steps, net.input_shape, layout=layout, sparse=sparse,
                                                 source=source))
 

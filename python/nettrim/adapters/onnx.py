@@ -21,16 +21,19 @@ of three forms is smallest, all of them standard ONNX that onnxruntime runs:
 """
 from __future__ import annotations
 
+import collections
 import copy
 import hashlib
 import os
 
 import numpy as np
 
-from ..errors import InvalidArgument, InvalidArgumentType
+from .. import _core
+from .._validate import check_bool, check_output_path, check_shape
+from ..errors import InvalidArgument, InvalidArgumentType, UnsupportedModelError
+from ..io import atomic_write
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
-from ..errors import UnsupportedModelError
 from .base import Provenance, check_reproduces
 
 
@@ -78,7 +81,6 @@ def read(path_or_model, input_shape=None, *, check_inputs=None):
     """``(network, provenance)`` of an ONNX model (a path or a ``ModelProto``), batch norms folded.
 
     ``input_shape`` (one sample's) is needed only when the model does not state it."""
-    from .._validate import check_shape
     model = densify(read_onnx(path_or_model))
     if input_shape is not None:
         input_shape = check_shape("input_shape", input_shape)
@@ -158,6 +160,8 @@ def _step(node, name, op, attrs, init, shape_tensors, steps):
             raise UnsupportedModelError(f"{name}: Gemm with transA=1 is not supported")
         B, C = weight(1), weight(2)
         alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
+        if alpha == 0:
+            raise UnsupportedModelError(f"{name}: Gemm with alpha=0 (its output does not depend on its weights)")
         W = alpha * (B.T if attrs.get("transB", 0) else B)
         b = None if C is None else beta * np.broadcast_to(C, (W.shape[1],))
         return Dense(W, b, relu=False, name=name), {"name": name, "kind": "Gemm", "alpha": alpha, "beta": beta,
@@ -222,8 +226,6 @@ def save_onnx(net: Network, model, path, *, sparse=False):
     """Write ``model`` with the (pruned) weights of ``net`` to ``path`` atomically; returns the
     written ``ModelProto`` (see :func:`write`).  ``net`` must come from :func:`load_onnx` on the
     same model."""
-    from .._validate import check_bool, check_output_path
-    from ..io import atomic_write
     path = check_output_path("path", path)
     out = write(net, _provenance_of(model, net), None, sparse=check_bool("sparse", sparse))
     atomic_write(path, lambda f: f.write(out.SerializeToString()))
@@ -262,6 +264,25 @@ def write(net: Network, provenance, destination=None, *, sparse=False):
     graph = out.graph
     inits = {t.name: t for t in graph.initializer}
     _check_shapes(net, origins, graph, inits, numpy_helper)
+    uses = collections.Counter(i for n in graph.node for i in n.input if i)
+
+    def own(node, position, array):
+        """``array`` into input ``position`` of ``node``: in place where that initializer is this
+        node's alone and of the same size; otherwise into a new initializer of this node's (a
+        tensor that two nodes share keeps the other's values; a broadcast bias, one per output)."""
+        name = node.input[position]
+        like = numpy_helper.to_array(inits[name])
+        array = np.asarray(array, dtype=like.dtype if like.dtype.kind == "f" else np.float32)
+        if uses[name] == 1 and array.size == like.size:
+            put(name, array, inits[name])
+            return
+        new, k = f"{name}_nettrim", 1
+        while new in inits or new in uses:
+            new, k = f"{name}_nettrim{k}", k + 1
+        put(new, array if array.size != like.size else array.reshape(like.shape))
+        node.input[position] = new
+        uses[name] -= 1
+        uses[new] = 1
 
     def put(name, array, like=None):
         array = np.asarray(array, dtype=np.float32 if like is None else numpy_helper.to_array(like).dtype)
@@ -276,7 +297,7 @@ def write(net: Network, provenance, destination=None, *, sparse=False):
 
     def set_bias(node, position, layer, values):
         if len(node.input) > position and node.input[position]:
-            put(node.input[position], values, inits[node.input[position]])
+            own(node, position, values)
         elif np.any(values):
             while len(node.input) < position:
                 node.input.append("")
@@ -287,31 +308,41 @@ def write(net: Network, provenance, destination=None, *, sparse=False):
     for layer, origin in zip(net.layers, origins):
         node = graph.node[origin["node"]]
         kind = origin["kind"]
+        bias_in_bn = False      # the bias written as the batch norm's shift (a MatMul without an Add)
         if kind == "Gemm":
             W = layer.weight / origin["alpha"]
-            put(node.input[1], W.T if origin["transB"] else W, inits[node.input[1]])
-            set_bias(node, 2, layer, layer.bias / origin["beta"])
+            own(node, 1, W.T if origin["transB"] else W)
+            if origin["beta"] == 0 and np.any(layer.bias):
+                # (beta = 0 ignores C: the bias goes in with beta 1)
+                for a in node.attribute:
+                    if a.name == "beta":
+                        a.f = 1.0
+                origin = {**origin, "beta": 1.0}
+            if origin["beta"] != 0:
+                set_bias(node, 2, layer, layer.bias / origin["beta"])
         elif kind == "MatMul":
-            put(node.input[1], layer.weight, inits[node.input[1]])
+            own(node, 1, layer.weight)
             nxt = graph.node[origin["node"] + 1] if origin["node"] + 1 < len(graph.node) else None
             if nxt is not None and nxt.op_type == "Add" and nxt.input[0] == node.output[0]:
-                put(nxt.input[1], layer.bias, inits[nxt.input[1]])
+                own(nxt, 1, layer.bias)
+            elif "bn" in origin:
+                bias_in_bn = True
             elif np.any(layer.bias):
                 raise InvalidArgument(f"{layer.name}: the pruned layer has a bias but the MatMul has none")
         else:
-            put(node.input[1], layer.weight, inits[node.input[1]])
+            own(node, 1, layer.weight)
             set_bias(node, 2, layer, layer.bias)
         if "bn" in origin:   # the fold now lives in the layer: make the batch norm the identity
             bn = graph.node[origin["bn"]]
             eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
             n = layer.bias.shape[0]
-            for pos, value in zip(range(1, 5), (1.0, 0.0, 0.0, 1.0 - eps)):
-                put(bn.input[pos], np.full(n, value), inits[bn.input[pos]])
+            shift = layer.bias if bias_in_bn else np.zeros(n)
+            for pos, value in zip(range(1, 5), (np.ones(n), shift, np.zeros(n), np.full(n, 1.0 - eps))):
+                own(bn, pos, value)
     if sparse:
         compact_weights(out, [graph.node[o["node"]].input[1] for o in origins])
     if destination is None:
         return out
-    from ..io import atomic_write
     return atomic_write(destination, lambda f: f.write(out.SerializeToString()))
 
 
@@ -415,8 +446,20 @@ def densify(model):
     for st in graph.sparse_initializer:
         values, indices = numpy_helper.to_array(st.values), numpy_helper.to_array(st.indices).astype(np.int64)
         dims = tuple(st.dims)
-        dense = np.zeros(int(np.prod(dims)), values.dtype)
-        dense[indices if indices.ndim == 1 else np.ravel_multi_index(indices.T, dims)] = values
+        size = int(np.prod(dims, dtype=np.float64))
+        have = _core.available_memory()
+        if have and size * values.dtype.itemsize > have:
+            raise InvalidArgument(f"sparse initializer {st.values.name!r}: its dense {dims} needs "
+                                  f"{size * values.dtype.itemsize >> 20} MiB, more than the {have >> 20} MiB available")
+        flat = indices if indices.ndim == 1 else None
+        if indices.ndim == 2 and indices.shape[1] == len(dims) and \
+                ((indices >= 0) & (indices < np.asarray(dims))).all():
+            flat = np.ravel_multi_index(indices.T, dims)
+        if flat is None or flat.shape != values.shape or (len(flat) and (flat.min() < 0 or flat.max() >= size)):
+            raise InvalidArgument(f"sparse initializer {st.values.name!r}: its indices do not fit its {len(values)} "
+                                  f"values in a tensor of shape {dims}")
+        dense = np.zeros(size, values.dtype)
+        dense[flat] = values
         graph.initializer.append(numpy_helper.from_array(dense.reshape(dims), st.values.name))
     del graph.sparse_initializer[:]
     targets = [n.output[0] for n in graph.node if n.name.startswith(_PREFIX) and n.name.endswith("/reshape")]

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
+import warnings
 
 import numpy as np
 
-from ..errors import InvalidArgument, InvalidArgumentType, ModelFileError
+from .._validate import check_output_path, check_path, check_shape
+from ..errors import InvalidArgument, InvalidArgumentType, ModelFileError, UnsupportedModelError
+from ..io import atomic_write
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
-from ..errors import UnsupportedModelError
 from .base import Provenance, check_reproduces
 
 
@@ -41,7 +44,6 @@ def read(module, input_shape=None, *, check_inputs=None, scripted=False):
     is a convolution).  ``check_inputs`` (optional, a few samples) are used to check the
     numpy forward pass against the module's; random inputs are used otherwise."""
     torch = _torch()
-    from .._validate import check_shape
     if not isinstance(module, torch.nn.Module):
         raise InvalidArgumentType(f"model: expected a torch.nn.Module, got {type(module).__name__}")
     if input_shape is not None:
@@ -93,7 +95,6 @@ def write(net: Network, provenance, destination=None, *, sparse=False):
     ``destination`` is None, else a file (atomically; returns its sha256): TorchScript when the
     source was, a pickled module otherwise, or (``sparse=True``) a sparse state dict that
     :func:`load_sparse` restores."""
-    from ..io import atomic_write
     torch = _torch()
     module = _into(net, provenance.source, provenance.details["origins"])
     if destination is None:
@@ -130,11 +131,15 @@ def _into(net, module, origins):
                 safe = np.where(s != 0, s, 1.0)
                 shape = (-1,) + (1,) * (weight.ndim - 1)
                 weight = np.where((s != 0).reshape(shape), weight / safe.reshape(shape), 0.0)
-                if target.bias is None:
+                if target.bias is None and bn.bias is not None:
                     # No bias to carry the shift: move it into the batch norm's own bias.
-                    if bn.bias is None:
-                        raise InvalidArgument(f"{layer.name}: cannot write a bias back (no bias, batch norm without affine)")
                     bn.bias.copy_(torch.as_tensor(bias - shift + np.asarray(bn.bias.detach().cpu(), np.float64)))
+                    bias = None
+                elif target.bias is None:
+                    # Nor an affine batch norm: its running mean carries it, since without affine
+                    # parameters bn(y) = s * (y - mean) with s = 1 / sqrt(var + eps) > 0, and
+                    # s * (y - mean') = s * y + bias for mean' = -bias / s.
+                    bn.running_mean.copy_(torch.as_tensor(-bias / s))
                     bias = None
                 else:
                     bias = np.where(s != 0, (bias - shift) / safe, 0.0)
@@ -182,8 +187,6 @@ def read_file(path, trust=False):
     unpickling it imports and calls whatever the file names, so a crafted file runs arbitrary
     code; reading one needs ``trust=True`` (``--trust-model`` on the command line), for files
     from a source you trust.  TorchScript files need no such opt-in."""
-    import pickle
-    import warnings
 
     torch = _torch()
 
@@ -424,7 +427,6 @@ def sparse_state_dict(module):
     nonzero and 4 per row) than dense is a ``torch.sparse_csr`` tensor of its (rows, -1) view;
     ``shapes`` holds those tensors' own shapes.  Plain tensors, strings and ints only: it loads
     with ``torch.load(..., weights_only=True)``.  :func:`load_sparse` restores it."""
-    import warnings
     torch = _torch()
     if not isinstance(module, torch.nn.Module):
         raise InvalidArgumentType(f"module: expected a torch.nn.Module, got {type(module).__name__}")
@@ -448,8 +450,6 @@ def sparse_state_dict(module):
 
 def save_sparse(module, path):
     """Write :func:`sparse_state_dict` of ``module`` to ``path`` (atomically); returns its sha256."""
-    from .._validate import check_output_path
-    from ..io import atomic_write
     torch = _torch()
     path = check_output_path("path", path)
     payload = sparse_state_dict(module)
@@ -462,9 +462,7 @@ def load_sparse(path, model=None):
     Returns the dense state dict, or, given ``model`` (the architecture, e.g. the module that
     was pruned), a copy of it with those weights.  Loads with ``weights_only=True``: no code
     from the file runs."""
-    import warnings
     torch = _torch()
-    from .._validate import check_path
     path = check_path("path", path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")

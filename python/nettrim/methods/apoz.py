@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import check_real
 from ..errors import InvalidArgument, InvalidArgumentType
 from ..layers import PRUNABLE, Conv2d
+from ..network import Network, check_inputs
 from ..structured import feeds
 
 
@@ -40,8 +42,6 @@ def apoz(net, X, *, sparsity, scope="network"):
     layer loses its highest-APoZ neurons until its own weights are ``sparsity`` removed.
     The output layer keeps all its neurons, so the largest reachable sparsity is below 1.
     Returns a masked copy (same shapes); :func:`nettrim.structured.shrink` makes it smaller."""
-    from .._validate import check_real
-    from ..network import Network, check_inputs
     if not isinstance(net, Network):
         raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
     X = check_inputs(net, X, "X")

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
+import numpy as np
+
 from ..errors import InvalidArgument
 from ..result import PrunedLayer
 
@@ -42,17 +44,14 @@ class Layerwise:
         else:
             if target.keep is None:
                 raise InvalidArgument(f"sparsity: method {self.name!r} needs a target sparsity (or nm)")
-            out = self.fn(problem.X, problem.W, problem.b, sparsity=1.0 - target.keep, **self.options)
+            if target.keep <= 0:
+                # (a share of a network's budget that leaves this layer nothing, e.g. one global
+                # magnitude threshold at 0.999999 removed: every weight goes, the bias stays)
+                out = PrunedLayer(weight=np.zeros_like(problem.W, dtype=np.float32), bias=problem.b, method=self.name)
+            else:
+                out = self.fn(problem.X, problem.W, problem.b, sparsity=1.0 - target.keep, **self.options)
         out.seconds = out.final_seconds = time.perf_counter() - t0
         return out
-
-
-class KeepAll:
-    """Leaves a layer as it is (a target of no sparsity, or a layer not selected)."""
-    name = "dense"
-
-    def prune(self, problem, target: Target) -> PrunedLayer:
-        return PrunedLayer(weight=problem.W, bias=problem.b, method=self.name)
 
 
 class Given:

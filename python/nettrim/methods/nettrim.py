@@ -11,12 +11,14 @@ For whole-network targets, :meth:`NetTrim.curve` gives a layer's solution path, 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
 
+from ..problem import sample_rows
 from ..report import Note
 from ..result import PrunedLayer
 from ..search import search_eps
@@ -79,10 +81,16 @@ def _trimmed(problem, weights, limit, whole_rows=False):
 class NetTrim:
     name = "nettrim"
 
-    def __init__(self, *, refit=True, dtype="float32", threads: int = 0, close: float = 0.02, options=None):
+    def __init__(self, *, refit=True, dtype="float32", threads: int = 0, close: float = 0.02,
+                 search_rows: Optional[int] = None, options=None):
         # refit: "relu" (True), "bounded" or "none" (False); see finish().
         self.refit, self.dtype, self.threads, self.close = refit_mode(refit), dtype, threads, close
-        options = dict(options or {})
+        # Density searches on at most this many calibration rows (None: all), the solution's
+        # support then re-fitted on every row: for whole-network targets, whose curves are
+        # solved on the same rows (nettrim.allocation.CURVE_ROWS).
+        self.search_rows = search_rows
+        self._given = dict(options or {})
+        options = dict(self._given)
         self.warm_start = options.pop("warm_start", None)
         self.progress = options.pop("progress", None)
         # on_trial(layer, kind, number, eps_rel, density): each solve of a search or curve, as it ends.
@@ -92,15 +100,16 @@ class NetTrim:
         self.inactive = options.pop("inactive", DEFAULTS.inactive.name)
         self.options = options
         self.per_neuron = options.get("constraint") == "neuron"
-        # Density searches on at most this many calibration rows (None: all), the solution's
-        # support then re-fitted on every row: set for whole-network targets, whose curves
-        # are solved on the same rows (nettrim.allocation.CURVE_ROWS).
-        self.search_rows = None
+
+    def searching(self, *, close: float, rows: Optional[int]):
+        """This method with its density searches landing within ``close`` of their target, on
+        at most ``rows`` calibration rows (see ``search_rows``): an allocation's final searches."""
+        return NetTrim(refit=self.refit, dtype=self.dtype, threads=self.threads, close=close, search_rows=rows,
+                       options=self._given)
 
     def search_problem(self, problem):
         """The problem a density search runs on: ``problem``, or, with more than
         ``search_rows`` rows, the seeded subset of them that the layer's curve was solved on."""
-        from ..allocation import sample_rows
         rows = sample_rows(len(problem.X), self.search_rows)
         return problem if rows is None else problem.rows(rows)
 
@@ -218,7 +227,6 @@ class NetTrim:
         at 90% removed: 0.971 with V, 0.960 with max(V, 0) for every layer).
         ``search(floor_rel)``: the search of ``prune`` on ``solver``.
         Returns ``(best, problem, notes)``, the problem with the relaxed bound."""
-        import dataclasses
         relaxed = dataclasses.replace(problem, V=np.maximum(problem.V, 0))
         relaxed_searched = self.search_problem(relaxed)     # (the same rows as the first search)
         solver.update_bound(relaxed_searched.V)

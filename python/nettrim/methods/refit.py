@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _core
+from .._threads import blas_threads
+from .._validate import as_float_matrix
 from ..errors import InvalidArgument
 from ..problem import INACTIVE
 
@@ -51,7 +54,6 @@ def refit_on_support(X, Y, mask, *, relu=True, V=None, fit_bias=True, bias=None,
 
     The per-neuron problems are small: numpy's BLAS runs them on one thread (measured 68x
     faster than its default threads on a loaded 2-core machine, see nettrim._threads)."""
-    from .._threads import blas_threads
     with blas_threads(1):
         return _refit(X, Y, mask, relu=relu, V=V, fit_bias=fit_bias, bias=bias, ridge=ridge, rounds=rounds,
                       start=start, max_iter=max_iter, inactive=inactive)
@@ -72,7 +74,6 @@ def refit_mode(value):
 
 
 def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_iter, inactive):
-    from .._validate import as_float_matrix
     X = np.asarray(as_float_matrix("X", X), np.float64)
     Y = np.asarray(as_float_matrix("Y", Y, rows=X.shape[0]), np.float64)
     P, n = X.shape
@@ -93,7 +94,6 @@ def _refit(X, Y, mask, *, relu, V, fit_bias, bias, ridge, rounds, start, max_ite
         if np.shape(start[0]) != (n, M) or (start[1] is not None and np.shape(start[1]) != (M,)):
             raise InvalidArgument(f"start: expected (weights ({n}, {M}), bias ({M},) or None), got "
                                   f"({np.shape(start[0])}, {None if start[1] is None else np.shape(start[1])})")
-        from .. import _core
         start_bias = start[1] if fit_bias else bias
         start_bias = np.zeros(M) if start_bias is None else np.asarray(start_bias, np.float64)
         if fit_bias and inactive == "bounded":
