@@ -62,6 +62,31 @@ void updates_equal_fresh_solves() {
   solver.clear_bound();
   solver.cold_start();
   CHECK(same(solver.solve(), fresh<T>(L.X, L.Y, nullptr, e1, s)));
+
+  // A bound belongs to its target: a new target of as many outputs starts without it.
+  solver.update_bound(V);
+  solver.update_target(Y2);
+  const double e3 = 0.05 * std::sqrt(Y2.template cast<double>().squaredNorm());
+  solver.update_eps({e3});
+  CHECK(same(solver.solve(), fresh<T>(L.X, Y2, nullptr, e3, s)));
+}
+
+template <class T>
+void a_new_mode_needs_its_target_again() {
+  // The target's active set depends on the mode: after a change of mode, no solve runs on the
+  // old one (it would answer another program), and update_target makes it the new mode's.
+  const Layer<T> L = random_layer<T>(13, 300, 10, 4);
+  Settings s = settings_for(10);
+  Solver<T> solver;
+  solver.setup(L.X, s);
+  solver.update_target(L.Y);
+  solver.update_eps({0.05 * omega_norm(L)});
+  solver.solve();
+  s.mode = Mode::linear;
+  solver.update_settings(s);
+  CHECK_THROWS(solver.solve(), std::logic_error, "the mode changed since the target was set");
+  solver.update_target(L.Y);
+  CHECK(same(solver.solve(), fresh<T>(L.X, L.Y, nullptr, 0.05 * omega_norm(L), s)));
 }
 
 template <class T>
@@ -116,5 +141,7 @@ int main() {
   warm_starts_reach_the_same_optimum<double>();
   a_path_is_a_sequence_of_warm_solves<float>();
   a_path_is_a_sequence_of_warm_solves<double>();
+  a_new_mode_needs_its_target_again<float>();
+  a_new_mode_needs_its_target_again<double>();
   return report("lifecycle");
 }
