@@ -177,3 +177,27 @@ def test_a_valid_sparse_npz_still_reads(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Network.load_npz(tmp_path / "ok.npz")
+
+
+def test_a_sparse_state_dict_with_a_stray_column_index_names_the_file(tmp_path):
+    torch = pytest.importorskip("torch")
+    from nettrim.adapters.torch import SPARSE_FORMAT, load_sparse, save_sparse
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    with torch.no_grad():
+        model[0].weight.mul_(torch.rand(4, 6) < 0.3)
+    save_sparse(model, tmp_path / "ok.pt")
+    restored = load_sparse(tmp_path / "ok.pt", model)            # (a good file reads back)
+    assert torch.equal(restored[0].weight, model[0].weight)
+    payload = torch.load(tmp_path / "ok.pt", weights_only=True)
+    name = next(k for k, t in payload["state_dict"].items() if t.layout == torch.sparse_csr)
+    t = payload["state_dict"][name]
+    cols = t.col_indices().clone()
+    cols[0] = 10 ** 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        payload["state_dict"][name] = torch.sparse_csr_tensor(t.crow_indices(), cols, t.values(), t.shape,
+                                                              check_invariants=False)
+    assert payload["format"] == SPARSE_FORMAT
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(nettrim.InvalidArgument, match=r"bad\.pt: .*column index 1000000 is outside"):
+        load_sparse(tmp_path / "bad.pt", model)

@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from .. import npz_layout
 from .._validate import check_output_path, check_path, check_shape
 from ..errors import InvalidArgument, InvalidArgumentType, ModelFileError, UnsupportedModelError
 from ..io import atomic_write
@@ -479,7 +480,14 @@ def load_sparse(path, model=None):
         warnings.simplefilter("ignore", UserWarning)
         for name, t in payload["state_dict"].items():
             if t.layout == torch.sparse_csr:
-                t = t.to_dense().reshape(payload["shapes"][name])
+                # (checked before torch reads the indices: a stray one is an IndexError or worse)
+                try:
+                    t = torch.from_numpy(npz_layout.dense_from_csr(
+                        f"{path}: {name}", t.values().numpy(), t.col_indices().numpy(), t.crow_indices().numpy(),
+                        np.array(t.shape))).reshape(payload["shapes"][name])
+                except (KeyError, RuntimeError, TypeError) as e:
+                    raise InvalidArgument(f"{path}: {name}: not a sparse weight nettrim wrote ({_first_line(e)})") \
+                        from None
             state[name] = t
     if model is None:
         return state
