@@ -63,7 +63,8 @@ _FLAGS = {"eps_rel": "--eps-rel", "sparsity": "--sparsity", "scope": "--scope", 
           "seed": "--seed", "checkpoint": "--checkpoint", "scheme": "--scheme", "input_shape": "--input-shape",
           "refit": "--refit", "block_outputs": "--block-outputs", "memory_budget": "--memory-budget",
           "scheduler": "--scheduler", "workers": "--workers", "backend": "--backend",
-          "final_refit": "--no-final-refit", "inactive": "--inactive"}
+          "final_refit": "--no-final-refit", "inactive": "--inactive", "max_iter": "--max-iter",
+          "time_limit": "--time-limit"}
 
 
 def _message(e, args):
@@ -87,6 +88,8 @@ def main(argv=None):
         parser.print_help()
         return 2
     with warnings.catch_warnings():
+        if getattr(args, "quiet", False):
+            warnings.simplefilter("ignore")        # (--quiet: nothing but errors, and what was asked for)
         warnings.showwarning = _one_line_warning
         return _run(args)
 
@@ -102,6 +105,11 @@ def _run(args):
     except KeyboardInterrupt:
         print("nettrim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away ('nettrim report ... | head'): not an error of ours.  Python
+        # would report the failed flush at exit; stdout goes to /dev/null instead.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (NettrimError, MemoryError, OSError, ImportError) as e:
         # What the user can act on: nettrim's own errors (bad arguments, files, models, numerics)
         # and the documented built-ins (memory, files, a missing optional package).
@@ -133,9 +141,10 @@ def _parser():
                        help="train a small ReLU network on scikit-learn's digits, prune it, print before/after")
     d.add_argument("--scheme", choices=["parallel", "cascade"], default="cascade", help="pruning scheme")
     d.add_argument("--sparsity", type=float, default=0.7, help="fraction of weights to remove (whole network)")
-    d.add_argument("--threads", type=int, default=0, help="engine threads (0: all cores)")
+    d.add_argument("--threads", type=int, default=0,
+                   help="engine threads (0: automatic, following the machine's load)")
     d.add_argument("--plot", default="nettrim-demo.png", help="where to write a plot, if matplotlib is installed ('' for none)")
-    d.add_argument("--quiet", action="store_true", help="no progress display")
+    d.add_argument("--quiet", action="store_true", help="print nothing but the result and errors")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("prune", formatter_class=fmt, help="prune a model (.npz, .onnx, PyTorch .pt/.pth) on calibration inputs")
@@ -251,6 +260,10 @@ def _pruning_arguments(p, several=False):
                         "result is the same bit for bit with any number)")
     p.add_argument("--max-samples", type=int, default=8000,
                    help="rows per convolution problem (a seeded choice of sample x pixel positions)")
+    p.add_argument("--max-iter", type=int, default=None, metavar="N",
+                   help="nettrim: the most ADMM iterations of one solve (default: the engine's)")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="nettrim: the most seconds one solve may take (default: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled positions and held-out samples")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the parallel scheme's layers (and the allocation's curves) on a Dask cluster: its "
@@ -515,6 +528,9 @@ def _target(args, eps_rel=None, sparsity=None):
         kw["structured"] = args.structured
     if args.backend != "cpu":
         kw["backend"] = args.backend
+    for flag in ("max_iter", "time_limit"):             # (the engine's; another method refuses them)
+        if getattr(args, flag, None) is not None:
+            kw[flag] = getattr(args, flag)
     if sparsity is not None:
         return {**kw, "sparsity": sparsity}
     return {**kw, "eps_rel": 0.05 if eps_rel is None else eps_rel}

@@ -6,6 +6,7 @@ and pipes get the final table alone.  Redraws are throttled to ten a second.
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
@@ -18,6 +19,9 @@ class Progress:
         self.total, self.done, self.solves = total_layers, 0, 0
         self.status = self.iteration = ""
         self._last = 0.0
+        # One line of the terminal's width (a longer one wraps at every redraw and fills the
+        # screen with its pieces), read when the display starts.
+        self.width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
         self._lock = threading.Lock()
         self._start = time.perf_counter()
 
@@ -50,10 +54,10 @@ class Progress:
         filled = int(width * self.done / max(1, self.total))
         line = (f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} layers "
                 f"{now - self._start:6.1f} s  {self.status}" + (f"; {self.iteration}" if self.iteration else ""))
-        self.stream.write(line[:160].ljust(160))
+        self.stream.write(line[:self.width + 1].ljust(self.width + 1))
         self.stream.flush()
 
     def close(self):
         if self.enabled:
-            self.stream.write("\r" + " " * 160 + "\r")
+            self.stream.write("\r" + " " * self.width + "\r")
             self.stream.flush()

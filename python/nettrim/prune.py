@@ -515,5 +515,6 @@ def _warn(report):
     limited = [r.name for r in report.layers if r.status in ("max_iterations", "time_limit")]
     if limited:
         warnings.warn(f"{', '.join(limited)}: the solve stopped at its iteration or time limit; raise max_iter "
-                      f"or time_limit (the reported violations are those of the returned weights)",
+                      f"or time_limit (--max-iter, --time-limit on the command line; the reported violations are "
+                      f"those of the returned weights)",
                       ConvergenceWarning, stacklevel=3)

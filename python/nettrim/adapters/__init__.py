@@ -38,7 +38,9 @@ def read(source, *, input_shape=None, check_inputs=None, trust=False):
     :func:`nettrim.adapters.torch.read_file`).  A file's errors name the file."""
     if isinstance(source, (str, bytes, os.PathLike)):
         return _read_file(source, input_shape=input_shape, check_inputs=check_inputs, trust=trust)
-    kind = type(source).__module__.split(".")[0]
+    # (by the classes it derives from: a module of the user's own class is a torch module)
+    kind = next((c.__module__.split(".")[0] for c in type(source).__mro__
+                 if c.__module__.split(".")[0] in ("torch", "onnx", "sklearn")), None)
     if kind == "torch":
         return torch.read(source, input_shape, check_inputs=check_inputs)
     if kind == "onnx":

@@ -209,6 +209,11 @@ def read_file(path, trust=False):
             ) from None
         try:
             obj = torch.load(path, map_location="cpu", weights_only=False)
+        except (AttributeError, ModuleNotFoundError) as e:
+            # (a pickled module names its class, which must be importable here)
+            raise ModelFileError(f"{path}: cannot read the model: {_first_line(e)}; a pickled module needs its "
+                                 "class importable where it is read: save the model as TorchScript "
+                                 "(torch.jit.save(torch.jit.script(model), path)) or ONNX instead") from None
         except Exception as e:
             raise ModelFileError(f"{path}: cannot read the model: {_first_line(e)}") from None
     except Exception as e:

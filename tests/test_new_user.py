@@ -1,0 +1,94 @@
+"""What a new user tripped over (issue "What a new user tripped over, part 2"): their own torch
+module, a pickled module whose class is not importable, --quiet, --max-iter, a closed pipe,
+the progress line's width."""
+import io
+import json
+import os
+import subprocess
+import sys
+
+import nettrim
+import numpy as np
+import pytest
+from nettrim.progress import Progress
+from test_cli import digits_prune_args, nettrim_cli
+
+torch = pytest.importorskip("torch")
+
+
+class Net(torch.nn.Module):
+    """A module of the user's own class (read by nettrim.adapters.read as any torch module)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_module_of_the_users_own_class_is_read():
+    torch.manual_seed(0)
+    model = Net().eval()
+    net, provenance = nettrim.adapters.read(model, input_shape=(6,))
+    X = np.random.default_rng(0).standard_normal((10, 6)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(net.forward(X), model(torch.tensor(X)).numpy(), rtol=1e-5, atol=1e-5)
+    assert provenance.format == "torch"
+
+
+def test_a_pickled_module_whose_class_is_gone_says_what_to_do(tmp_path):
+    code = ("import torch\n"
+            "class Gone(torch.nn.Module):\n"
+            "    def __init__(self):\n"
+            "        super().__init__(); self.fc = torch.nn.Linear(3, 2)\n"
+            "    def forward(self, x): return torch.relu(self.fc(x))\n"
+            f"torch.save(Gone(), {str(tmp_path / 'gone.pt')!r})\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    np.save(tmp_path / "calib.npy", np.zeros((5, 3), np.float32))
+    out = nettrim_cli("prune", str(tmp_path / "gone.pt"), "--calib", str(tmp_path / "calib.npy"), "-o",
+                      str(tmp_path / "out.pt"), "--trust-model")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "gone.pt" in out.stderr and "TorchScript" in out.stderr and "ONNX" in out.stderr
+
+
+def test_quiet_means_quiet_and_the_limit_options_exist(digits_mlp, tmp_path):
+    base = digits_prune_args(digits_mlp, tmp_path, 300) + ["--threads", "1", "--max-iter", "3"]
+    base.remove("--quiet")
+    loud = nettrim_cli(*base, "-o", str(tmp_path / "a.npz"))
+    assert loud.returncode == 0, loud.stderr
+    warned = [line for line in loud.stderr.splitlines() if line.startswith("nettrim: warning:")]
+    assert warned and any("--max-iter" in line for line in warned), loud.stderr
+    quiet = nettrim_cli(*base, "-o", str(tmp_path / "b.npz"), "--quiet")
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == "", quiet.stderr
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert max(r["iterations"] for r in report["layers"]) <= 3 * max(r["solves"] for r in report["layers"])
+
+
+def test_a_reader_that_went_away_is_no_error(digits_mlp, tmp_path):
+    base = digits_prune_args(digits_mlp, tmp_path, 200) + ["--threads", "1"]
+    assert nettrim_cli(*base, "-o", str(tmp_path / "p.npz")).returncode == 0
+    read, write = os.pipe()
+    os.close(read)                         # the reader is gone before anything is written
+    try:
+        out = subprocess.run([sys.executable, "-m", "nettrim.cli", "report", str(tmp_path / "p.json")],
+                             stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_progress_line_fits_the_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    stream = Terminal()
+    progress = Progress(4, stream=stream)
+    progress.trial("a-layer-with-a-long-name" * 3, "search trial", 12, 0.0123, 0.4567)
+    progress.solver_callback(1234, 1.5e-3, 2e-4, 3.0)
+    progress.close()
+    pieces = stream.getvalue().split("\r")
+    assert max(len(p) for p in pieces) <= 80
