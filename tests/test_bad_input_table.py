@@ -20,6 +20,7 @@ import nettrim
 import numpy as np
 import pytest
 from nettrim import methods, structured
+from nettrim.checkpoint import CheckpointMismatch
 from nettrim.layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from nettrim.network import Network, from_arrays
 
@@ -169,6 +170,100 @@ def reshaped(net):
 
 def broadcast_rows(rows, cols):
     return np.broadcast_to(np.float32(0.5), (rows, cols))
+
+
+def ls(Y_=None, **kw):
+    """A LayerSolver of the tiny first layer: its target from W0, b0, or ``Y_`` when given."""
+    return nettrim.LayerSolver(X, W=W0, b=b0, **kw) if Y_ is None else nettrim.LayerSolver(X, Y_, **kw)
+
+
+def bounded():
+    """A solver with a bound V on its inactive outputs (as the cascade sets one)."""
+    return ls(V=np.zeros_like(Y))
+
+
+def po(**kw):
+    return nettrim.PruneOptions.checked(**kw)
+
+
+def digit_named():
+    """A 4-5-5-3 network whose layers are named "0", "2", "4" (as a TorchScript Sequential's)."""
+    return Network([Dense(W0, b0, name="0"), Dense(np.eye(5, dtype=np.float32), np.zeros(5), name="2"),
+                    Dense(W1, b1, relu=False, name="4")])
+
+
+def shut_down_pool():
+    from concurrent.futures import ThreadPoolExecutor
+    pool = ThreadPoolExecutor(1)
+    pool.shutdown()
+    return pool
+
+
+class NoFuture:
+    """An executor whose submit gives back no future."""
+
+    def submit(self, fn, *args, **kwargs):
+        return None
+
+
+def stale_checkpoint(folder):
+    """A checkpoint folder with a layer file but no run.json saying which run it belongs to."""
+    folder.mkdir(exist_ok=True)
+    (folder / "layer0-0123456789abcdef.npz").write_bytes(b"")
+    return str(folder)
+
+
+def garbled_checkpoint(c):
+    folder = c.dir / "ck-garbled"
+    folder.mkdir(exist_ok=True)
+    (folder / "run.json").write_text("{not json")
+    return str(folder)
+
+
+def other_run_checkpoint(c):
+    """A checkpoint of a run at the default eps_rel (run here once)."""
+    path = c.path("ck-other")
+    if not os.path.exists(os.path.join(path, "run.json")):
+        pn(c, checkpoint=path)
+    return path
+
+
+def csr_npz(path, indices, indptr=None, rows=(4, 3)):
+    """A sparse nettrim .npz whose 4x3 first layer is given by these CSR arrays."""
+    from_arrays([np.ones((4, 3)), np.ones((3, 2))], [np.zeros(3), np.zeros(2)]).save_npz(path, sparse=True)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files if not k.startswith("0.")}
+    n = len(indices)
+    arrays.update({"0.data": np.ones(n, np.float32), "0.indices": np.asarray(indices, np.int64),
+                   "0.indptr": np.asarray(indptr if indptr is not None else [0, n, n, n, n], np.int64),
+                   "0.rows": np.asarray(rows), "0.bias": np.zeros(3, np.float32)})
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def onnx_sparse_index(index=10**9):
+    """The ONNX MLP with its first weight a sparse initializer whose one index is ``index``."""
+    from onnx import helper, numpy_helper
+    model = onnx_mlp()
+    del model.graph.initializer[0]
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(
+        numpy_helper.from_array(np.ones(1, np.float32), "w0"),
+        numpy_helper.from_array(np.array([index], np.int64), "w0_indices"), [4, 5]))
+    return model
+
+
+def onnx_alpha0():
+    """The ONNX MLP with its Gemm (fc1) at alpha=0."""
+    from onnx import helper
+    model = onnx_mlp()
+    model.graph.node[3].attribute.append(helper.make_attribute("alpha", 0.0))
+    return model
+
+
+def saved(c, name, model):
+    import onnx
+    onnx.save(model, c.path(name))
+    return c.path(name)
 
 
 T, V_, M_, O_ = TypeError, ValueError, MemoryError, OSError
@@ -423,7 +518,186 @@ API = [
     ("n_of_m-zero", V_, ("nm",), lambda c: methods.n_of_m(np.ones((4, 2)), 0, 4)),
     ("check_nm-dash", V_, ("nm",), lambda c: methods.check_nm("2-4")),
     ("shrink-int", T, ("net",), lambda c: structured.shrink(42)),
+    # --- LayerSolver: its lifecycle (issue 35) -----------------------------------------------------
+    ("ls-settings-linear-with-V", V_, ("mode", "update_bound(None)"),
+     lambda c: bounded().update_settings(mode="linear")),
+    ("ls-settings-inactive-relu-with-V", V_, ("inactive", "update_bound(None)"),
+     lambda c: bounded().update_settings(inactive="relu")),
+    ("ls-bound-inactive-relu", V_, ("V", "inactive"), lambda c: ls(inactive="relu").update_bound(np.zeros_like(Y))),
+    ("ls-bound-linear", V_, ("V", "mode"), lambda c: ls(X @ W0, mode="linear").update_bound(np.zeros_like(Y))),
+    ("ls-bound-shape", V_, ("V",), lambda c: ls().update_bound(np.zeros((20, 4)))),
+    ("ls-target-Y-with-b", V_, ("b", "W"), lambda c: ls().update_target(Y, b=b0)),
+    ("ls-eps-rel-overflow", V_, ("eps_rel", "overflows"), lambda c: ls().solve(eps_rel=1e308)),
+    ("ls-bound-rows", V_, ("V",), lambda c: ls().update_bound(np.zeros((5, 5)))),
+    ("ls-bound-1d", V_, ("V",), lambda c: ls().update_bound(np.zeros(5))),
+    ("ls-bound-strings", T, ("V",), lambda c: ls().update_bound(np.zeros((20, 5)).astype(str))),
+    ("ls-target-negative", V_, ("Y", "mode='linear'"), lambda c: ls().update_target(X @ W0)),
+    ("ls-target-nan", V_, ("Y",), lambda c: ls().update_target(np.full_like(Y, np.nan))),
+    ("ls-target-inf", V_, ("Y",), lambda c: ls().update_target(np.where(Y > 1, np.inf, Y))),
+    ("ls-target-rows", V_, ("Y",), lambda c: ls().update_target(Y[:5])),
+    ("ls-target-none", V_, ("Y",), lambda c: ls().update_target()),
+    ("ls-target-W-columns", V_, ("Y",), lambda c: ls().update_target(Y, W=W0[:, :3])),
+    ("ls-target-W-rows", V_, ("W",), lambda c: ls().update_target(W=W0[:3])),
+    ("ls-warm-start-shape", V_, ("warm_start",), lambda c: ls().warm_start(np.zeros((3, 3)))),
+    ("ls-warm-start-word", V_, ("warm_start",), lambda c: ls().warm_start("ones")),
+    ("ls-warm-start-W-without-W", V_, ("warm_start", "W"), lambda c: ls(Y).warm_start("W")),
+    ("ls-warm-start-int", T, ("warm_start",), lambda c: ls().warm_start(42)),
+    ("ls-settings-progress", T, ("progress",), lambda c: ls().update_settings(progress=print)),
+    ("ls-settings-relu-after-negative-Y", V_, ("mode", "update_target"),
+     lambda c: ls(X @ W0, mode="linear").update_settings(mode="relu")),
+    ("ls-settings-mode-word", V_, ("mode",), lambda c: ls().update_settings(mode="tanh")),
+    ("ls-settings-unknown", T, ("epsilon",), lambda c: ls().update_settings(epsilon=0.1)),
+    ("ls-settings-max-iter", V_, ("max_iter",), lambda c: ls().update_settings(max_iter=-1)),
+    ("ls-settings-tol-string", T, ("tol",), lambda c: ls().update_settings(tol="1e-4")),
+    ("ls-settings-polish-string", T, ("polish",), lambda c: ls().update_settings(polish="yes")),
+    ("ls-settings-lam-negative", V_, ("lam",), lambda c: ls().update_settings(lam=-1)),
+    ("ls-settings-threads", V_, ("threads",), lambda c: ls().update_settings(threads=-1)),
+    ("ls-eps-neuron-shape", V_, ("eps", "neuron"), lambda c: ls(constraint="neuron").solve(eps=np.ones(3))),
+    ("ls-eps-joint-shape", V_, ("eps", "joint"), lambda c: ls(constraint="joint").solve(eps=[1.0, 2.0])),
+    ("ls-eps-negative", V_, ("eps",), lambda c: ls().solve(eps=-1.0)),
+    ("ls-eps-nan", V_, ("eps",), lambda c: ls().solve(eps=float("nan"))),
+    ("ls-eps-string", T, ("eps",), lambda c: ls().solve(eps="0.1")),
+    ("ls-eps-rel-negative", V_, ("eps_rel",), lambda c: ls().solve(eps_rel=-0.1)),
+    ("ls-eps-rel-string", T, ("eps_rel",), lambda c: ls().solve(eps_rel="0.1")),
+    ("ls-solve-progress-int", T, ("progress",), lambda c: ls().solve(progress=5)),
+    ("ls-path-empty", V_, ("eps_rel",), lambda c: ls().solve_path([])),
+    ("ls-path-eps-empty", V_, ("eps",), lambda c: ls().solve_path(eps=[])),
+    ("ls-path-both", V_, ("eps_rel",), lambda c: ls().solve_path([0.1], eps=[1.0])),
+    ("ls-path-neither", V_, ("eps_rel",), lambda c: ls().solve_path()),
+    ("ls-path-negative", V_, ("eps_rel",), lambda c: ls().solve_path([0.1, -1])),
+    ("ls-path-word", T, ("eps_rel",), lambda c: ls().solve_path([0.1, "x"])),
+    ("ls-new-neither", V_, ("Y",), lambda c: nettrim.LayerSolver(X)),
+    ("ls-new-backend-int", T, ("backend",), lambda c: ls(backend=3)),
+    ("ls-new-backend-unknown", V_, ("backend",), lambda c: ls(backend="tpu")),
+    ("ls-new-fit-bias-string", T, ("fit_bias",), lambda c: ls(fit_bias="yes")),
+    ("ls-new-progress-int", T, ("progress",), lambda c: ls(progress=5)),
+    ("ls-new-V-linear", V_, ("V",), lambda c: ls(X @ W0, mode="linear", V=np.zeros_like(Y))),
+    ("ls-new-V-inactive-relu", V_, ("V",), lambda c: ls(inactive="relu", V=np.zeros_like(Y))),
+    ("ls-new-Y-negative", V_, ("Y",), lambda c: ls(X @ W0)),
+    ("ls-new-dtype", T, ("dtype",), lambda c: ls(dtype="float16")),
+    # --- PruneOptions.checked: every option --------------------------------------------------------
+    ("po-scheme", V_, ("scheme",), lambda c: po(scheme="serial")),
+    ("po-scope", V_, ("scope",), lambda c: po(scope="global")),
+    ("po-allocation", V_, ("allocation",), lambda c: po(allocation="greedy")),
+    ("po-floor", V_, ("floor",), lambda c: po(floor="zero")),
+    ("po-method", V_, ("method",), lambda c: po(method="obd")),
+    ("po-nm-word", V_, ("nm",), lambda c: po(nm="two:four")),
+    ("po-nm-order", V_, ("nm",), lambda c: po(nm=(4, 2))),
+    ("po-nm-lobs", V_, ("nm", "lobs"), lambda c: po(method="lobs", nm="2:4")),
+    ("po-nm-apoz", V_, ("nm", "apoz"), lambda c: po(method="apoz", nm="2:4")),
+    ("po-nm-with-sparsity", V_, ("sparsity", "nm"), lambda c: po(nm="2:4", sparsity=0.5)),
+    ("po-sparsity-zero", V_, ("sparsity",), lambda c: po(sparsity=0)),
+    ("po-sparsity-one", V_, ("sparsity",), lambda c: po(sparsity=1)),
+    ("po-sparsity-1.5", V_, ("sparsity",), lambda c: po(sparsity=1.5)),
+    ("po-sparsity-nested", V_, ("sparsity",), lambda c: po(sparsity=[[0.5], [0.5]])),
+    ("po-sparsity-string", V_, ("sparsity",), lambda c: po(sparsity="0.5")),
+    ("po-sparsity-strings", V_, ("sparsity",), lambda c: po(sparsity=["0.5", "0.5"])),
+    ("po-sparsity-empty", V_, ("sparsity",), lambda c: po(sparsity=[])),
+    ("po-sparsity-bool", V_, ("sparsity",), lambda c: po(sparsity=True)),
+    ("po-eps-rel-negative", V_, ("eps_rel",), lambda c: po(eps_rel=-0.1)),
+    ("po-gamma-below-1", V_, ("gamma",), lambda c: po(gamma=0.9)),
+    ("po-holdout-above-half", V_, ("holdout",), lambda c: po(holdout=0.6)),
+    ("po-holdout-string", T, ("holdout",), lambda c: po(holdout="0.2")),
+    ("po-structured-method", V_, ("structured",), lambda c: po(structured=True, method="magnitude", sparsity=0.5)),
+    ("po-refit-method", V_, ("refit",), lambda c: po(refit="bounded", method="wanda", sparsity=0.5)),
+    ("po-refit-word", V_, ("refit",), lambda c: po(refit="always")),
+    ("po-inactive-method", V_, ("inactive",), lambda c: po(inactive="relu", method="magnitude", sparsity=0.5)),
+    ("po-inactive-word", V_, ("inactive",), lambda c: po(inactive="soft")),
+    ("po-inactive-relu-cuda", V_, ("inactive", "cuda"), lambda c: po(inactive="relu", backend="cuda")),
+    ("po-backend-unknown", V_, ("backend",), lambda c: po(backend="tpu")),
+    ("po-backend-int", T, ("backend",), lambda c: po(backend=0)),
+    ("po-final-refit-string", T, ("final_refit",), lambda c: po(final_refit="no")),
+    ("po-max-samples-zero", V_, ("max_samples",), lambda c: po(max_samples=0)),
+    ("po-seed-negative", V_, ("seed",), lambda c: po(seed=-1)),
+    ("po-threads-negative", V_, ("threads",), lambda c: po(threads=-1)),
+    ("po-threads-string", T, ("threads",), lambda c: po(threads="4")),
+    ("po-workers-zero", V_, ("workers",), lambda c: po(workers=0)),
+    ("po-workers-float", T, ("workers",), lambda c: po(workers=2.0)),
+    ("po-block-outputs-cascade", V_, ("block_outputs", "parallel"), lambda c: po(block_outputs=4, scheme="cascade")),
+    ("po-block-outputs-zero", V_, ("block_outputs",), lambda c: po(block_outputs=0, scheme="parallel")),
+    ("po-memory-budget-word", V_, ("memory_budget",), lambda c: po(memory_budget="lots")),
+    ("po-memory-budget-zero", V_, ("memory_budget",), lambda c: po(memory_budget="0")),
+    ("po-memory-budget-negative", V_, ("memory_budget",), lambda c: po(memory_budget=-5)),
+    ("po-memory-budget-unit", V_, ("memory_budget",), lambda c: po(memory_budget="2 parsecs")),
+    ("po-memory-budget-float", V_, ("memory_budget",), lambda c: po(memory_budget=2.5e9)),
+    ("po-checkpoint-file", V_, ("checkpoint",), lambda c: po(checkpoint=c.path("afile"))),
+    ("po-checkpoint-int", T, ("checkpoint",), lambda c: po(checkpoint=7)),
+    ("po-dtype", T, ("dtype",), lambda c: po(dtype="float16")),
+    ("po-on-layer", T, ("on_layer",), lambda c: po(on_layer="print")),
+    ("po-on-trial", T, ("on_trial",), lambda c: po(on_trial=5)),
+    ("po-progress", T, ("progress",), lambda c: po(progress=5)),
+    ("po-executor-no-submit", T, ("executor",), lambda c: po(executor=object())),
+    ("po-unknown-option", T, ("epsilon",), lambda c: po(epsilon=0.1)),
+    ("po-method-unknown-option", T, ("damp", "magnitude"), lambda c: po(method="magnitude", sparsity=0.5, damp=0.1)),
+    ("po-per-layer-option", T, ("mode",), lambda c: po(mode="linear")),
+    ("po-penalty", V_, ("penalty",), lambda c: po(penalty="l0")),
+    ("po-engine-setting", V_, ("max_iter",), lambda c: po(max_iter=-1)),
+    ("po-method-option-value", V_, ("damp",), lambda c: po(method="lobs", sparsity=0.5, damp=-1)),
+    ("po-apoz-scope-layer", V_, ("scope",), lambda c: po(method="apoz", sparsity=0.5, scope="layer")),
+    ("po-apoz-list", V_, ("sparsity",), lambda c: po(method="apoz", sparsity=[0.5, 0.5])),
+    ("pn-options-type", T, ("options",), lambda c: pn(c, options={"eps_rel": 0.1})),
+    ("pn-options-and-keywords", T, ("tol",), lambda c: pn(c, options=po(), tol=1e-3)),
+    ("pn-options-sparsity-length", V_, ("sparsity",), lambda c: pn(c, options=po(sparsity=[0.5, 0.5, 0.5]))),
+    ("pn-options-layers", V_, ("layers",), lambda c: pn(c, options=po(layers=["dense7"]))),
+    # --- layers= ------------------------------------------------------------------------------------
+    ("pn-layers-unknown-name", V_, ("layers", "dense9"), lambda c: pn(c, layers=["dense9"])),
+    ("pn-layers-index", V_, ("layers",), lambda c: pn(c, layers=[5])),
+    ("pn-layers-negative-index", V_, ("layers",), lambda c: pn(c, layers=[-3])),
+    ("pn-layers-name-prefix", V_, ("layers", "name:x"), lambda c: pn(c, layers=["name:x"])),
+    ("pn-layers-hash", V_, ("layers", "#9"), lambda c: pn(c, layers=["#9"])),
+    ("pn-layers-empty", V_, ("layers",), lambda c: pn(c, layers=[])),
+    ("pn-layers-float", T, ("layers",), lambda c: pn(c, layers=2.5)),
+    ("pn-layers-bool", V_, ("layers",), lambda c: pn(c, layers=[True])),
+    ("pn-layers-ambiguous", V_, ("layers", "name:2", "#2"), lambda c: pn(c, digit_named(), layers=["2"])),
+    ("pn-layers-ambiguous-of-several", V_, ("layers", "name:2"), lambda c: pn(c, digit_named(), layers=["0", "2"])),
+    # --- executors ------------------------------------------------------------------------------------
+    ("pn-executor-shut-down", V_, ("executor", "shut down"),
+     lambda c: pn(c, scheme="parallel", executor=shut_down_pool())),
+    ("pn-executor-no-future", T, ("executor",), lambda c: pn(c, scheme="parallel", executor=NoFuture())),
+    ("pn-executor-no-submit", T, ("executor",), lambda c: pn(c, scheme="parallel", executor=object())),
+    ("pn-executor-function", T, ("executor",), lambda c: pn(c, scheme="parallel", executor=print)),
+    # --- sparse .npz, ONNX sparse initializers, checkpoints ----------------------------------------
+    ("load_npz-csr-column", V_, ("csr5.npz", "steps[0]", "column index 5"),
+     lambda c: Network.load_npz(csr_npz(c.dir / "csr5.npz", [5]))),
+    ("load_npz-csr-column-1e8", V_, ("csr1e8.npz", "steps[0]", "100000000"),
+     lambda c: Network.load_npz(csr_npz(c.dir / "csr1e8.npz", [10 ** 8]))),
+    ("load_npz-csr-negative", V_, ("csrneg.npz", "steps[0]"),
+     lambda c: Network.load_npz(csr_npz(c.dir / "csrneg.npz", [-1]))),
+    ("load_npz-csr-unsorted", V_, ("csrsort.npz", "steps[0]", "sorted"),
+     lambda c: Network.load_npz(csr_npz(c.dir / "csrsort.npz", [2, 1]))),
+    ("load_npz-csr-duplicate", V_, ("csrdup.npz", "steps[0]"),
+     lambda c: Network.load_npz(csr_npz(c.dir / "csrdup.npz", [1, 1]))),
+    ("load_npz-csr-indptr-decreasing", V_, ("csrptr.npz", "steps[0]", "row pointers"),
+     lambda c: Network.load_npz(csr_npz(c.dir / "csrptr.npz", [0], [0, 1, 0, 1, 1]))),
+    ("load_npz-csr-indptr-length", V_, ("csrlen.npz", "steps[0]"),
+     lambda c: Network.load_npz(csr_npz(c.dir / "csrlen.npz", [0], [0, 1, 1]))),
+    ("load_npz-csr-huge-shape", V_, ("csrbig.npz", "steps[0]", "MiB"),
+     lambda c: Network.load_npz(csr_npz(c.dir / "csrbig.npz", [0], None, (200000, 200000)))),
+    ("load_npz-csr-shape-negative", V_, ("csrshape.npz", "steps[0]"),
+     lambda c: Network.load_npz(csr_npz(c.dir / "csrshape.npz", [0], None, (-4, 3)))),
+    ("read-npz-csr-column", V_, ("csrread.npz", "steps[0]"),
+     lambda c: _ad().read(csr_npz(c.dir / "csrread.npz", [5]))),
+    ("read-onnx-sparse-index", V_, ("sparse_idx.onnx", "w0"),
+     lambda c: _ad().read(saved(c, "sparse_idx.onnx", onnx_sparse_index()))),
+    ("read-onnx-sparse-negative", V_, ("sparse_neg.onnx", "w0"),
+     lambda c: _ad().read(saved(c, "sparse_neg.onnx", onnx_sparse_index(-1)))),
+    ("read-onnx-sparse-model", V_, ("sparse initializer", "w0"), lambda c: _ad().read(onnx_sparse_index())),
+    ("read-onnx-gemm-alpha0", V_, ("alpha0.onnx", "fc1", "alpha=0"),
+     lambda c: _ad().read(saved(c, "alpha0.onnx", onnx_alpha0()))),
+    ("load_onnx-gemm-alpha0", V_, ("fc1", "alpha=0"), lambda c: _ox().load_onnx(onnx_alpha0())),
+    ("pn-checkpoint-stale", CheckpointMismatch, ("checkpoint", "run.json"),
+     lambda c: pn(c, checkpoint=stale_checkpoint(c.dir / "ck-stale"))),
+    ("pn-checkpoint-garbled", V_, ("checkpoint", "run.json"), lambda c: pn(c, checkpoint=garbled_checkpoint(c))),
+    ("pn-checkpoint-other-run", CheckpointMismatch, ("checkpoint", "options"),
+     lambda c: pn(c, eps_rel=0.1, checkpoint=other_run_checkpoint(c))),
+    ("pn-apoz-too-sparse", V_, ("sparsity", "APoZ"), lambda c: pn(c, method="apoz", sparsity=0.999)),
+    ("pn-apoz-scope-layer", V_, ("scope",), lambda c: pn(c, method="apoz", sparsity=0.5, scope="layer")),
 ]
+
+
+def _ad():
+    from nettrim import adapters
+    return adapters
 
 
 def _sk():
@@ -514,6 +788,51 @@ CLI = [
     ("inspect-truncated", ("trunc.onnx",), lambda d: ["inspect", d("trunc.onnx")]),
     ("demo-sparsity", ("--sparsity",), lambda d: ["demo", "--sparsity", "1.5", "--plot", "", "--quiet"]),
     ("demo-threads", ("--threads",), lambda d: ["demo", "--threads", "-5", "--plot", "", "--quiet"]),
+    # --- layers, outputs, options of the newer surfaces ------------------------------------------
+    ("layers-ambiguous", ("--layers", "name:2", "#2"), prune("--layers", "2", model="names.npz", calib="calib4.npy")),
+    ("layers-hash", ("--layers", "#9"), prune("--layers", "#9")),
+    ("layers-unknown", ("--layers", "dense9"), prune("--layers", "dense9")),
+    ("layers-name-unknown", ("--layers", "name:x"), prune("--layers", "name:x")),
+    ("layers-empty", ("--layers",), prune("--layers", ",")),
+    ("output-is-train", ("-o", "training data"), prune("--finetune", "1", "--train", "train.npz", out="train.npz")),
+    ("report-is-eval", ("-o (its report)", "evaluation data"),
+     prune("--finetune", "1", "--train", "train.npz", "--eval", "out.json")),
+    ("finetune-without-train", ("--finetune",), prune("--finetune", "1")),
+    ("train-without-finetune", ("--train",), prune("--train", "train.npz")),
+    ("finetune-negative", ("--finetune",), prune("--finetune", "-1", "--train", "train.npz")),
+    ("sweep-plot-is-model", ("--plot", "model"), lambda d: sweep()(d) + ["--plot", d("model.npz")]),
+    ("sweep-plot-is-eval", ("--plot", "evaluation data"), lambda d: sweep()(d) + ["--plot", d("eval.npz")]),
+    ("refit-method", ("--refit",), prune("--refit", "bounded", "--method", "magnitude", "--sparsity", "0.5")),
+    ("no-refit-method", ("--refit",), prune("--no-refit", "--method", "wanda", "--sparsity", "0.5")),
+    ("inactive-method", ("--inactive",), prune("--inactive", "relu", "--method", "magnitude", "--sparsity", "0.5")),
+    ("inactive-relu-cuda", ("--inactive",), prune("--inactive", "relu", "--backend", "cuda")),
+    ("backend-unknown", ("--backend",), prune("--backend", "tpu")),
+    ("workers-zero", ("--workers",), prune("--workers", "0", "--scheme", "parallel")),
+    ("workers-negative", ("--workers",), prune("--workers", "-2", "--scheme", "parallel")),
+    ("workers-with-cluster", ("--workers", "--scheduler"),
+     prune("--workers", "2", "--scheduler", "tcp://127.0.0.1:1", "--scheme", "parallel")),
+    ("memory-budget-word", ("--memory-budget",), prune("--memory-budget", "lots")),
+    ("memory-budget-zero", ("--memory-budget",), prune("--memory-budget", "0")),
+    ("memory-budget-negative", ("--memory-budget",), prune("--memory-budget", "-5")),
+    ("block-outputs-cascade", ("--block-outputs",), prune("--block-outputs", "4", "--scheme", "cascade")),
+    ("block-outputs-zero", ("--block-outputs",), prune("--block-outputs", "0", "--scheme", "parallel")),
+    ("nm-with-sparsity", ("--sparsity",), prune("--sparsity", "0.5", "--nm", "2:4")),
+    ("nm-apoz", ("--nm",), prune("--method", "apoz", "--nm", "2:4")),
+    ("apoz-scope-layer", ("--scope",), prune("--method", "apoz", "--sparsity", "0.5", "--scope", "layer")),
+    ("apoz-too-sparse", ("--sparsity",), prune("--method", "apoz", "--sparsity", "0.999")),
+    ("checkpoint-under-file", ("--checkpoint",), prune("--checkpoint", "afile/ck")),
+    ("checkpoint-stale", ("--checkpoint", "run.json"), prune("--checkpoint", "ck-stale-cli")),
+    ("sweep-nm-lobs", ("--nm",), sweep("--method", "lobs", "--nm", "2:4")),
+    ("sweep-workers-zero", ("--workers",), sweep("--workers", "0")),
+    ("sweep-memory-budget", ("--memory-budget",), sweep("--memory-budget", "lots")),
+    ("sweep-layers-hash", ("--layers", "#9"), sweep("--layers", "#9")),
+    # --- model files of the newer checks ------------------------------------------------------------
+    ("npz-csr-column", ("csr_bad.npz", "steps[0]"), prune(model="csr_bad.npz", calib="calib4.npy")),
+    ("npz-csr-huge", ("csr_big.npz", "steps[0]"), prune(model="csr_big.npz", calib="calib4.npy")),
+    ("onnx-sparse-index", ("sparse_idx.onnx",), prune(model="sparse_idx.onnx", calib="calib4.npy", out="out.onnx")),
+    ("onnx-gemm-alpha0", ("alpha0.onnx", "fc1"), prune(model="alpha0.onnx", calib="calib4.npy", out="out.onnx")),
+    ("inspect-onnx-sparse-index", ("sparse_idx.onnx",), lambda d: ["inspect", d("sparse_idx.onnx")]),
+    ("inspect-npz-csr", ("csr_bad.npz",), lambda d: ["inspect", d("csr_bad.npz")]),
 ]
 
 
@@ -554,11 +873,19 @@ def prepare(folder, digits_mlp):
     (folder / "adir.npz").mkdir()
     (folder / "bad.json").write_text("{not json")
     (folder / "wrong.json").write_text('{"a": 1}')
+    digit_named().save_npz(folder / "names.npz")
+    np.save(folder / "calib4.npy", X)
+    np.savez(folder / "train.npz", X=Xtr[:50], y=ytr[:50])
+    csr_npz(folder / "csr_bad.npz", [5])
+    csr_npz(folder / "csr_big.npz", [0], None, (200000, 200000))
+    stale_checkpoint(folder / "ck-stale-cli")
     try:
         import onnx
         model = onnx_mlp()
         blob = model.SerializeToString()
         (folder / "trunc.onnx").write_bytes(blob[:len(blob) // 2])
+        onnx.save(onnx_sparse_index(), folder / "sparse_idx.onnx")
+        onnx.save(onnx_alpha0(), folder / "alpha0.onnx")
         del onnx
     except pytest.skip.Exception:
         (folder / "trunc.onnx").write_bytes(b"\x08")
@@ -633,5 +960,5 @@ def test_cli_bad_input(row, files):
 
 
 def test_table_is_large_enough():
-    assert len(API) + len(CLI) >= 150
+    assert len(API) + len(CLI) >= 350
     assert len({r[0] for r in API}) == len(API) and len({r[0] for r in CLI}) == len(CLI)

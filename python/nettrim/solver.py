@@ -261,6 +261,9 @@ class LayerSolver:
             weights = _weights(W, b, self.n_in)
             Ya = self._response(weights, self.mode)
         else:
+            if b is not None and W is None:
+                raise InvalidArgument("b: the bias goes with W, to compute the target from them; with Y given it "
+                                      "would not be used")
             Ya = as_float_matrix("Y", Y, rows=P, finite=False)
             if W is not None and np.shape(W)[-1] != Ya.shape[1]:
                 raise InvalidArgument(f"Y: expected {np.shape(W)[-1]} columns (W has {np.shape(W)[-1]} outputs), "
@@ -387,7 +390,8 @@ class LayerSolver:
         if isinstance(eps_rel, (bool, np.bool_)) or not isinstance(eps_rel, numbers.Real):
             raise InvalidArgumentType(f"eps_rel: expected a number, got {eps_rel!r}")
         rel = check_nonnegative("eps_rel", eps_rel)
-        e = rel * (np.array([self._omega_norm_total]) if joint else self._omega_norm)
+        with np.errstate(over="ignore"):          # (an overflow is the error below, not a numpy warning)
+            e = rel * (np.array([self._omega_norm_total]) if joint else self._omega_norm)
         if not np.all(np.isfinite(e)):
             raise InvalidArgument(f"eps_rel: {eps_rel!r} times the outputs' norm ({self._omega_norm_total:.3g}) "
                              f"overflows; expected a value that keeps eps finite")
