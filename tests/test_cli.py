@@ -219,8 +219,9 @@ def test_interrupted_write_keeps_the_old_file(tmp_path):
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.npz"]
 
 
-def test_progress_line_on_a_terminal_only():
+def test_progress_line_on_a_terminal_only(monkeypatch):
     import io
+    monkeypatch.setenv("COLUMNS", "200")             # (a wide terminal: the line is cut at its width)
 
     from nettrim.progress import Progress
     from nettrim.report import LayerReport

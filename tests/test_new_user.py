@@ -92,3 +92,14 @@ def test_the_progress_line_fits_the_terminal(monkeypatch):
     progress.close()
     pieces = stream.getvalue().split("\r")
     assert max(len(p) for p in pieces) <= 80
+
+
+def test_the_samples_held_out_are_said(digits_mlp, tmp_path):
+    base = digits_prune_args(digits_mlp, tmp_path, 500) + ["--threads", "1", "--inactive", "bounded"]
+    base.remove("--quiet")
+    out = nettrim_cli(*base, "-o", str(tmp_path / "p.npz"), "--sparsity", "0.8")
+    assert out.returncode == 0, out.stderr
+    assert "400 calibration samples solved on, 100 more held out" in out.stdout, out.stdout
+    report = json.loads((tmp_path / "p.json").read_text())
+    assert report["calibration_samples"] == 400 and report["held_out"] == 100
+    assert "100 more held out" in nettrim.PruneReport.from_dict(report).summary()

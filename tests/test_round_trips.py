@@ -201,3 +201,20 @@ def test_a_sparse_state_dict_with_a_stray_column_index_names_the_file(tmp_path):
     torch.save(payload, tmp_path / "bad.pt")
     with pytest.raises(nettrim.InvalidArgument, match=r"bad\.pt: .*column index 1000000 is outside"):
         load_sparse(tmp_path / "bad.pt", model)
+
+
+def test_an_onnx_input_too_large_to_check_names_the_file(tmp_path):
+    """(A model that declares one sample as 1 x 30000 x 30000: checking nettrim's reading of it on
+    a few samples would need 115 GB; said before anything is allocated.)"""
+    rng = np.random.default_rng(7)
+    nodes = [helper.make_node("Conv", ["x", "k"], ["c"], name="conv"), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[29998, 29998]),
+             helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "w", "b"], ["y"], name="fc")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 30000, 30000])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+                              [numpy_helper.from_array(rng.standard_normal((1, 1, 3, 3)).astype(np.float32), "k"),
+                               numpy_helper.from_array(rng.standard_normal((1, 2)).astype(np.float32), "w"),
+                               numpy_helper.from_array(np.zeros(2, np.float32), "b")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "huge.onnx"))
+    with pytest.raises(nettrim.errors.ModelFileError, match=r"huge\.onnx: .*too large: checking the model"):
+        adapters.read(str(tmp_path / "huge.onnx"))

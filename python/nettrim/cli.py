@@ -30,7 +30,7 @@ from .options import PruneOptions
 from .progress import Progress
 from .prune import prune_network
 from .report import PruneReport
-from .reporting import format_table, model_table, report_table
+from .reporting import format_table, held_out_words, model_table, report_table
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -567,7 +567,10 @@ def _runs(args, several=False):
 
 
 def _print_table(report):
-    """The per-layer table, after the line saying which program inactive="auto" kept."""
+    """The per-layer table, after the lines saying which samples were solved on and which
+    program inactive="auto" kept."""
+    if report.held_out:
+        print(f"{report.calibration_samples} calibration samples solved on, {held_out_words(report)}")
     if report.inactive_choice:
         print(report.inactive_choice)
     print(report_table(report))

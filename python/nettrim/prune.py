@@ -249,7 +249,8 @@ def _prune(net, X, o: PruneOptions):
         adapted.shutdown()                   # releases the data scattered to the cluster
     report = PruneReport(o.scheme, reports, run.samples, time.perf_counter() - t0, o.method,
                          o.allocation if network_wide and method.name == "nettrim" else None, run.notes,
-                         rows=max_rows, memory=budget_note, inactive_choice=run.inactive_choice)
+                         rows=max_rows, memory=budget_note, inactive_choice=run.inactive_choice,
+                         held_out=run.held_out)
     _warn(report)
     return pruned, report
 
@@ -269,6 +270,7 @@ class _Run:
         self.executor, self.workers, self.on_layer = executor, options.workers, options.on_layer
         self.block_outputs, self.remote, self.final_refit = options.block_outputs, remote, options.final_refit
         self.store, self.notes = None, []
+        self.held_out = 0               # samples set aside by hold_out
         self.inactive_choice = None     # inactive="auto": which program, and why
         self.plan = net.sample_positions(len(X), max_samples, self.seed, max_dense=max_rows)
         self.samples = len(X)
@@ -281,6 +283,7 @@ class _Run:
         order = np.random.default_rng([self.seed, 7]).permutation(len(self.X))
         held, kept = np.sort(order[:n]), np.sort(order[n:])
         H = self.X[held]
+        self.held_out = len(H)
         self.X = self.X[kept]
         self.samples = len(self.X)
         self.plan = self.net.sample_positions(len(self.X), self.max_samples, self.seed, max_dense=self.max_rows)

@@ -92,6 +92,7 @@ class PruneReport:
     rows: Optional[int] = None            # the most rows per layer a memory budget allowed (None: all)
     memory: Optional[str] = None          # what the memory budget chose, in words
     inactive_choice: Optional[str] = None  # with inactive="auto": the program kept and why, in words
+    held_out: int = 0                     # calibration samples set aside to measure an allocation (not solved on)
 
     @property
     def nnz_before(self):
@@ -117,7 +118,7 @@ class PruneReport:
                 "calibration_samples": self.calibration_samples, "seconds": self.seconds,
                 "nnz_before": self.nnz_before, "nnz": self.nnz, "notes": list(self.notes), "rows": self.rows,
                 "memory": self.memory, "inactive": self.inactive, "inactive_choice": self.inactive_choice,
-                "layers": [asdict(r) for r in self.layers]}
+                "held_out": self.held_out, "layers": [asdict(r) for r in self.layers]}
 
     def summary(self) -> str:
         """A line of totals and the per-layer table (as the command line prints it)."""
@@ -129,4 +130,4 @@ class PruneReport:
     def from_dict(cls, d):
         return cls(d["scheme"], [LayerReport.from_dict(r) for r in d["layers"]], d["calibration_samples"],
                    d["seconds"], d.get("method", "nettrim"), d.get("allocation"), list(d.get("notes", [])),
-                   d.get("rows"), d.get("memory"), d.get("inactive_choice"))
+                   d.get("rows"), d.get("memory"), d.get("inactive_choice"), d.get("held_out", 0))

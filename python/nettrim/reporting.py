@@ -50,13 +50,20 @@ def model_table(net):
     return format_table(rows, rules=[len(rows) - 1])
 
 
+def held_out_words(report):
+    """Why a report counts fewer calibration samples than were given, in words."""
+    return (f"{report.held_out} more held out to measure how each layer's share of the target costs the "
+            "network's outputs")
+
+
 def report_summary(report):
     """A :class:`~nettrim.report.PruneReport` as text: one line of totals, then the per-layer
     table of ``nettrim prune`` (``PruneReport.summary()`` and ``str(report)``)."""
     kept = 100 * report.nnz / max(1, report.nnz_before)
     method = "Net-Trim" if report.method == "nettrim" else report.method
-    head = (f"{method}, {report.scheme} scheme, {report.calibration_samples} calibration samples: "
-            f"{report.nnz} of {report.nnz_before} weights kept ({kept:.1f}%) in {report.seconds:.2f} s")
+    head = (f"{method}, {report.scheme} scheme, {report.calibration_samples} calibration samples"
+            + (f" ({held_out_words(report)})" if report.held_out else "")
+            + f": {report.nnz} of {report.nnz_before} weights kept ({kept:.1f}%) in {report.seconds:.2f} s")
     if report.memory:
         head += f"\n{report.memory}"
     if report.inactive_choice:
