@@ -635,6 +635,8 @@ API = [
     ("po-method-option-value", V_, ("damp",), lambda c: po(method="lobs", sparsity=0.5, damp=-1)),
     ("po-apoz-scope-layer", V_, ("scope",), lambda c: po(method="apoz", sparsity=0.5, scope="layer")),
     ("po-apoz-list", V_, ("sparsity",), lambda c: po(method="apoz", sparsity=[0.5, 0.5])),
+    ("pn-warm-start-word", V_, ("warm_start",), lambda c: pn(c, warm_start="ones")),
+    ("pn-penalty-word", V_, ("penalty",), lambda c: pn(c, penalty="l2")),
     ("pn-options-type", T, ("options",), lambda c: pn(c, options={"eps_rel": 0.1})),
     ("pn-options-and-keywords", T, ("tol",), lambda c: pn(c, options=po(), tol=1e-3)),
     ("pn-options-sparsity-length", V_, ("sparsity",), lambda c: pn(c, options=po(sparsity=[0.5, 0.5, 0.5]))),

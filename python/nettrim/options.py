@@ -326,6 +326,8 @@ def _check_solver_options(method, nm, options, dtype):
             solves_relu(options["backend"])          # (a backend the engine does not know raises)
         if "penalty" in options:
             check_choice("penalty", options["penalty"], ("l1", "group"))
+        if "warm_start" in options:      # (a network's layers start from zero or their trained weights)
+            check_choice("warm_start", options["warm_start"], ("auto", "zero", "W"))
         return
     rest = {k: v for k, v in options.items() if k != "progress"}
     if method.layerwise is None or not rest:
