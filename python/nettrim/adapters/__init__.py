@@ -20,6 +20,7 @@ import numpy as np
 
 from .._validate import check_bool, check_path, check_shape
 from ..errors import InvalidArgument, InvalidArgumentType, ModelFileError, UnsupportedModelError
+from ..io import first_line
 from . import npz, onnx, sklearn, torch
 from .base import FORMATS, Provenance, check_reproduces, file_format
 
@@ -104,12 +105,12 @@ def _read_file(path, *, input_shape=None, check_inputs=None, trust=False):
     except ModelFileError:
         raise
     except (ValueError, TypeError) as e:
-        text = _first_line(e)
+        text = first_line(e)
         if text.startswith(path) or text.startswith("input_shape:") or text.startswith("check_inputs:"):
             raise type(e)(text) from None
         raise ModelFileError(f"{path}: {text}") from None
     except (KeyError, OSError, RuntimeError, EOFError) as e:
-        raise ModelFileError(f"{path}: cannot read the model: {_first_line(e)}") from None
+        raise ModelFileError(f"{path}: cannot read the model: {first_line(e)}") from None
 
 
 def _check_given_shape(net, input_shape):
@@ -118,8 +119,3 @@ def _check_given_shape(net, input_shape):
     if int(np.prod(input_shape)) != net.n_inputs or (len(net.input_shape) > 1 and input_shape != net.input_shape):
         raise InvalidArgument(f"input_shape: {input_shape} does not match the model's input "
                               f"{'x'.join(map(str, net.input_shape))} ({net.n_inputs} values per sample)")
-
-
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

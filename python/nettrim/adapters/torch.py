@@ -19,7 +19,7 @@ import numpy as np
 from .. import npz_layout
 from .._validate import check_output_path, check_path, check_shape
 from ..errors import InvalidArgument, InvalidArgumentType, ModelFileError, UnsupportedModelError
-from ..io import atomic_write
+from ..io import atomic_write, first_line
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
 from .base import Provenance, check_reproduces
@@ -211,13 +211,13 @@ def read_file(path, trust=False):
             obj = torch.load(path, map_location="cpu", weights_only=False)
         except (AttributeError, ModuleNotFoundError) as e:
             # (a pickled module names its class, which must be importable here)
-            raise ModelFileError(f"{path}: cannot read the model: {_first_line(e)}; a pickled module needs its "
+            raise ModelFileError(f"{path}: cannot read the model: {first_line(e)}; a pickled module needs its "
                                  "class importable where it is read: save the model as TorchScript "
                                  "(torch.jit.save(torch.jit.script(model), path)) or ONNX instead") from None
         except Exception as e:
-            raise ModelFileError(f"{path}: cannot read the model: {_first_line(e)}") from None
+            raise ModelFileError(f"{path}: cannot read the model: {first_line(e)}") from None
     except Exception as e:
-        raise ModelFileError(f"{path}: cannot read the model, damaged or truncated? ({_first_line(e)})") from None
+        raise ModelFileError(f"{path}: cannot read the model, damaged or truncated? ({first_line(e)})") from None
     if isinstance(obj, dict) and obj.get("format") == SPARSE_FORMAT:
         raise ModelFileError(f"{path}: a sparse state dict written by nettrim (prune --sparse); it holds weights, not "
                              f"an architecture: restore it with nettrim.adapters.torch.load_sparse(path, model)")
@@ -477,7 +477,7 @@ def load_sparse(path, model=None):
             warnings.simplefilter("ignore", UserWarning)
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise InvalidArgument(f"{path}: not a sparse state dict written by nettrim ({_first_line(e)})") from None
+        raise InvalidArgument(f"{path}: not a sparse state dict written by nettrim ({first_line(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != SPARSE_FORMAT:
         raise InvalidArgument(f"{path}: not a sparse state dict written by nettrim (save_sparse / prune --sparse)")
     state = {}
@@ -491,7 +491,7 @@ def load_sparse(path, model=None):
                         f"{path}: {name}", t.values().numpy(), t.col_indices().numpy(), t.crow_indices().numpy(),
                         np.array(t.shape))).reshape(payload["shapes"][name])
                 except (KeyError, RuntimeError, TypeError) as e:
-                    raise InvalidArgument(f"{path}: {name}: not a sparse weight nettrim wrote ({_first_line(e)})") \
+                    raise InvalidArgument(f"{path}: {name}: not a sparse weight nettrim wrote ({first_line(e)})") \
                         from None
             state[name] = t
     if model is None:
@@ -502,10 +502,5 @@ def load_sparse(path, model=None):
     try:
         out.load_state_dict(state)
     except RuntimeError as e:
-        raise InvalidArgument(f"model: does not match the weights in {path} ({_first_line(e)})") from None
+        raise InvalidArgument(f"model: does not match the weights in {path} ({first_line(e)})") from None
     return out.eval()
-
-
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
