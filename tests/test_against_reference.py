@@ -20,6 +20,7 @@ FIXED = dict(adaptive_rho=False, alpha=1.0, polish=False, tol=0.0)
     dict(mode="relu", constraint="joint", penalty="l1", lam=20.0, inactive="relu"),
 ])
 def test_same_iterates_fixed_rho(variant):
+    # (the rows form: the compressed one runs the ADMM on other rows, see test_compressed.py)
     X, Y, W, b = relu_layer(3, P=200, n_in=15, M=5)
     if variant["mode"] == "linear":
         Y = X @ W + b
@@ -33,7 +34,7 @@ def test_same_iterates_fixed_rho(variant):
     for k in (1, 2, 10, 50):
         with pytest.warns(nettrim.ConvergenceWarning):
             res = nettrim.prune_layer(X, Y, eps=eps,
-                                      dtype="float64", max_iter=k, rho=3.0, **variant, **FIXED)
+                                      dtype="float64", max_iter=k, rho=3.0, form="rows", **variant, **FIXED)
         Z2 = ref.history[k - 1]
         scale = max(np.abs(Z2).max(), 1e-12)
         assert np.abs(res.U - Z2).max() <= 1e-8 * scale, k

@@ -143,7 +143,7 @@ def test_prune_layer_takes_every_setting_with_the_engines_default():
     assert "fit_bias" in params and "warm_start" in params
     missing = [n for n in FIELDS if n not in LIFECYCLE and n not in params]
     assert not missing, f"prune_layer lacks the engine's settings {missing}"
-    others = {"X", "Y", "W", "b", "eps_rel", "eps", "V", "fit_bias", "warm_start", "dtype", "backend", "progress"}
+    others = {"X", "Y", "W", "b", "eps_rel", "eps", "V", "fit_bias", "warm_start", "dtype", "backend", "progress", "form"}
     unknown = [n for n in params if n not in others and n not in FIELDS]
     assert not unknown, f"prune_layer has {unknown}, neither settings of the engine nor its own arguments"
     for name in FIELDS:

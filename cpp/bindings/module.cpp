@@ -4,6 +4,7 @@
 // and the solver keeps it alive (keep_alive) because the engine holds a view of it.
 #include <pybind11/eigen.h>
 #include <pybind11/functional.h>
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -90,6 +91,20 @@ void bind_solver(py::module_& m, const char* suffix) {
           },
           py::arg("X").noconvert(), py::arg("settings"), py::arg("progress") = py::none(),
           py::keep_alive<1, 2>())
+      .def(
+          "setup_statistics",
+          [](S& s, const SampleStatistics& stats, const Settings& settings, py::object progress) {
+            PythonHooks h(progress);
+            try {
+              py::gil_scoped_release release;
+              s.setup(stats, settings, h.hooks());
+            } catch (const Interrupted&) {
+              h.rethrow();
+              PyErr_SetNone(PyExc_KeyboardInterrupt);
+              throw py::error_already_set();
+            }
+          },
+          py::arg("stats"), py::arg("settings"), py::arg("progress") = py::none())
       .def("update_settings", &S::update_settings, py::arg("settings"))
       .def("update_target", &S::update_target, py::arg("Y").noconvert())
       .def("update_bound", &S::update_bound, py::arg("V").noconvert())
@@ -127,6 +142,9 @@ void bind_solver(py::module_& m, const char* suffix) {
       .def("state", &S::state)
       .def_property_readonly("settings", &S::settings)
       .def_property_readonly("samples", &S::samples)
+      .def_property_readonly("rows", &S::rows)
+      .def_property_readonly("compressed", &S::compressed)
+      .def("floor", &S::floor)
       .def_property_readonly("inputs", &S::inputs)
       .def_property_readonly("outputs", &S::outputs)
       .def_property_readonly("backend", &S::backend)
@@ -180,6 +198,7 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("gap", &Info::gap)
       .def_readonly("omega_violation", &Info::omega_violation)
       .def_readonly("complement_violation", &Info::complement_violation)
+      .def_readonly("error_resolved", &Info::error_resolved)
       .def_readonly("rho1", &Info::rho1)
       .def_readonly("rho2", &Info::rho2)
       .def_readonly("rho_updates", &Info::rho_updates)
@@ -188,6 +207,34 @@ PYBIND11_MODULE(_core, m) {
       .def_readonly("setup_seconds", &Info::setup_seconds)
       .def_readonly("solve_seconds", &Info::solve_seconds)
       .def_readonly("polish_seconds", &Info::polish_seconds);
+
+  py::class_<SampleStatistics>(m, "SampleStatistics",
+                               "X^T X, X^T Y and ||Y||^2 summed over batches in float64 (nettrim/statistics.hpp).")
+      .def(py::init<long, long, bool>(), py::arg("inputs"), py::arg("outputs"), py::arg("ones_column") = false)
+      .def(
+          "add",
+          [](SampleStatistics& s, py::array X, py::array Y) {
+            // float32 or float64 pairs, C order (nettrim.SampleStatistics converts them).
+            if (py::isinstance<py::array_t<float>>(X) && py::isinstance<py::array_t<float>>(Y)) {
+              auto x = X.cast<Eigen::Ref<const RowMatrix<float>>>();
+              auto y = Y.cast<Eigen::Ref<const RowMatrix<float>>>();
+              py::gil_scoped_release release;
+              s.add<float>(x, y);
+            } else {
+              auto x = X.cast<Eigen::Ref<const RowMatrix<double>>>();
+              auto y = Y.cast<Eigen::Ref<const RowMatrix<double>>>();
+              py::gil_scoped_release release;
+              s.add<double>(x, y);
+            }
+          },
+          py::arg("X"), py::arg("Y"))
+      .def_property_readonly("samples", &SampleStatistics::samples)
+      .def_property_readonly("inputs", &SampleStatistics::inputs)
+      .def_property_readonly("outputs", &SampleStatistics::outputs)
+      .def_property_readonly("ones_column", &SampleStatistics::ones_column)
+      .def_property_readonly("gram", &SampleStatistics::gram)
+      .def_property_readonly("cross", &SampleStatistics::cross)
+      .def_property_readonly("target_norm2", &SampleStatistics::target_norm2);
 
   bind_solver<float>(m, "Float32");
   bind_solver<double>(m, "Float64");

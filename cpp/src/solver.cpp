@@ -66,7 +66,19 @@ struct Solver<T>::Impl {
   bool is_setup = false;
   long P = 0, N = 0, M = 0;
   double setup_seconds = 0;
-  std::vector<double> eps;
+  std::vector<double> eps;        // the ball the ADMM works with (internal units when compressed)
+  std::vector<double> eps_given;  // as update_eps took it: the verdict's units
+  long samples = 0;               // calibration samples: P, or the statistics' count
+
+  // Set up from statistics (see Solver::setup(stats)): the rows R, Yc the backend iterates
+  // on, in T and (for the verdict) in double, and the least-squares floor per column.
+  bool packed = false;
+  RowMatrix<T> packed_R, packed_Y;
+  RowMatrix<double> exact_R, exact_Y;
+  std::vector<double> floor2;
+  double relative_uncertainty = 0;
+  Matrix<T> verdict_U;           // (buffers of the float64 verdict, sized at setup)
+  Matrix<double> verdict_A;
   bool has_bound = false;
   // The mode changed since the target was set: the target's active set (which outputs are
   // Omega) was derived under the other mode, so no solve runs until update_target.
@@ -318,20 +330,77 @@ struct Solver<T>::Impl {
       return;
     }
     if (st.lam > 0) return;
+    // Compressed, the error is ||R U - Yc||^2 + floor^2 (zero floors on rows), against the
+    // eps given.
+    const auto floor_of = [&](long m) { return packed ? floor2[m] : 0.0; };
     if (st.constraint == Constraint::joint) {
       double total = 0;
-      for (double v : c.err2) total += v;
-      const double e = eps[0];
+      for (long m = 0; m < M; ++m) total += c.err2[m] + floor_of(m);
+      const double e = eps_given[0];
       const double denom = e > 0 ? e : (tn.omega_norm2_total > 0 ? std::sqrt(tn.omega_norm2_total) : 1.0);
       info.omega_violation = positive_part(std::sqrt(total) - e) / denom;
     } else {
       for (long m = 0; m < M; ++m) {
-        const double e = eps[m];
+        const double e = eps_given[m];
         const double denom = e > 0 ? e : (tn.omega_norm2[m] > 0 ? std::sqrt(tn.omega_norm2[m]) : 1.0);
-        const double v = positive_part(std::sqrt(c.err2[m]) - e) / denom;
+        const double v = positive_part(std::sqrt(c.err2[m] + floor_of(m)) - e) / denom;
         if (std::isnan(v) || v > info.omega_violation) info.omega_violation = v;
       }
     }
+  }
+
+  // Compressed: the ball in the rows' units, sqrt(eps^2 - floor^2), from the eps given; an
+  // eps below the floor by more than rounding is no program at all.
+  void pack_eps() {
+    eps = eps_given;
+    if (!packed || st.lam > 0) return;
+    const auto check = [&](double e, double f2, double scale2, const std::string& which) {
+      const double slack = relative_uncertainty * scale2;
+      if (e * e < f2 - slack) {
+        throw std::invalid_argument("eps: " + std::to_string(e) + which + " is below the floor " +
+                                    std::to_string(std::sqrt(f2)) + ", the error ||X U - Y|| of the dense "
+                                    "least-squares U, which no U goes below; expected eps >= the floor");
+      }
+      return std::sqrt(std::max(e * e - f2, 0.0));
+    };
+    const TargetNorms& tn = backend->target_norms();
+    if (st.constraint == Constraint::joint) {
+      double f2 = 0;
+      for (double v : floor2) f2 += v;
+      eps[0] = check(eps_given[0], f2, tn.omega_norm2_total + f2, "");
+    } else {
+      for (long m = 0; m < M; ++m)
+        eps[m] = check(eps_given[m], floor2[m], tn.omega_norm2[m] + floor2[m], " (output " + std::to_string(m) + ")");
+    }
+  }
+
+  // Compressed: the returned matrix's errors ||R u_m - Yc_m||^2 again, with R and Yc in
+  // double as compress() made them (the backend's are rounded to T), and whether rounding
+  // leaves the verdict in doubt.
+  void packed_sums(CandidateSums& c, Info& info) {
+    if (!packed) return;
+    backend->copy_candidate(verdict_U);
+    verdict_A.noalias() = exact_R * verdict_U.template cast<double>();
+    verdict_A -= exact_Y;
+    for (long m = 0; m < M; ++m) c.err2[m] = verdict_A.col(m).squaredNorm();
+    if (!verdict_A.allFinite()) c.finite = false;
+    // The uncertainty of each column's ||X u - y||^2 is relative_uncertainty of
+    // ||y||^2 + ||R u||^2 (the sums it is the difference of).
+    const TargetNorms& tn = backend->target_norms();
+    double worst = 0, total_unc = 0, total_eps2 = 0;
+    for (long m = 0; m < M; ++m) {
+      const double ru2 = (exact_R * verdict_U.col(m).template cast<double>()).squaredNorm();
+      const double unc = relative_uncertainty * (tn.omega_norm2[m] + floor2[m] + ru2);
+      total_unc += unc;
+      if (st.constraint == Constraint::neuron && eps_given[m] > 0)
+        worst = std::max(worst, unc / (eps_given[m] * eps_given[m]));
+    }
+    if (st.constraint == Constraint::joint) {
+      total_eps2 = eps_given[0] * eps_given[0];
+      worst = total_eps2 > 0 ? total_unc / total_eps2 : (total_unc > 0 ? 1.0 : 0.0);
+    }
+    // (The verdict's resolution: tol, and at tol = 0, what float64 sums resolve at all.)
+    info.error_resolved = st.lam > 0 || worst <= std::max(st.tol, 1e-6);
   }
 
   bool feasible(const Info& info) const {
@@ -352,6 +421,7 @@ struct Solver<T>::Impl {
                                     (eps.empty() ? " (call update_eps)" : ""));
       }
     }
+    pack_eps();
     if (st.mode == Mode::relu && !nonnegative_target) {
       throw std::invalid_argument("Y: expected ReLU outputs (>= 0) in relu mode, got negative values");
     }
@@ -446,6 +516,7 @@ struct Solver<T>::Impl {
           if (feasible(info)) {
             // The verdict is the returned matrix's, with its responses in double precision.
             backend->exact_sums(sums);
+            packed_sums(sums, info);
             violations(sums, info);
             if (feasible(info)) {
               const double gap = relative_gap(backend->candidate_penalty(st.penalty, st.bias_row));
@@ -487,6 +558,9 @@ struct Solver<T>::Impl {
     if (status != Status::converged) {
       backend->candidate(shift_row(), sums);
       backend->exact_sums(sums);
+      packed_sums(sums, info);
+    } else if (zero_optimal) {
+      packed_sums(sums, info);
     }
     violations(sums, info);
     if (!sums.finite) status = Status::numerical_error;
@@ -534,10 +608,13 @@ void Solver<T>::setup(ConstRowRef<T> X, const Settings& settings, const Hooks& h
   require_finite(X, "X");
   s.is_setup = false;
   s.P = P;
+  s.samples = P;
   s.N = N;
   s.M = 0;
   s.st = settings;
+  s.packed = false;
   s.eps.clear();
+  s.eps_given.clear();
   s.has_bound = false;
   s.have_iterates = false;
   s.start = Impl::Start::cold;
@@ -557,9 +634,50 @@ void Solver<T>::setup(ConstRowRef<T> X, const Settings& settings, const Hooks& h
 }
 
 template <class T>
+void Solver<T>::setup(const SampleStatistics& stats, const Settings& settings, const Hooks& hooks) {
+  const Clock::time_point t0 = Clock::now();
+  settings.validate();
+  if (settings.mode != Mode::linear) {
+    throw std::invalid_argument("mode: sample statistics hold the linear program only (a ReLU layer's program "
+                                "needs the rows, to tell its active outputs); expected mode = linear");
+  }
+  if (stats.samples() == 0) {
+    throw std::invalid_argument("stats: expected at least one sample, got none (add batches first)");
+  }
+  Impl& s = *impl_;
+  s.is_setup = false;
+  s.packed = false;
+  s.M = 0;
+  CompressedSamples c = compress(stats);
+  // A rank-0 X (all zero) reaches nothing: one zero row keeps the shapes valid, and U = 0 is
+  // then the solution wherever eps meets the floor ||Y||.
+  if (c.rank == 0) {
+    c.R = RowMatrix<double>::Zero(1, stats.inputs());
+    c.Y = RowMatrix<double>::Zero(1, stats.outputs());
+  }
+  s.packed_R = c.R.template cast<T>();
+  s.packed_Y = c.Y.template cast<T>();
+  s.exact_R = std::move(c.R);
+  s.exact_Y = std::move(c.Y);
+  s.floor2.assign(c.floor2.data(), c.floor2.data() + c.floor2.size());
+  s.relative_uncertainty = c.relative_uncertainty;
+  s.verdict_U.resize(stats.inputs(), stats.outputs());
+  s.verdict_A.resize(s.exact_R.rows(), stats.outputs());
+  setup(s.packed_R, settings, hooks);
+  update_target(s.packed_Y);
+  s.samples = stats.samples();
+  s.packed = true;
+  s.setup_seconds = seconds_since(t0);
+}
+
+template <class T>
 void Solver<T>::update_settings(const Settings& settings) {
   settings.validate();
   Impl& s = *impl_;
+  if (s.packed && settings.mode != Mode::linear) {
+    throw std::invalid_argument("mode: this solver was set up from sample statistics, which hold the linear "
+                                "program only; set one up from the rows X for mode = relu");
+  }
   if (s.is_setup) s.backend->set_inactive(settings.inactive);
   if (s.M > 0 && settings.mode != s.st.mode) {
     s.target_stale = true;          // (update_target again: see Impl::target_stale)
@@ -573,6 +691,10 @@ template <class T>
 void Solver<T>::update_target(ConstRowRef<T> Y) {
   Impl& s = *impl_;
   s.require_setup("update_target");
+  if (s.packed) {
+    throw std::logic_error("update_target: this solver was set up from sample statistics, which hold the target; "
+                           "set it up again from the statistics of the new target");
+  }
   if (Y.cols() == 0) throw std::invalid_argument("Y: expected at least one output column, got shape " +
                                                  shape(Y.rows(), Y.cols()));
   require_shape(Y.rows(), Y.cols(), s.P, Y.cols(), "Y");
@@ -600,6 +722,7 @@ template <class T>
 void Solver<T>::update_bound(ConstRowRef<T> V) {
   Impl& s = *impl_;
   s.require_target("update_bound");
+  if (s.packed) throw std::logic_error("update_bound: a solver set up from sample statistics has no inactive outputs");
   require_shape(V.rows(), V.cols(), s.P, s.M, "V");
   require_finite(V, "V");
   s.backend->set_bound(&V);
@@ -622,6 +745,7 @@ void Solver<T>::update_eps(const std::vector<double>& eps) {
     }
   }
   impl_->eps = eps;
+  impl_->eps_given = eps;
 }
 
 template <class T>
@@ -690,7 +814,23 @@ const Settings& Solver<T>::settings() const {
 }
 template <class T>
 long Solver<T>::samples() const {
+  return impl_->samples;
+}
+template <class T>
+long Solver<T>::rows() const {
   return impl_->P;
+}
+template <class T>
+bool Solver<T>::compressed() const {
+  return impl_->packed;
+}
+template <class T>
+std::vector<double> Solver<T>::floor() const {
+  const Impl& s = *impl_;
+  std::vector<double> f(static_cast<std::size_t>(s.M), 0.0);
+  if (s.packed)
+    for (std::size_t m = 0; m < f.size(); ++m) f[m] = std::sqrt(s.floor2[m]);
+  return f;
 }
 template <class T>
 long Solver<T>::inputs() const {

@@ -16,10 +16,11 @@ from .prune import prune_network
 from .report import LayerReport, Note, PruneReport
 from .result import LayerResult, PrunedLayer, SolutionPath
 from .solver import LayerSolver, backends
+from .statistics import SampleStatistics
 from .version import VERSION
 
 __version__ = VERSION
-__all__ = ["prune_layer", "LayerSolver", "LayerResult", "PrunedLayer", "SolutionPath", "backends", "prune_network", "PruneOptions", "PruneReport",
+__all__ = ["prune_layer", "LayerSolver", "SampleStatistics", "LayerResult", "PrunedLayer", "SolutionPath", "backends", "prune_network", "PruneOptions", "PruneReport",
            "LayerReport", "Note", "Network", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d", "BatchNorm", "ReLU",
            "from_arrays", "finetune", "FinetuneReport", "NettrimError", "InvalidArgument", "InvalidArgumentType", "NumericalError",
            "ConvergenceWarning", "NumericalWarning", "__version__"]

@@ -68,6 +68,7 @@ class Info:
     gap: float
     omega_violation: float
     complement_violation: float
+    error_resolved: bool
     rho1: float
     rho2: float
     rho_updates: int
@@ -95,14 +96,29 @@ class _Result:
 class ResultFloat32(_Result): ...
 class ResultFloat64(_Result): ...
 
+class SampleStatistics:
+    samples: int
+    inputs: int
+    outputs: int
+    ones_column: bool
+    gram: npt.NDArray[np.float64]
+    cross: npt.NDArray[np.float64]
+    target_norm2: npt.NDArray[np.float64]
+    def __init__(self, inputs: int, outputs: int, ones_column: bool = False) -> None: ...
+    def add(self, X: npt.NDArray[np.floating], Y: npt.NDArray[np.floating]) -> None: ...
+
 class _Solver:
     settings: Settings
     samples: int
+    rows: int
+    compressed: bool
     inputs: int
     outputs: int
     backend: str
     def __init__(self, backend: str = "cpu") -> None: ...
     def setup(self, X: npt.NDArray[np.floating], settings: Settings, progress: Progress = None) -> None: ...
+    def setup_statistics(self, stats: SampleStatistics, settings: Settings, progress: Progress = None) -> None: ...
+    def floor(self) -> List[float]: ...
     def update_settings(self, settings: Settings) -> None: ...
     def update_target(self, Y: npt.NDArray[np.floating]) -> None: ...
     def update_bound(self, V: npt.NDArray[np.floating]) -> None: ...

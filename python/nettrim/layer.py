@@ -20,6 +20,7 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
                 adapt_bias: float = DEFAULTS.adapt_bias, adapt_threshold: float = DEFAULTS.adapt_threshold,
                 alpha: float = DEFAULTS.alpha, polish: bool = DEFAULTS.polish,
                 polish_margin: float = DEFAULTS.polish_margin, certify_bias: float = DEFAULTS.certify_bias,
+                form: str = "auto",
                 progress: Optional[Callable[[int, float, float, float], None]] = None) -> LayerResult:
     """Find the sparsest weights whose layer response stays within ``eps`` of ``Y``.
 
@@ -99,6 +100,11 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
         With ``gap_tol``: residual balancing's bias toward the primal while the solve works
         toward its certificate (instead of ``adapt_bias``: the dual iterates, which the bound is
         built from, converge faster without the primal bias).
+    form : {"auto", "rows", "compressed"}
+        How the solver holds the samples (see :class:`~nettrim.LayerSolver`): "auto" solves
+        the linear program from ``X^T X`` and ``X^T Y`` when there are at least
+        ``nettrim.solver.COMPRESS_RATIO`` samples per input, where that measures faster; the
+        result's ``form`` says which.
     progress : callable(iteration, primal_residual, dual_residual, elapsed), optional
         Called at every convergence check (every ``adapt_every`` iterations).
 
@@ -119,7 +125,7 @@ def prune_layer(X, Y=None, W=None, b=None, *, eps_rel: float = 0.05, eps=None,
     if not isinstance(warm_start, LayerResult):
         check_choice("warm_start", warm_start, ("auto", "zero", "W"))
     solver = LayerSolver(X, Y, W, b, V=V, fit_bias=fit_bias, dtype=dtype, backend=backend, progress=progress,
-                         **settings)
+                         form=form, **settings)
     if warm_start == "auto":
         warm_start = "zero" if W is None else "W"
     solver.warm_start(warm_start)

@@ -39,7 +39,7 @@ from .methods.masks import check_nm
 from .methods.refit import refit_mode
 from .network import Network, check_inputs
 from .problem import FLOORS, INACTIVE
-from .solver import SETTINGS, make_settings
+from .solver import FORMS, SETTINGS, make_settings
 
 SCHEMES = ("parallel", "cascade")
 SCOPES = ("network", "layer")
@@ -51,7 +51,7 @@ the better network kept, since neither wins on every model (see ``prune_network`
 _SET_PER_LAYER = ("X", "Y", "W", "b", "V", "eps", "fit_bias", "mode")
 """prune_layer arguments that prune_network sets itself for every layer."""
 
-_LAYER_OPTIONS = {"backend", "penalty", "warm_start", "dtype", "progress"}
+_LAYER_OPTIONS = {"backend", "penalty", "warm_start", "dtype", "progress", "form"}
 """prune_layer's options beside the engine's settings that prune_network passes on."""
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -328,6 +328,8 @@ def _check_solver_options(method, nm, options, dtype):
             check_choice("penalty", options["penalty"], ("l1", "group"))
         if "warm_start" in options:      # (a network's layers start from zero or their trained weights)
             check_choice("warm_start", options["warm_start"], ("auto", "zero", "W"))
+        if "form" in options:
+            check_choice("form", options["form"], FORMS)
         return
     rest = {k: v for k, v in options.items() if k != "progress"}
     if method.layerwise is None or not rest:

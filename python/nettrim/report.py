@@ -67,6 +67,9 @@ class LayerReport:
     # Net-Trim's program for the layer: inactive outputs "bounded" or counted ("relu"; see
     # prune_layer); with inactive="auto" the allocation's choice.  "bounded" for other methods.
     inactive: str = "bounded"
+    # How Net-Trim's solver held the layer's samples: "rows", or "compressed" (the linear
+    # program from X^T X and X^T Y, chosen where it measures faster; see nettrim.LayerSolver).
+    form: str = "rows"
 
     @property
     def density(self):

@@ -32,6 +32,9 @@ class PrunedLayer:
     final_seconds: float = 0.0        # the final solve or pruning and its re-fit
     notes: List[str] = field(default_factory=list)
     kept_inactive: bool = True
+    # How Net-Trim's solver held the samples: "rows", or "compressed" (X^T X and X^T Y: the
+    # linear program at any number of samples, see nettrim.SampleStatistics).
+    form: str = "rows"
 
     @property
     def nnz(self) -> int:
@@ -59,7 +62,8 @@ class LayerResult(PrunedLayer):
     ``U`` is the full (N, M) matrix of the formulation (bias as the last row).  The
     violations are those of the returned matrix itself, evaluated in double precision;
     ``relative_error`` is ``||act(X U) - Y|| / ||Y||``, recomputed in float64; ``eps`` holds
-    the absolute tolerance (one value, or one per output for per-neuron constraints)."""
+    the absolute tolerance (one value, or one per output for per-neuron constraints).  A
+    compressed solve (``form="compressed"``) has the same figures, computed from the sums."""
 
     U: np.ndarray
     objective: float
@@ -81,6 +85,9 @@ class LayerResult(PrunedLayer):
     polish_seconds: float
     state: object = field(repr=False, default=None)
     backend: str = "cpu"
+    # False where the compressed form's error, a difference of sums, is too uncertain to tell
+    # the violation to tol.
+    error_resolved: bool = True
 
     @property
     def converged(self) -> bool:

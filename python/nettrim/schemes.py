@@ -100,7 +100,8 @@ def merge_blocks(job, X_original, blocks):
             iterations=sum(o.iterations for o in parts), solves=sum(o.solves for o in parts),
             seconds=sum(o.seconds for o in parts), search_seconds=sum(o.search_seconds for o in parts),
             final_seconds=sum(o.final_seconds for o in parts), notes=[n for o in parts for n in o.notes],
-            kept_inactive=all(o.kept_inactive for o in parts)))
+            kept_inactive=all(o.kept_inactive for o in parts),
+            form="compressed" if any(o.form == "compressed" for o in parts) else "rows"))
     report = layer_report(job.layer, problems, outcomes, sum(o.seconds for o in outcomes), len(X_original))
     return ([np.asarray(o.weight, np.float32) for o in outcomes],
             [np.zeros(p.W.shape[1], np.float32) if o.bias is None else np.asarray(o.bias, np.float32)
@@ -209,7 +210,7 @@ def refit_last(net, pruned, X, plan, X_original, reports):
     elapsed = time.perf_counter() - t0
     report = layer_report(trained, problems, [outcome], reports[k].seconds + elapsed, reports[k].samples)
     report.iterations, report.solves = reports[k].iterations, reports[k].solves
-    report.status = reports[k].status
+    report.status, report.form = reports[k].status, reports[k].form
     report.search_seconds = reports[k].search_seconds
     report.final_seconds = reports[k].final_seconds + elapsed
     layer.set_groups([weights], [np.zeros(p.W.shape[1], np.float32) if bias is None else bias])
@@ -252,4 +253,5 @@ def layer_report(layer, problems, outcomes: List[PrunedLayer], seconds, samples)
         iterations=sum(o.iterations for o in outcomes), solves=sum(o.solves for o in outcomes),
         status=next((s for s in statuses if s not in ("converged", "done")), statuses[0]),
         seconds=seconds, samples=samples, search_seconds=sum(o.search_seconds for o in outcomes),
-        final_seconds=sum(o.final_seconds for o in outcomes))
+        final_seconds=sum(o.final_seconds for o in outcomes),
+        form="compressed" if any(o.form == "compressed" for o in outcomes) else "rows")

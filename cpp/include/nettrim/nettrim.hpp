@@ -9,5 +9,6 @@
 #include "nettrim/result.hpp"
 #include "nettrim/settings.hpp"
 #include "nettrim/solver.hpp"
+#include "nettrim/statistics.hpp"
 #include "nettrim/types.hpp"
 #include "nettrim/version.hpp"

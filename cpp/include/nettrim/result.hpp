@@ -31,6 +31,10 @@ struct Info {
   // Constraint violations of the returned U itself, evaluated in double precision:
   double omega_violation = 0;       // (||(U^T X - Y)_Omega|| - eps)_+ / eps (worst neuron if per-neuron)
   double complement_violation = 0;  // max (U^T X - V)_+ on Omega^c / rms(Y on Omega)
+  // False where the violation cannot be told to tol: a solver set up from statistics
+  // computes ||X U - Y||^2 as a difference of sums, whose rounding (compress()'s
+  // relative_uncertainty) then exceeds tol of eps^2.  Always true on rows.
+  bool error_resolved = true;
   double rho1 = 0, rho2 = 0;    // final penalties
   int rho_updates = 0;          // how many times rho changed
   int factor_updates = 0;       // how many times the U-solve was rebuilt for a new rho2/rho1

@@ -24,6 +24,7 @@
 #include "nettrim/hooks.hpp"
 #include "nettrim/result.hpp"
 #include "nettrim/settings.hpp"
+#include "nettrim/statistics.hpp"
 #include "nettrim/types.hpp"
 
 namespace nettrim {
@@ -40,6 +41,14 @@ class Solver {
 
   // Validates X and the settings and factorises once (interruptible: throws Interrupted).
   void setup(ConstRowRef<T> X, const Settings& settings, const Hooks& hooks = {});
+  // The linear program (settings.mode = Mode::linear) from the statistics of its samples,
+  // target included (docs: "The linear program at any number of samples"): the same program
+  // on at most N rows (compress()), so an iteration costs O(N^2 M) whatever the samples.
+  // eps stays in the units of ||X U - Y|| and must be at least the least-squares floor
+  // (floor()); the returned matrix's violations are re-checked in float64 from the
+  // statistics.  No update_target or update_bound follows (the target is in the
+  // statistics), and the mode stays linear.
+  void setup(const SampleStatistics& stats, const Settings& settings, const Hooks& hooks = {});
   // Any setting may change without refactorising (mode, tolerances, penalties, ...).
   void update_settings(const Settings& settings);
   // The outputs to keep; the iterates start cold again.
@@ -66,7 +75,11 @@ class Solver {
   State<T> state() const;
 
   const Settings& settings() const;
-  long samples() const;   // P
+  long samples() const;   // P (the calibration samples, also when set up from statistics)
+  long rows() const;      // the rows the ADMM iterates on: P, or the rank of X when compressed
+  bool compressed() const;   // set up from statistics
+  // The least-squares floor of ||X U - Y|| per output column (zeros unless compressed).
+  std::vector<double> floor() const;
   long inputs() const;    // N
   long outputs() const;   // M (0 before update_target)
   const char* backend() const;

@@ -98,6 +98,9 @@ class NetTrim:
         # How the inactive outputs count (see prune_layer): it decides the layer problems' bound
         # and floor too (nettrim.problem.layer_problems), so it is the method's, not a setting.
         self.inactive = options.pop("inactive", DEFAULTS.inactive.name)
+        # How each solver holds its samples (see LayerSolver): "auto" compresses the linear
+        # program where that measures faster.
+        self.form = options.pop("form", "auto")
         self.options = options
         self.per_neuron = options.get("constraint") == "neuron"
 
@@ -118,7 +121,7 @@ class NetTrim:
         solver = LayerSolver(problem.X, problem.Y, W=problem.W, b=problem.b, fit_bias=problem.has_bias,
                              mode="relu" if problem.relu else "linear", V=problem.V, dtype=self.dtype,
                              threads=self.threads, progress=self.progress, inactive=problem.inactive,
-                             **self.options)
+                             form=self.form, **self.options)
         if self.warm_start == "W":   # the first solve from the trained weights ("auto": from zero,
             solver.warm_start("W")   # measured the same on real layers)
         return solver
@@ -212,7 +215,7 @@ class NetTrim:
             missed = np.where(problem.omega, A - problem.Y, 0 if kept_inactive else np.maximum(A, 0))
             eps = max(eps, float(np.linalg.norm(missed)))
         return PrunedLayer(weight=weights, bias=bias, method=self.name, eps=eps, kept_inactive=kept_inactive,
-                           status=best.status,
+                           status=best.status, form=solver.form,
                            iterations=sum(r.iterations for r in tried), solves=len(tried), seconds=t2 - t0,
                            search_seconds=t1 - t0, final_seconds=t2 - t1, notes=notes)
 
