@@ -103,3 +103,40 @@ def test_ctrl_c_interrupts_a_long_solve_and_frees_its_buffers():
     # inputs).  The allocator may keep freed memory for reuse, so the first solves can
     # raise the resident size; a leak would raise it again with every interrupted solve.
     assert rss[2] - rss[1] < 40, rss
+
+
+def test_ctrl_c_interrupts_a_long_sum_and_the_statistics_say_so():
+    # One batch of 200,000 x 512 inputs and 1024 outputs takes several seconds to sum: Ctrl-C
+    # stops it between its chunks, and the statistics, now holding part of the batch, refuse
+    # to be used.
+    script = textwrap.dedent("""
+        import signal, sys, threading, numpy as np, nettrim
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        X = np.ones((200_000, 512), np.float32); Y = np.ones((200_000, 1024), np.float32)
+        stats = nettrim.SampleStatistics(512, 1024)
+        stats.add(X[:10], Y[:10])        # (the checks of a batch take a while too: this one is quick)
+        print("summing", flush=True)
+        try:
+            stats.add(X, Y)
+        except KeyboardInterrupt:
+            pass
+        else:
+            sys.exit("finished")
+        try:
+            stats.add(X[:10], Y[:10])
+        except nettrim.InvalidArgument as e:
+            print("refused", "interrupted" in str(e), flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "summing"
+        time.sleep(2.0)          # (past the batch's finite checks, into its sums)
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        latency = time.perf_counter() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert out.strip() == "refused True"
+    assert latency < 10, latency     # (the second itself is the benchmark's to measure, alone)

@@ -648,7 +648,10 @@ void Solver<T>::setup(const SampleStatistics& stats, const Settings& settings, c
   s.is_setup = false;
   s.packed = false;
   s.M = 0;
+  // (compress() is one LAPACK call and two products: Ctrl-C is seen before and after it)
+  if (hooks.interrupted && hooks.interrupted()) throw Interrupted();
   CompressedSamples c = compress(stats);
+  if (hooks.interrupted && hooks.interrupted()) throw Interrupted();
   // A rank-0 X (all zero) reaches nothing: one zero row keeps the shapes valid, and U = 0 is
   // then the solution wherever eps meets the floor ||Y||.
   if (c.rank == 0) {

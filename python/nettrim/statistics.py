@@ -34,6 +34,10 @@ class SampleStatistics:
     same rows give bit-identical sums in one batch or in many, on any number of threads.
     """
 
+    CHUNK_PRODUCTS = 1 << 32
+    """Rows go to the engine in chunks of about this many multiply-adds (X^T X and X^T Y), a
+    fraction of a second each on 2 cores: Ctrl-C is answered between chunks."""
+
     def __init__(self, inputs: int, outputs: int, *, fit_bias: bool = True):
         for name, value in (("inputs", inputs), ("outputs", outputs)):
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -44,6 +48,7 @@ class SampleStatistics:
         self._sums = _core.SampleStatistics(int(inputs), int(outputs), self.fit_bias)
         self.batches = 0
         self._dtypes = None
+        self._interrupted = False
 
     @classmethod
     def from_batches(cls, batches, *, fit_bias: bool = True) -> "SampleStatistics":
@@ -88,9 +93,20 @@ class SampleStatistics:
         elif dtypes != self._dtypes:
             raise InvalidArgumentType(f"X, Y: expected the dtypes of the first batch ({self._dtypes[0]}, "
                                       f"{self._dtypes[1]}), got ({dtypes[0]}, {dtypes[1]}){where}")
-        # One dtype for the pair, the wider one; C order (the engine reads rows).
+        if self._interrupted:
+            raise InvalidArgument("statistics: an earlier add was interrupted, and its batch is only partly in the "
+                                  "sums; start new statistics")
+        # One dtype for the pair, the wider one; C order (the engine reads rows).  In chunks of
+        # rows, so that Ctrl-C is seen between them (the engine's add holds no interrupt hook).
         dtype = np.float32 if Xa.dtype == np.float32 and Ya.dtype == np.float32 else np.float64
-        self._sums.add(np.ascontiguousarray(Xa, dtype=dtype), np.ascontiguousarray(Ya, dtype=dtype))
+        chunk = max(1, self.CHUNK_PRODUCTS // (self.inputs * (self.inputs + self.outputs)))
+        try:
+            for p0 in range(0, Xa.shape[0], chunk):
+                self._sums.add(np.ascontiguousarray(Xa[p0:p0 + chunk], dtype=dtype),
+                               np.ascontiguousarray(Ya[p0:p0 + chunk], dtype=dtype))
+        except KeyboardInterrupt:
+            self._interrupted = True
+            raise
         self.batches += 1
 
     # --- the sums --------------------------------------------------------------------------
