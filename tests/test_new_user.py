@@ -1,11 +1,12 @@
 """What a new user tripped over (issue "What a new user tripped over, part 2"): their own torch
 module, a pickled module whose class is not importable, --quiet, --max-iter, a closed pipe,
-the progress line's width."""
+the progress line's width, a TorchScript model calling F.relu."""
 import io
 import json
 import os
 import subprocess
 import sys
+import warnings
 
 import nettrim
 import numpy as np
@@ -14,6 +15,7 @@ from nettrim.progress import Progress
 from test_cli import digits_prune_args, nettrim_cli
 
 torch = pytest.importorskip("torch")
+F = torch.nn.functional
 
 
 class Net(torch.nn.Module):
@@ -103,3 +105,83 @@ def test_the_samples_held_out_are_said(digits_mlp, tmp_path):
     report = json.loads((tmp_path / "p.json").read_text())
     assert report["calibration_samples"] == 400 and report["held_out"] == 100
     assert "100 more held out" in nettrim.PruneReport.from_dict(report).summary()
+
+
+class FunctionalMLP(torch.nn.Module):
+    """The layers of ``seq`` (Linear, ReLU, Linear), the ReLU called as a function."""
+
+    def __init__(self, seq):
+        super().__init__()
+        self.fc1, self.fc2 = seq[0], seq[2]
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+class FunctionalCNN(torch.nn.Module):
+    """The layers of ``seq`` (Conv2d, ReLU, MaxPool2d, Flatten, Linear, ReLU, Linear), every
+    parameter-free one called as a function."""
+
+    def __init__(self, seq):
+        super().__init__()
+        self.conv, self.fc1, self.fc2 = seq[0], seq[4], seq[6]
+
+    def forward(self, x):
+        x = torch.flatten(F.max_pool2d(F.relu(self.conv(x)), 2), 1)
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def mlp():
+    return torch.nn.Sequential(torch.nn.Linear(12, 9), torch.nn.ReLU(), torch.nn.Linear(9, 3)).eval()
+
+
+def cnn():
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 10),
+                         nn.ReLU(), nn.Linear(10, 3)).eval()
+
+
+@pytest.mark.parametrize("compile_", ["script", "trace"])
+@pytest.mark.parametrize("build, functional, input_shape", [(mlp, FunctionalMLP, (12,)),
+                                                            (cnn, FunctionalCNN, (1, 8, 8))])
+def test_a_torchscript_model_calling_f_relu_reads_as_its_sequential(tmp_path, compile_, build, functional,
+                                                                     input_shape):
+    torch.manual_seed(0)
+    seq = build()
+    model = functional(seq).eval()
+    example = torch.randn(2, *input_shape)
+    path = tmp_path / "model.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)      # torch 2.13 deprecates TorchScript
+        compiled = torch.jit.script(model) if compile_ == "script" else torch.jit.trace(model, example)
+        torch.jit.save(compiled, str(path))
+    net, provenance = nettrim.adapters.read(str(path), input_shape=input_shape)
+    want, _ = nettrim.adapters.read(seq, input_shape=input_shape)
+    assert [(type(s).__name__, getattr(s, "relu", None)) for s in net.steps] == \
+        [(type(s).__name__, getattr(s, "relu", None)) for s in want.steps]
+    for got, expected in zip(net.layers, want.layers):
+        np.testing.assert_array_equal(got.weight, expected.weight)
+        np.testing.assert_array_equal(got.bias, expected.bias)
+    X = np.random.default_rng(1).standard_normal((16, *input_shape)).astype(np.float32)
+    np.testing.assert_array_equal(net.forward(X), want.forward(X))
+    # and the weights go back where they came from: a zeroed first layer reads back zero
+    net.layers[0].weight[...] = 0
+    nettrim.adapters.write(net, provenance, str(tmp_path / "out.pt"))
+    again, _ = nettrim.adapters.read(str(tmp_path / "out.pt"), input_shape=input_shape)
+    assert not again.layers[0].weight.any() and again.layers[1].weight.any()
+
+
+def test_a_torchscript_residual_names_the_operation():
+    class Residual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.b(F.relu(self.a(x)) + x)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)      # torch 2.13 deprecates TorchScript
+        scripted = torch.jit.script(Residual())
+    with pytest.raises(nettrim.adapters.UnsupportedModelError, match="aten::add.*residual"):
+        nettrim.adapters.read(scripted)

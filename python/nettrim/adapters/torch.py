@@ -3,9 +3,10 @@
 Supported: ``Linear``, ``Conv2d``, ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten`` (and
 ``x.view(n, -1)`` / ``torch.flatten(x, 1)``), ``BatchNorm1d/2d`` (folded into the layer before
 it) and ``Dropout`` / ``Identity`` (inference: nothing).  The order of operations comes from
-``torch.fx`` tracing; a module fx cannot trace (TorchScript, say) is read in the order of
-its submodules.  Either way the numpy forward pass is checked against the module's own
-output, so a misread model is an error, never a silently wrong pruning.
+``torch.fx`` tracing, or for TorchScript from its compiled graph (:mod:`.torchscript`); any
+other module fx cannot trace is read in the order of its submodules.  Either way the numpy
+forward pass is checked against the module's own output, so a misread model is an error,
+never a silently wrong pruning.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..errors import InvalidArgument, InvalidArgumentType, ModelFileError, Unsup
 from ..io import atomic_write, first_line
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
+from . import torchscript
 from .base import Provenance, check_reproduces
 
 
@@ -55,12 +57,7 @@ def read(module, input_shape=None, *, check_inputs=None, scripted=False):
     if odd:
         raise InvalidArgumentType(f"model: parameters of dtype {', '.join(odd)}; nettrim reads float32 or float64 models "
                         f"(convert a copy with model.float())")
-    try:
-        steps, origins = _trace(module)
-    except UnsupportedModelError:
-        raise
-    except Exception:                       # fx cannot trace it: read the submodules in order
-        steps, origins = _children_in_order(module)
+    steps, origins = _steps(module)
     first = next((s for s in steps if isinstance(s, (Dense, Conv2d))), None)
     if input_shape is not None and len(input_shape) > 1 and isinstance(first, Dense) and steps[0] is first:
         if int(np.prod(input_shape)) != first.weight.shape[0]:
@@ -72,14 +69,22 @@ def read(module, input_shape=None, *, check_inputs=None, scripted=False):
     return net, Provenance("torch", module, {"origins": dict(origins), "scripted": bool(scripted)})
 
 
-def _origins(module):
-    """Each prunable layer's submodule and the batch norm folded into it, as :func:`read` finds them."""
+def _steps(module):
+    """``(steps, origins)`` of a module, in the order its forward runs them (see :func:`_with_origins`)."""
+    torch = _torch()
+    if isinstance(module, torch.jit.ScriptModule):     # (fx cannot trace it; its graph says it all)
+        return _with_origins(torchscript.named_steps(module))
     try:
-        return dict(_trace(module)[1])
+        return _trace(module)
     except UnsupportedModelError:
         raise
-    except Exception:
-        return dict(_children_in_order(module)[1])
+    except Exception:                       # fx cannot trace it: read the submodules in order
+        return _children_in_order(module)
+
+
+def _origins(module):
+    """Each prunable layer's submodule and the batch norm folded into it, as :func:`read` finds them."""
+    return dict(_steps(module)[1])
 
 
 def to_torch(net: Network, module):
@@ -102,9 +107,12 @@ def write(net: Network, provenance, destination=None, *, sparse=False):
         return module
     if sparse:
         return save_sparse(module, destination)
-    scripted = provenance.details.get("scripted")
-    return atomic_write(destination, (lambda f: torch.jit.save(module, f)) if scripted else
-                        (lambda f: torch.save(module, f)))
+    if not provenance.details.get("scripted"):
+        return atomic_write(destination, lambda f: torch.save(module, f))
+    with warnings.catch_warnings():
+        # (the user's model is TorchScript, so its pruned copy is: torch's deprecation notice is not theirs to act on)
+        warnings.filterwarnings("ignore", "`torch.jit.save` is deprecated", DeprecationWarning)
+        return atomic_write(destination, lambda f: torch.jit.save(module, f))
 
 
 def _into(net, module, origins):
@@ -276,6 +284,8 @@ def _layer_from_module(name, m, torch):
 
 
 def _bn_from_module(m):
+    if hasattr(m, "original_name") and not hasattr(m, "eps"):     # traced: eps is a constant of its graph
+        return torchscript.traced_layer(m)
     if m.running_mean is None:
         raise UnsupportedModelError("BatchNorm without running statistics (track_running_stats=False) is not supported")
     return BatchNorm(None if m.weight is None else _np(m.weight), None if m.bias is None else _np(m.bias),
@@ -364,35 +374,11 @@ def _children_in_order(module):
         if any(True for _ in m.children()):
             continue
         kind = getattr(m, "original_name", type(m).__name__)   # TorchScript keeps the Python class name
-        step = _scripted_layer(name, m, kind, torch) if hasattr(m, "original_name") else \
+        step = torchscript.scripted_layer(name, m, kind) if hasattr(m, "original_name") else \
             _layer_from_module(name, m, torch)
         if step is not None:
             steps.append((name, step))
     return _with_origins(steps)
-
-
-def _scripted_layer(name, m, kind, torch):
-    def p(attr):
-        v = getattr(m, attr, None)
-        return None if v is None else np.asarray(v.detach().cpu(), np.float32)
-    if kind == "Linear":
-        return Dense(p("weight").T, p("bias"), relu=False, name=name)
-    if kind == "Conv2d":
-        if isinstance(m.padding, str):
-            raise UnsupportedModelError(f"{name}: string padding in a TorchScript Conv2d is not supported")
-        return Conv2d(p("weight"), p("bias"), m.stride, m.padding, m.dilation, m.groups, relu=False, name=name)
-    if kind in ("BatchNorm1d", "BatchNorm2d"):
-        return BatchNorm(p("weight"), p("bias"), p("running_mean"), p("running_var"), m.eps)
-    simple = {"ReLU": ReLU, "Flatten": Flatten}
-    if kind in simple:
-        return simple[kind]()
-    if kind == "MaxPool2d":
-        return MaxPool2d(m.kernel_size, m.stride, m.padding)
-    if kind == "AvgPool2d":
-        return AvgPool2d(m.kernel_size, m.stride, m.padding, m.count_include_pad)
-    if kind in ("Dropout", "Dropout2d", "Identity"):
-        return None
-    raise UnsupportedModelError(f"{name}: unsupported layer {kind}")
 
 
 def _with_origins(named_steps):
