@@ -185,3 +185,21 @@ def test_a_torchscript_residual_names_the_operation():
         scripted = torch.jit.script(Residual())
     with pytest.raises(nettrim.adapters.UnsupportedModelError, match="aten::add.*residual"):
         nettrim.adapters.read(scripted)
+
+
+def test_a_layer_filled_to_its_target_is_told_plainly_and_is_no_convergence_warning(digits_mlp, tmp_path):
+    # 40 samples for 64 inputs: each neuron's l1 solution keeps at most about 40 of its 64
+    # weights, so asking to keep 75% makes nettrim fill the layer, and say so
+    clf, Xtr, *_ = digits_mlp
+    net = nettrim.adapters.read(clf)[0]
+    with pytest.warns(nettrim.TargetWarning) as caught:
+        nettrim.prune_network(net, Xtr[:40], sparsity=0.25, layers=[0], threads=1)
+    assert not issubclass(nettrim.TargetWarning, nettrim.ConvergenceWarning)
+    assert all(w.category is nettrim.TargetWarning for w in caught)     # (no other warning)
+    base = digits_prune_args(digits_mlp, tmp_path, 40) + ["--threads", "1", "--layers", "0", "--sparsity", "0.25"]
+    base.remove("--quiet")
+    out = nettrim_cli(*base, "-o", str(tmp_path / "p.npz"))
+    assert out.returncode == 0, out.stderr
+    said = [line for line in out.stderr.splitlines() if line.startswith("nettrim: warning:")]
+    assert len(said) == 1 and "asked to keep 75.0% of its weights" in said[0] and "Nothing failed" in said[0], said
+    assert "l1" not in said[0]
