@@ -203,3 +203,31 @@ def test_a_layer_filled_to_its_target_is_told_plainly_and_is_no_convergence_warn
     said = [line for line in out.stderr.splitlines() if line.startswith("nettrim: warning:")]
     assert len(said) == 1 and "asked to keep 75.0% of its weights" in said[0] and "Nothing failed" in said[0], said
     assert "l1" not in said[0]
+
+
+def test_inspect_reads_nettrims_own_sparse_pt_quietly(digits_cnn, tmp_path):
+    from nettrim.adapters.torch import load_sparse
+    model, Xtr, ytr, Xte, yte = digits_cnn                  # (conv, batch norm, pooling, dense)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)      # torch 2.13 deprecates TorchScript
+        torch.jit.save(torch.jit.script(model), str(tmp_path / "cnn.pt"))
+    np.save(tmp_path / "calib.npy", Xtr[:400])
+    out = nettrim_cli("prune", str(tmp_path / "cnn.pt"), "--calib", str(tmp_path / "calib.npy"), "--scheme",
+                      "parallel", "--eps-rel", "0.1", "--max-samples", "1000", "--threads", "1", "-o",
+                      str(tmp_path / "small.pt"), "--sparse", "--quiet")
+    assert out.returncode == 0, out.stderr
+    shown = nettrim_cli("inspect", str(tmp_path / "small.pt"))
+    assert shown.returncode == 0 and shown.stderr == "", shown.stderr      # (torch's CSR beta notice included)
+    assert "small.pt: torch model, input shape (1, 8, 8)" in shown.stdout
+    # the network read from the file is the pruned module's, which load_sparse restores
+    net, _ = nettrim.adapters.read(str(tmp_path / "small.pt"))
+    want, _ = nettrim.adapters.read(load_sparse(tmp_path / "small.pt", model), input_shape=(1, 8, 8))
+    assert [layer.name for layer in net.layers] == [layer.name for layer in want.layers]
+    assert [np.count_nonzero(layer.weight) for layer in net.layers] == \
+        [np.count_nonzero(layer.weight) for layer in want.layers]
+    assert net.nnz() < 0.9 * net.size()
+    np.testing.assert_allclose(net.forward(Xte[:50]), want.forward(Xte[:50]), rtol=1e-5, atol=1e-5)
+    # it holds no module to write a pruned copy into: said before any pruning
+    again = nettrim_cli("prune", str(tmp_path / "small.pt"), "--calib", str(tmp_path / "calib.npy"), "-o",
+                        str(tmp_path / "again.pt"), "--quiet")
+    assert again.returncode == 2 and "load_sparse" in again.stderr and len(again.stderr.splitlines()) == 1
