@@ -231,3 +231,18 @@ def test_inspect_reads_nettrims_own_sparse_pt_quietly(digits_cnn, tmp_path):
     again = nettrim_cli("prune", str(tmp_path / "small.pt"), "--calib", str(tmp_path / "calib.npy"), "-o",
                         str(tmp_path / "again.pt"), "--quiet")
     assert again.returncode == 2 and "load_sparse" in again.stderr and len(again.stderr.splitlines()) == 1
+
+
+def test_two_runs_on_other_thread_counts_write_the_same_weights(digits_mlp, tmp_path):
+    # What README "Threads" claims: two processes on the same processors, any --threads, the
+    # same pruned weights bit for bit (the engine cuts its products per processor, not per
+    # thread).  One solve per layer (--eps-rel): two threads on a busy 2-core machine wait at
+    # every barrier, and a search's dozens of solves took minutes there.
+    base = digits_prune_args(digits_mlp, tmp_path, 400) + ["--scheme", "cascade", "--eps-rel", "0.1"]
+    for threads in ("1", "2"):
+        out = nettrim_cli(*base, "--threads", threads, "-o", str(tmp_path / f"t{threads}.npz"))
+        assert out.returncode == 0, out.stderr
+    with np.load(tmp_path / "t1.npz") as one, np.load(tmp_path / "t2.npz") as two:
+        assert one.files == two.files and any(one[k].size > 1 and not one[k].all() for k in one.files)
+        for k in one.files:
+            np.testing.assert_array_equal(one[k], two[k], err_msg=k)
