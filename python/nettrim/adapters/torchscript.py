@@ -22,7 +22,8 @@ _RESHAPE = ("aten::view", "aten::reshape")
 _NOTHING = ("aten::contiguous", "aten::dropout", "aten::dropout_")     # (in inference)
 _SHAPE_QUERY = ("aten::size", "aten::dim")                            # read the data, change nothing
 _LAYER_OPS = ("aten::linear", "aten::_convolution", "aten::batch_norm")  # inside a traced leaf
-_UNSUPPORTED = ("Net-Trim handles Linear, Conv2d, ReLU, pooling, flatten, batch norm and dropout in a chain")
+_UNSUPPORTED = "Net-Trim handles Linear, Conv2d, ReLU, pooling, flatten, batch norm and dropout in a chain"
+_NOT_A_STEP = object()                      # (what _functional returns for an operation it does not know)
 
 
 def named_steps(module):
@@ -120,8 +121,6 @@ def _check_no_data_inside(node, data, where):
             if list(inner.blocks()):
                 _check_no_data_inside(inner, data, where)
 
-
-_NOT_A_STEP = object()
 
 
 def _functional(node, kind, where):
