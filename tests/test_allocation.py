@@ -108,7 +108,7 @@ def test_a_layer_asked_for_more_than_its_l1_solutions_keep_is_filled(digits_mlp,
     outcome = prune()
     assert min(t[3] for t in trials) > 1e-3, trials       # no walk down to the smallest eps
     assert 0.74 * outcome.weight.size <= np.count_nonzero(outcome.weight) <= most_kept(outcome.weight.size, 0.75)
-    assert len(outcome.notes) == 1 and "l1 solutions keep at most" in outcome.notes[0]
+    assert len(outcome.notes) == 1 and "Net-Trim's solutions keep at most" in outcome.notes[0]
     assert outcome.notes[0].kind == "filled" and outcome.notes[0].layer == problem.name
     reached = float(outcome.notes[0].split("at most ")[1].split("%")[0]) / 100
     assert reached < 0.65

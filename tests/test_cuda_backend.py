@@ -162,7 +162,7 @@ def test_whole_network_targets_on_cuda_use_the_bounded_program():
     with pytest.raises(nettrim.InvalidArgument, match=r"^inactive: 'relu' needs the cpu backend"):
         nettrim.prune_network(net, X, sparsity=0.5, inactive="relu", backend="cuda")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+        warnings.simplefilter("ignore", nettrim.TargetWarning)
         pruned, report = nettrim.prune_network(net, X, sparsity=0.5, backend="cuda")
     assert any("ran the bounded program only" in n for n in report.notes)
     assert pruned.nnz() <= net.size() // 2          # a requested sparsity is a ceiling

@@ -52,7 +52,7 @@ def test_target_sparsity_for_the_network(digits_mlp):
     net = from_sklearn(clf)
     with warnings.catch_warnings():
         # the cascade removes 71% here (a layer's floor on the pruned signals caps it), and says so
-        warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+        warnings.simplefilter("ignore", nettrim.TargetWarning)
         pruned, report = nettrim.prune_network(net, Xtr, scheme="cascade", sparsity=0.7)
     assert 0.22 * net.size() <= pruned.nnz() <= most_kept(net.size(), 0.3)     # the target is a ceiling
     assert accuracy(pruned, Xte, yte) >= accuracy(net, Xte, yte) - 0.05
@@ -118,7 +118,7 @@ def test_parallel_final_refit_of_the_logits_layer(digits_mlp, method):
     # (one program: with inactive="auto" the two runs could keep different ones)
     kw = dict(scheme="parallel", sparsity=0.9, method=method, **({"inactive": "bounded"} if method == "nettrim" else {}))
     with warnings.catch_warnings():   # (a layer's search may land beside a density cliff: not the point here)
-        warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+        warnings.simplefilter("ignore", nettrim.TargetWarning)
         plain, _ = nettrim.prune_network(net, Xtr, final_refit=False, **kw)
         refitted, report = nettrim.prune_network(net, Xtr, **kw)
     for a, b in zip(plain.layers[:-1], refitted.layers[:-1]):
@@ -136,7 +136,7 @@ def test_parallel_final_refit_of_the_logits_layer(digits_mlp, method):
     assert accuracy(refitted, Xte, yte) >= max(accuracy(plain, Xte, yte) - 0.005, 0.9)
     # the last layer not selected: it stays as trained, bit for bit
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+        warnings.simplefilter("ignore", nettrim.TargetWarning)
         first_two, _ = nettrim.prune_network(net, Xtr, layers=[0, 1], **{**kw, "sparsity": 0.9})
     np.testing.assert_array_equal(first_two.layers[-1].weight, net.layers[-1].weight)
 
@@ -439,7 +439,7 @@ def test_searches_report_their_trials_and_time(digits_mlp):
         assert r.search_seconds > 0 and r.final_seconds >= 0
         assert r.search_seconds + r.final_seconds <= r.seconds + 1e-6
     with warnings.catch_warnings():   # (its logits layer may be filled past its floor's l1 solution: not the point)
-        warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+        warnings.simplefilter("ignore", nettrim.TargetWarning)
         _, report = nettrim.prune_network(net, Xtr, scheme="cascade", sparsity=0.8, threads=1,
                                           on_trial=lambda *a: trials.append(a))
     assert any(kind == "curve point" for _, kind, *_ in trials)
@@ -455,7 +455,7 @@ def test_cascade_bound_relaxed_where_it_keeps_the_target_out_of_reach(digits_cnn
     model, Xtr, ytr, Xte, yte = digits_cnn
     net = from_torch(model, (1, 8, 8))
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", nettrim.ConvergenceWarning)
+        warnings.simplefilter("always", nettrim.TargetWarning)
         pruned, report = nettrim.prune_network(net, Xtr, scheme="cascade", sparsity=0.95, max_samples=4000,
                                                inactive="bounded")
     said = [str(w.message) for w in caught]
@@ -492,7 +492,7 @@ def test_any_thread_count_gives_the_same_network_bit_for_bit(digits_mlp):
     runs = []
     for threads in (1, 2, 0):
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+            warnings.simplefilter("ignore", nettrim.TargetWarning)
             pruned, _ = nettrim.prune_network(net, Xtr, scheme="cascade", sparsity=0.9, threads=threads,
                                               inactive="bounded")
         runs.append(pruned)
@@ -568,7 +568,7 @@ def test_the_cascade_says_once_what_its_layers_could_not_keep(digits_mlp, monkey
     for sparsity in (0.1, 0.5):      # (at 10% removed the network lands 84% kept, at 50% within 1%)
         said.clear()
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+            warnings.simplefilter("ignore", nettrim.TargetWarning)
             pruned, report = nettrim.prune_network(net, Xtr, scheme="cascade", sparsity=sparsity, threads=1,
                                                    refit="none")
         layers = {r.name for r in report.layers}
@@ -594,7 +594,7 @@ def test_a_backend_without_relu_gets_the_bounded_program_only(digits_mlp, monkey
     with pytest.raises(nettrim.InvalidArgument, match=r"^inactive: 'relu' needs the cpu backend"):
         nettrim.prune_network(net, Xtr[:400], sparsity=0.8, inactive="relu")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+        warnings.simplefilter("ignore", nettrim.TargetWarning)
         pruned, report = nettrim.prune_network(net, Xtr[:400], sparsity=0.8)
     assert any("ran the bounded program only" in n for n in report.notes)
     assert report.inactive_choice is None and {r.inactive for r in report.layers} == {"bounded"}

@@ -6,6 +6,7 @@ from .errors import (
                      NettrimError,
                      NumericalError,
                      NumericalWarning,
+                     TargetWarning,
 )
 from .finetuning import FinetuneReport, finetune
 from .layer import prune_layer
@@ -23,4 +24,4 @@ __version__ = VERSION
 __all__ = ["prune_layer", "LayerSolver", "SampleStatistics", "LayerResult", "PrunedLayer", "SolutionPath", "backends", "prune_network", "PruneOptions", "PruneReport",
            "LayerReport", "Note", "Network", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d", "BatchNorm", "ReLU",
            "from_arrays", "finetune", "FinetuneReport", "NettrimError", "InvalidArgument", "InvalidArgumentType", "NumericalError",
-           "ConvergenceWarning", "NumericalWarning", "__version__"]
+           "ConvergenceWarning", "NumericalWarning", "TargetWarning", "__version__"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._threads import blas_threads
 from ._validate import MAX_THREADS, check_int, check_output_path, check_threads
-from .adapters import file_format, write
+from .adapters import check_writable, file_format, write
 from .adapters import read as read_model
 from .adapters.sklearn import from_sklearn
 from .checkpoint import CheckpointMismatch
@@ -364,6 +364,7 @@ def cmd_prune(args):
     _check_outputs(args, _prune_outputs(args))
     tuning = _finetune_data(args)
     net, provenance, X = _load_model_and_data(args, args.model, args.calib)
+    check_writable(provenance)
     progress = Progress(len(net.layers), enabled=False if args.quiet else None)
     try:
         with _cluster(args):

@@ -37,5 +37,11 @@ class ConvergenceWarning(UserWarning):
     """The solve stopped at its iteration or time limit before meeting its tolerances."""
 
 
+class TargetWarning(UserWarning):
+    """A layer's share of the sparsity target was met another way than asked, or missed: the
+    message says what happened and what nettrim did (the report's ``notes`` keep it).  Nothing
+    failed to converge: that is a :class:`ConvergenceWarning`."""
+
+
 class NumericalWarning(UserWarning):
     """A float32 solve went non-finite and was solved again in float64 (the result says so)."""

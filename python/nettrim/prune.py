@@ -21,7 +21,7 @@ from . import allocation as alloc
 from . import distributed, schemes
 from ._threads import blas_threads
 from .checkpoint import Checkpoint
-from .errors import ConvergenceWarning, InvalidArgument, InvalidArgumentType
+from .errors import ConvergenceWarning, InvalidArgument, InvalidArgumentType, TargetWarning
 from .methods import METHODS, Given, Layerwise, NetTrim, Target, apoz
 from .methods.masks import keep_count
 from .network import Network
@@ -514,7 +514,8 @@ def _global_magnitude(net, selected, sparsity):
 def _warn(report):
     """What the user must know, warned once on the calling thread."""
     for note in report.notes:
-        warnings.warn(f"sparsity: {note}", ConvergenceWarning, stacklevel=3)
+        # (how the target was met or missed: the solves themselves converged)
+        warnings.warn(f"sparsity: {note}", TargetWarning, stacklevel=3)
     limited = [r.name for r in report.layers if r.status in ("max_iterations", "time_limit")]
     if limited:
         warnings.warn(f"{', '.join(limited)}: the solve stopped at its iteration or time limit; raise max_iter "

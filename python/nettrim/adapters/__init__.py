@@ -24,7 +24,7 @@ from ..io import first_line
 from . import npz, onnx, sklearn, torch
 from .base import FORMATS, Provenance, check_reproduces, file_format
 
-__all__ = ["read", "write", "Provenance", "file_format", "FORMATS", "check_reproduces", "UnsupportedModelError",
+__all__ = ["read", "write", "check_writable", "Provenance", "file_format", "FORMATS", "check_reproduces", "UnsupportedModelError",
            "ModelFileError"]
 
 
@@ -78,6 +78,17 @@ def write(net, provenance, destination=None, *, sparse=False):
     raise InvalidArgument(f"provenance: unknown format {provenance.format!r}")
 
 
+def check_writable(provenance):
+    """Raise unless :func:`write` can put a pruned network back where ``provenance`` came from
+    (a sparse ``.pt`` state dict, which holds no module, cannot take it): a check to make before
+    the work of pruning."""
+    if not isinstance(provenance, Provenance):
+        raise InvalidArgumentType(f"provenance: expected the Provenance that nettrim.adapters.read gave, got "
+                                  f"{type(provenance).__name__}")
+    if provenance.format == "torch":
+        torch.check_writable(provenance)
+
+
 def _read_file(path, *, input_shape=None, check_inputs=None, trust=False):
     """``read`` of a file: the network and the provenance that :func:`write` needs to put the
     pruned weights back in the same format.  PyTorch files are read without running code from
@@ -98,8 +109,7 @@ def _read_file(path, *, input_shape=None, check_inputs=None, trust=False):
             return net, provenance
         if fmt == "onnx":
             return onnx.read(onnx.read_onnx(path), input_shape, check_inputs=check_inputs)
-        module, scripted = torch.read_file(path, trust)
-        return torch.read(module, input_shape, check_inputs=check_inputs, scripted=scripted)
+        return torch.read_path(path, input_shape, check_inputs=check_inputs, trust=trust)
     except ImportError as e:
         raise ModelFileError(f"{path}: {e}") from None
     except ModelFileError:

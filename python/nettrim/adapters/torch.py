@@ -3,13 +3,16 @@
 Supported: ``Linear``, ``Conv2d``, ``ReLU``, ``MaxPool2d``, ``AvgPool2d``, ``Flatten`` (and
 ``x.view(n, -1)`` / ``torch.flatten(x, 1)``), ``BatchNorm1d/2d`` (folded into the layer before
 it) and ``Dropout`` / ``Identity`` (inference: nothing).  The order of operations comes from
-``torch.fx`` tracing; a module fx cannot trace (TorchScript, say) is read in the order of
-its submodules.  Either way the numpy forward pass is checked against the module's own
-output, so a misread model is an error, never a silently wrong pruning.
+``torch.fx`` tracing, or for TorchScript from its compiled graph (:mod:`.torchscript`); any
+other module fx cannot trace is read in the order of its submodules.  Either way the numpy
+forward pass is checked against the module's own output, so a misread model is an error,
+never a silently wrong pruning.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import json
 import os
 import pickle
 import warnings
@@ -22,6 +25,7 @@ from ..errors import InvalidArgument, InvalidArgumentType, ModelFileError, Unsup
 from ..io import atomic_write, first_line
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
+from . import torchscript
 from .base import Provenance, check_reproduces
 
 
@@ -55,12 +59,7 @@ def read(module, input_shape=None, *, check_inputs=None, scripted=False):
     if odd:
         raise InvalidArgumentType(f"model: parameters of dtype {', '.join(odd)}; nettrim reads float32 or float64 models "
                         f"(convert a copy with model.float())")
-    try:
-        steps, origins = _trace(module)
-    except UnsupportedModelError:
-        raise
-    except Exception:                       # fx cannot trace it: read the submodules in order
-        steps, origins = _children_in_order(module)
+    steps, origins = _steps(module)
     first = next((s for s in steps if isinstance(s, (Dense, Conv2d))), None)
     if input_shape is not None and len(input_shape) > 1 and isinstance(first, Dense) and steps[0] is first:
         if int(np.prod(input_shape)) != first.weight.shape[0]:
@@ -72,14 +71,22 @@ def read(module, input_shape=None, *, check_inputs=None, scripted=False):
     return net, Provenance("torch", module, {"origins": dict(origins), "scripted": bool(scripted)})
 
 
-def _origins(module):
-    """Each prunable layer's submodule and the batch norm folded into it, as :func:`read` finds them."""
+def _steps(module):
+    """``(steps, origins)`` of a module, in the order its forward runs them (see :func:`_with_origins`)."""
+    torch = _torch()
+    if isinstance(module, torch.jit.ScriptModule):     # (fx cannot trace it; its graph says it all)
+        return _with_origins(torchscript.named_steps(module))
     try:
-        return dict(_trace(module)[1])
+        return _trace(module)
     except UnsupportedModelError:
         raise
-    except Exception:
-        return dict(_children_in_order(module)[1])
+    except Exception:                       # fx cannot trace it: read the submodules in order
+        return _children_in_order(module)
+
+
+def _origins(module):
+    """Each prunable layer's submodule and the batch norm folded into it, as :func:`read` finds them."""
+    return dict(_steps(module)[1])
 
 
 def to_torch(net: Network, module):
@@ -95,16 +102,29 @@ def write(net: Network, provenance, destination=None, *, sparse=False):
     """``net``'s weights back in the module ``provenance`` came from: a copy of the module when
     ``destination`` is None, else a file (atomically; returns its sha256): TorchScript when the
     source was, a pickled module otherwise, or (``sparse=True``) a sparse state dict that
-    :func:`load_sparse` restores."""
+    :func:`load_sparse` restores and :func:`read_path` reads (it holds the architecture too)."""
     torch = _torch()
+    check_writable(provenance)
     module = _into(net, provenance.source, provenance.details["origins"])
     if destination is None:
         return module
     if sparse:
-        return save_sparse(module, destination)
-    scripted = provenance.details.get("scripted")
-    return atomic_write(destination, (lambda f: torch.jit.save(module, f)) if scripted else
-                        (lambda f: torch.save(module, f)))
+        return save_sparse(module, destination, net=net)
+    if not provenance.details.get("scripted"):
+        return atomic_write(destination, lambda f: torch.save(module, f))
+    with warnings.catch_warnings():
+        # (the user's model is TorchScript, so its pruned copy is: torch's deprecation notice is not theirs to act on)
+        warnings.filterwarnings("ignore", "`torch.jit.save` is deprecated", DeprecationWarning)
+        return atomic_write(destination, lambda f: torch.jit.save(module, f))
+
+
+def check_writable(provenance):
+    """Raise unless :func:`write` can put weights back where ``provenance`` came from: a sparse
+    state dict has no module to put them in (checked before the work of pruning)."""
+    if provenance.source is None and "sparse_file" in provenance.details:
+        path = provenance.details["sparse_file"]
+        raise ModelFileError(f"{path}: a sparse state dict holds no module to write pruned weights into; restore "
+                             f"one with nettrim.adapters.torch.load_sparse({path!r}, model) and prune that")
 
 
 def _into(net, module, origins):
@@ -180,6 +200,16 @@ def _check_target(layer, module):
                          f"new shapes)")
 
 
+def read_path(path, input_shape=None, *, check_inputs=None, trust=False):
+    """``(network, provenance)`` of a ``.pt``/``.pth`` file: a module (see :func:`read_file`),
+    or a sparse state dict written by nettrim (``prune --sparse``), whose weights are read dense
+    into the architecture stored with them (its provenance can be inspected, not written to)."""
+    obj, scripted = _load(path, trust)
+    if isinstance(obj, dict):               # (the one dict _load returns)
+        return _read_sparse(path, obj, input_shape)
+    return read(obj, input_shape, check_inputs=check_inputs, scripted=scripted)
+
+
 def read_file(path, trust=False):
     """``(module, scripted)`` from a ``.pt``/``.pth`` file: TorchScript, or a pickled module.
 
@@ -188,7 +218,16 @@ def read_file(path, trust=False):
     unpickling it imports and calls whatever the file names, so a crafted file runs arbitrary
     code; reading one needs ``trust=True`` (``--trust-model`` on the command line), for files
     from a source you trust.  TorchScript files need no such opt-in."""
+    obj, scripted = _load(path, trust)
+    if isinstance(obj, dict):
+        raise ModelFileError(f"{path}: a sparse state dict written by nettrim (prune --sparse); it holds weights, not "
+                             f"a module: restore one with nettrim.adapters.torch.load_sparse(path, model), or read "
+                             f"its network with nettrim.adapters.read(path)")
+    return obj, scripted
 
+
+def _load(path, trust):
+    """``(module, scripted)`` of :func:`read_file`, or ``(payload, False)`` for a sparse state dict."""
     torch = _torch()
 
     try:
@@ -198,7 +237,8 @@ def read_file(path, trust=False):
     except Exception:      # not TorchScript (torch.jit.load runs no pickled code)
         pass
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with _csr_beta_quiet():
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         # More than tensors and plain containers: a pickled object, most often a whole nn.Module.
         if not trust:
@@ -219,8 +259,7 @@ def read_file(path, trust=False):
     except Exception as e:
         raise ModelFileError(f"{path}: cannot read the model, damaged or truncated? ({first_line(e)})") from None
     if isinstance(obj, dict) and obj.get("format") == SPARSE_FORMAT:
-        raise ModelFileError(f"{path}: a sparse state dict written by nettrim (prune --sparse); it holds weights, not "
-                             f"an architecture: restore it with nettrim.adapters.torch.load_sparse(path, model)")
+        return obj, False
     if isinstance(obj, dict):
         raise ModelFileError(f"{path}: holds a state_dict, which has no architecture; save the module as "
                              "TorchScript (torch.jit.save(torch.jit.script(model), path)) or the module itself "
@@ -276,6 +315,8 @@ def _layer_from_module(name, m, torch):
 
 
 def _bn_from_module(m):
+    if hasattr(m, "original_name") and not hasattr(m, "eps"):     # traced: eps is a constant of its graph
+        return torchscript.traced_layer(m)
     if m.running_mean is None:
         raise UnsupportedModelError("BatchNorm without running statistics (track_running_stats=False) is not supported")
     return BatchNorm(None if m.weight is None else _np(m.weight), None if m.bias is None else _np(m.bias),
@@ -364,35 +405,11 @@ def _children_in_order(module):
         if any(True for _ in m.children()):
             continue
         kind = getattr(m, "original_name", type(m).__name__)   # TorchScript keeps the Python class name
-        step = _scripted_layer(name, m, kind, torch) if hasattr(m, "original_name") else \
+        step = torchscript.scripted_layer(name, m, kind) if hasattr(m, "original_name") else \
             _layer_from_module(name, m, torch)
         if step is not None:
             steps.append((name, step))
     return _with_origins(steps)
-
-
-def _scripted_layer(name, m, kind, torch):
-    def p(attr):
-        v = getattr(m, attr, None)
-        return None if v is None else np.asarray(v.detach().cpu(), np.float32)
-    if kind == "Linear":
-        return Dense(p("weight").T, p("bias"), relu=False, name=name)
-    if kind == "Conv2d":
-        if isinstance(m.padding, str):
-            raise UnsupportedModelError(f"{name}: string padding in a TorchScript Conv2d is not supported")
-        return Conv2d(p("weight"), p("bias"), m.stride, m.padding, m.dilation, m.groups, relu=False, name=name)
-    if kind in ("BatchNorm1d", "BatchNorm2d"):
-        return BatchNorm(p("weight"), p("bias"), p("running_mean"), p("running_var"), m.eps)
-    simple = {"ReLU": ReLU, "Flatten": Flatten}
-    if kind in simple:
-        return simple[kind]()
-    if kind == "MaxPool2d":
-        return MaxPool2d(m.kernel_size, m.stride, m.padding)
-    if kind == "AvgPool2d":
-        return AvgPool2d(m.kernel_size, m.stride, m.padding, m.count_include_pad)
-    if kind in ("Dropout", "Dropout2d", "Identity"):
-        return None
-    raise UnsupportedModelError(f"{name}: unsupported layer {kind}")
 
 
 def _with_origins(named_steps):
@@ -425,20 +442,34 @@ def _np(t):
 
 # --- sparse state dicts ---------------------------------------------------------------------------
 SPARSE_FORMAT = "nettrim-sparse-state-dict"
+_CSR_BETA = "Sparse CSR tensor support is in beta state"
 
 
-def sparse_state_dict(module):
-    """``{"format", "version", "state_dict", "shapes"}``: the module's state dict in which every
-    floating tensor of 2 or more dimensions that is smaller as CSR (int32 indices: 8 bytes per
-    nonzero and 4 per row) than dense is a ``torch.sparse_csr`` tensor of its (rows, -1) view;
-    ``shapes`` holds those tensors' own shapes.  Plain tensors, strings and ints only: it loads
-    with ``torch.load(..., weights_only=True)``.  :func:`load_sparse` restores it."""
+@contextlib.contextmanager
+def _csr_beta_quiet():
+    """Silence torch's notice that CSR tensors are in beta, which torch gives where nettrim
+    itself makes or loads them (the user asked for a file, not for CSR tensors); nothing else."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _CSR_BETA, UserWarning)
+        yield
+
+
+def sparse_state_dict(module, *, net=None):
+    """``{"format", "version", "state_dict", "shapes"[, "network"]}``: the module's state dict in
+    which every floating tensor of 2 or more dimensions that is smaller as CSR (int32 indices:
+    8 bytes per nonzero and 4 per row) than dense is a ``torch.sparse_csr`` tensor of its
+    (rows, -1) view; ``shapes`` holds those tensors' own shapes.  Given ``net`` (the network
+    read from ``module``), ``network`` describes its steps (JSON) and names the entries that
+    hold each layer's tensors, so that :func:`read_path` (``nettrim inspect``) reads the file
+    without the module.  Plain tensors, strings and ints only: it loads with
+    ``torch.load(..., weights_only=True)``.  :func:`load_sparse` restores it."""
     torch = _torch()
     if not isinstance(module, torch.nn.Module):
         raise InvalidArgumentType(f"module: expected a torch.nn.Module, got {type(module).__name__}")
+    if net is not None and not isinstance(net, Network):
+        raise InvalidArgumentType(f"net: expected the nettrim.Network read from the module, got {type(net).__name__}")
     state, shapes = {}, {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)        # "sparse CSR support is in beta"
+    with _csr_beta_quiet():
         for name, t in module.state_dict().items():
             t = t.detach().cpu()
             if t.is_floating_point() and t.dim() >= 2:
@@ -446,19 +477,25 @@ def sparse_state_dict(module):
                 nnz = int(torch.count_nonzero(flat))
                 if 8 * nnz + 4 * (flat.shape[0] + 1) < t.element_size() * t.numel():
                     csr = flat.to_sparse_csr()
+                    # (valid by construction: torch's check, when not opted out of explicitly, is a warning)
                     state[name] = torch.sparse_csr_tensor(csr.crow_indices().to(torch.int32),
-                                                          csr.col_indices().to(torch.int32), csr.values(), flat.shape)
+                                                          csr.col_indices().to(torch.int32), csr.values(), flat.shape,
+                                                          check_invariants=False)
                     shapes[name] = list(t.shape)
                     continue
             state[name] = t.clone()
-    return {"format": SPARSE_FORMAT, "version": 1, "state_dict": state, "shapes": shapes}
+    payload = {"format": SPARSE_FORMAT, "version": 2 if net is not None else 1, "state_dict": state, "shapes": shapes}
+    if net is not None:
+        payload["network"] = _architecture(net, module)
+    return payload
 
 
-def save_sparse(module, path):
-    """Write :func:`sparse_state_dict` of ``module`` to ``path`` (atomically); returns its sha256."""
+def save_sparse(module, path, *, net=None):
+    """Write :func:`sparse_state_dict` of ``module`` (and ``net``) to ``path`` (atomically);
+    returns its sha256."""
     torch = _torch()
     path = check_output_path("path", path)
-    payload = sparse_state_dict(module)
+    payload = sparse_state_dict(module, net=net)
     return atomic_write(path, lambda f: torch.save(payload, f))
 
 
@@ -473,16 +510,30 @@ def load_sparse(path, model=None):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+        with _csr_beta_quiet():
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise InvalidArgument(f"{path}: not a sparse state dict written by nettrim ({first_line(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != SPARSE_FORMAT:
         raise InvalidArgument(f"{path}: not a sparse state dict written by nettrim (save_sparse / prune --sparse)")
+    state = _dense_state(path, payload)
+    if model is None:
+        return state
+    if not isinstance(model, torch.nn.Module):
+        raise InvalidArgumentType(f"model: expected the torch.nn.Module to restore the weights into, got {type(model).__name__}")
+    out = copy.deepcopy(model)
+    try:
+        out.load_state_dict(state)
+    except RuntimeError as e:
+        raise InvalidArgument(f"model: does not match the weights in {path} ({first_line(e)})") from None
+    return out.eval()
+
+
+def _dense_state(path, payload):
+    """The state dict of a sparse payload, every CSR tensor dense again in its own shape."""
+    torch = _torch()
     state = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+    with _csr_beta_quiet():
         for name, t in payload["state_dict"].items():
             if t.layout == torch.sparse_csr:
                 # (checked before torch reads the indices: a stray one is an IndexError or worse)
@@ -494,13 +545,69 @@ def load_sparse(path, model=None):
                     raise InvalidArgument(f"{path}: {name}: not a sparse weight nettrim wrote ({first_line(e)})") \
                         from None
             state[name] = t
-    if model is None:
-        return state
-    if not isinstance(model, torch.nn.Module):
-        raise InvalidArgumentType(f"model: expected the torch.nn.Module to restore the weights into, got {type(model).__name__}")
-    out = copy.deepcopy(model)
+    return state
+
+
+def _architecture(net, module):
+    """``net``'s steps as JSON, without tensors: a layer names the submodule whose state-dict
+    entries hold its weights, and the batch norm folded into it (the module holds the weights
+    unfolded, see :func:`_into`)."""
+    origins = _origins(module)
+    steps = []
+    for step in net.steps:
+        entry = {"type": type(step).__name__}
+        if isinstance(step, (Dense, Conv2d)):
+            bn = origins.get(step.name)
+            entry.update(module=step.name, relu=bool(step.relu), batch_norm=bn)
+            if bn is not None:
+                entry["eps"] = float(_bn_from_module(_submodule(module, bn)).eps)
+            if isinstance(step, Conv2d):
+                entry.update(stride=list(step.stride), padding=list(step.padding), dilation=list(step.dilation),
+                             groups=int(step.groups))
+        elif isinstance(step, MaxPool2d):
+            entry.update(kernel=list(step.kernel), stride=list(step.stride), padding=list(step.padding))
+            if isinstance(step, AvgPool2d):
+                entry["count_include_pad"] = bool(step.count_include_pad)
+        steps.append(entry)
+    return json.dumps({"input_shape": list(net.input_shape), "steps": steps})
+
+
+def _read_sparse(path, payload, input_shape):
+    """``(network, provenance)`` of a sparse state dict: its weights, dense, in its architecture."""
+    if "network" not in payload:
+        raise ModelFileError(f"{path}: a sparse state dict without the architecture (saved with save_sparse(module, "
+                             f"path), no net=); restore it with nettrim.adapters.torch.load_sparse(path, model)")
+    state = _dense_state(path, payload)
     try:
-        out.load_state_dict(state)
-    except RuntimeError as e:
-        raise InvalidArgument(f"model: does not match the weights in {path} ({first_line(e)})") from None
-    return out.eval()
+        spec = json.loads(payload["network"])
+        steps = [s for e in spec["steps"] for s in _steps_of_entry(e, state)]
+        net = Network(steps, input_shape or tuple(spec["input_shape"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{path}: a sparse state dict whose architecture does not match its weights "
+                             f"({first_line(e)})") from None
+    origins = {e["module"]: e["batch_norm"] for e in spec["steps"] if e["type"] in ("Dense", "Conv2d")}
+    return net, Provenance("torch", None, {"origins": origins, "scripted": False, "sparse_file": str(path)})
+
+
+def _steps_of_entry(e, state):
+    """The steps of one entry of :func:`_architecture`, tensors from the dense ``state``."""
+    def tensor(key):
+        return None if key not in state else np.asarray(state[key].numpy(), np.float32)
+    kind = e["type"]
+    if kind in ("Dense", "Conv2d"):
+        name, bn = e["module"], e["batch_norm"]
+        weight, bias = tensor(f"{name}.weight"), tensor(f"{name}.bias")
+        if weight is None:
+            raise KeyError(f"{name}.weight")
+        layer = Dense(weight.T, bias, relu=False, name=name) if kind == "Dense" else \
+            Conv2d(weight, bias, e["stride"], e["padding"], e["dilation"], e["groups"], relu=False, name=name)
+        norm = [] if bn is None else [BatchNorm(tensor(f"{bn}.weight"), tensor(f"{bn}.bias"),
+                                                tensor(f"{bn}.running_mean"), tensor(f"{bn}.running_var"), e["eps"])]
+        return [layer] + norm + ([ReLU()] if e["relu"] else [])
+    if kind == "Flatten":
+        return [Flatten()]
+    if kind == "MaxPool2d":
+        return [MaxPool2d(e["kernel"], e["stride"], e["padding"])]
+    if kind == "AvgPool2d":
+        return [AvgPool2d(e["kernel"], e["stride"], e["padding"], e["count_include_pad"])]
+    raise ValueError(f"unknown step type {kind!r}")

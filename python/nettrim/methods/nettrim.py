@@ -183,10 +183,13 @@ class NetTrim:
         if searching and notes and self.refit != "none" and best.density < (1 - close) * target.keep:
             # (only where the search says the density is out of its reach from below)
             support = _filled(problem, best.weight != 0, target.keep)
+            # (said for a newcomer: it is the most frequent note, and nothing went wrong)
             notes = [n for n in notes if n.kind != "unreachable_from_below"] + [Note(
-                f"{problem.name}: the l1 solutions keep at most {best.density:.3%} of the weights (eps_rel down "
-                f"to {min(rel for rel, _ in this_search):.3g}); the other {support.mean() - best.density:.3%} are "
-                f"the trained weights of largest |w| ||x||, re-fitted with them", "filled", problem.name)]
+                f"{problem.name}: asked to keep {target.keep:.1%} of its weights, but Net-Trim's solutions keep at "
+                f"most {best.density:.3%} (eps_rel down to {min(rel for rel, _ in this_search):.3g}): this layer "
+                f"could lose more. nettrim made up the other {support.mean() - best.density:.3%} with the trained "
+                f"weights that matter most to its outputs (largest |w| ||x||), re-fitted with the rest. Nothing "
+                f"failed; a higher sparsity (--sparsity) would let it keep fewer", "filled", problem.name)]
         weights, bias = self.finish(problem, best, target.nm, support=support)
         limit = most_kept(weights.size, target.keep) if searching else None
         trimmed = limit is not None and np.count_nonzero(weights) > limit
