@@ -57,6 +57,21 @@ class PythonHooks {
   bool failed_ = false;
 };
 
+// A set-up with the GIL released; an interrupt (Ctrl-C) becomes KeyboardInterrupt, or the
+// exception a hook caught.
+template <class Work>
+void interruptible(py::object progress, Work&& work) {
+  PythonHooks h(std::move(progress));
+  try {
+    py::gil_scoped_release release;
+    work(h.hooks());
+  } catch (const Interrupted&) {
+    h.rethrow();
+    PyErr_SetNone(PyExc_KeyboardInterrupt);
+    throw py::error_already_set();
+  }
+}
+
 template <class T>
 void bind_solver(py::module_& m, const char* suffix) {
   using S = Solver<T>;
@@ -79,30 +94,14 @@ void bind_solver(py::module_& m, const char* suffix) {
       .def(
           "setup",
           [](S& s, ConstRowRef<T> X, const Settings& settings, py::object progress) {
-            PythonHooks h(progress);
-            try {
-              py::gil_scoped_release release;
-              s.setup(X, settings, h.hooks());
-            } catch (const Interrupted&) {
-              h.rethrow();
-              PyErr_SetNone(PyExc_KeyboardInterrupt);
-              throw py::error_already_set();
-            }
+            interruptible(progress, [&](const Hooks& hooks) { s.setup(X, settings, hooks); });
           },
           py::arg("X").noconvert(), py::arg("settings"), py::arg("progress") = py::none(),
           py::keep_alive<1, 2>())
       .def(
           "setup_statistics",
           [](S& s, const SampleStatistics& stats, const Settings& settings, py::object progress) {
-            PythonHooks h(progress);
-            try {
-              py::gil_scoped_release release;
-              s.setup(stats, settings, h.hooks());
-            } catch (const Interrupted&) {
-              h.rethrow();
-              PyErr_SetNone(PyExc_KeyboardInterrupt);
-              throw py::error_already_set();
-            }
+            interruptible(progress, [&](const Hooks& hooks) { s.setup(stats, settings, hooks); });
           },
           py::arg("stats"), py::arg("settings"), py::arg("progress") = py::none())
       .def("update_settings", &S::update_settings, py::arg("settings"))

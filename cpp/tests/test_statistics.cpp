@@ -33,6 +33,17 @@ Linear linear_layer(unsigned seed, long P, long n_in, long M, double noise) {
   return L;
 }
 
+// The linear program with its bias in row bias_row, solved to tol (dual_tol 10 tol), one thread.
+Settings linear_settings(int bias_row, double tol) {
+  Settings s;
+  s.mode = Mode::linear;
+  s.bias_row = bias_row;
+  s.tol = tol;
+  s.dual_tol = 10 * tol;
+  s.threads = 1;
+  return s;
+}
+
 SampleStatistics sums_of(const Linear& L, long batch) {
   SampleStatistics s(L.X.cols(), L.Y.cols(), true);
   for (long p0 = 0; p0 < L.X.rows(); p0 += batch) {
@@ -62,12 +73,7 @@ template <class T>
 void same_optimum_as_the_rows() {
   const Linear L = linear_layer(2, 3000, 20, 5, 0.3);
   const RowMatrix<T> X = L.Xb.cast<T>(), Y = L.Y.cast<T>();
-  Settings s;
-  s.mode = Mode::linear;
-  s.bias_row = 20;
-  s.tol = 1e-5;
-  s.dual_tol = 1e-4;
-  s.threads = 1;
+  const Settings s = linear_settings(20, 1e-5);
   const double eps = 0.2 * L.Y.norm();
   const Result<T> rows = solve_layer<T>(X, Y, std::nullopt, {eps}, s);
   Solver<T> packed;
@@ -129,12 +135,7 @@ void rank_deficient() {
   L.X.col(6).setZero();
   L.Xb.leftCols(8) = L.X;
   L.Y = L.X * Eigen::MatrixXd::Ones(8, 2) + 0.02 * L.Y;
-  Settings s;
-  s.mode = Mode::linear;
-  s.bias_row = 8;
-  s.tol = 1e-6;
-  s.dual_tol = 1e-5;
-  s.threads = 1;
+  const Settings s = linear_settings(8, 1e-6);
   const double eps = 0.2 * L.Y.norm();
   const Result<double> rows = solve_layer<double>(L.Xb, L.Y, std::nullopt, {eps}, s);
   Solver<double> packed;
