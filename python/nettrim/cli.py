@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from . import benchmark
 from ._threads import blas_threads
 from ._validate import MAX_THREADS, check_int, check_output_path, check_threads
 from .adapters import check_writable, file_format, write
@@ -64,7 +65,7 @@ _FLAGS = {"eps_rel": "--eps-rel", "sparsity": "--sparsity", "scope": "--scope", 
           "refit": "--refit", "block_outputs": "--block-outputs", "memory_budget": "--memory-budget",
           "scheduler": "--scheduler", "workers": "--workers", "backend": "--backend",
           "final_refit": "--no-final-refit", "inactive": "--inactive", "max_iter": "--max-iter",
-          "time_limit": "--time-limit"}
+          "time_limit": "--time-limit", "layer": "--layer", "solvers": "--solvers"}
 
 
 def _message(e, args):
@@ -191,6 +192,25 @@ def _parser():
     w.add_argument("--plot", default=None, help="PNG to write (default: MODEL-sweep.png beside the model)")
     w.add_argument("--quiet", action="store_true", help="print nothing but the table")
     w.set_defaults(func=cmd_sweep)
+
+    bb = sub.add_parser("bench", formatter_class=fmt,
+                        help="one layer's program solved by nettrim and by the reference solvers, side by side")
+    _model_arguments(bb)
+    bb.add_argument("--layer", required=True, help="the layer: its name or index (as 'nettrim inspect' lists them)")
+    bb.add_argument("--eps-rel", default="0.05", help="relative tolerance(s), comma-separated: a table for each")
+    bb.add_argument("--solvers", default=",".join(benchmark.SOLVERS),
+                    help="comma-separated, from: " + ", ".join(benchmark.SOLVERS) + " (cvxpy's need "
+                         "'pip install \"nettrim[bench]\"'; those not installed are skipped with a note)")
+    bb.add_argument("--time-limit", type=float, default=60.0, help="seconds per solver")
+    bb.add_argument("--threads", type=int, default=0, help="engine threads (0: automatic)")
+    bb.add_argument("--max-samples", type=int, default=8000, help="rows of a convolution's program (sampled positions)")
+    bb.add_argument("--methods", action="store_true",
+                    help="also prune the layer by magnitude, Wanda, L-OBS and SparseGPT to nettrim's nonzeros")
+    bb.add_argument("--plot", default=None, help="PNG: objective and violation against time for each solver "
+                                                  "(one file per eps, suffixed when there are several)")
+    bb.add_argument("--json", default=None, help="write the tables as JSON")
+    bb.add_argument("--quiet", action="store_true", help="print nothing but the tables")
+    bb.set_defaults(func=cmd_bench)
     return p
 
 
@@ -477,6 +497,35 @@ def _inputs(args):
     named = (("model", "model"), ("calib", "calibration file"), ("train", "training data"),
              ("eval", "evaluation data"), ("checkpoint", "checkpoint folder"))
     return [(what, getattr(args, attr)) for attr, what in named if getattr(args, attr, None)]
+
+
+def cmd_bench(args):
+    eps_values = _numbers("--eps-rel", args.eps_rel, 0.0, None, "relative tolerances > 0")
+    if any(v <= 0 for v in eps_values):
+        raise CliError(f"--eps-rel: expected relative tolerances > 0, got {args.eps_rel!r}")
+    if not (np.isfinite(args.time_limit) and args.time_limit > 0):
+        raise CliError(f"--time-limit: expected seconds > 0, got {args.time_limit}")
+    plots = [] if not args.plot else [args.plot] if len(eps_values) == 1 else [
+        f"{os.path.splitext(args.plot)[0]}-eps{v:g}.png" for v in eps_values]
+    _check_outputs(args, [("--plot", p) for p in plots] + ([("--json", args.json)] if args.json else []))
+    net, _, X = _load_model_and_data(args, args.model, args.calib)
+    solvers = [name.strip() for name in args.solvers.split(",") if name.strip()]
+    say = None if args.quiet else (lambda message: print(f"nettrim: {message}", file=sys.stderr, flush=True))
+    reports = []
+    for i, rel in enumerate(eps_values):
+        report = benchmark.bench_network_layer(
+            net, X, args.layer, max_samples=args.max_samples, eps_rel=rel, solvers=solvers,
+            time_limit=args.time_limit, threads=check_threads("--threads", args.threads), trace=bool(plots),
+            methods=args.methods, progress=say)
+        print(("\n" if i else "") + report.table(), flush=True)
+        reports.append(report)
+        if plots:
+            report.plot(plots[i])
+        if report.interrupted:
+            break
+    if args.json:
+        atomic_json(args.json, [r.to_dict() for r in reports])
+    return 130 if reports[-1].interrupted else 0
 
 
 def _check_outputs(args, outputs):

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from . import _core
+from . import _core, standard_forms
 from ._threads import blas_threads
 from ._validate import (
     as_float_matrix,
@@ -665,6 +665,35 @@ class LayerSolver:
         self._engine = engine
         self.setup_seconds += time.perf_counter() - t0
         return True
+
+    # --- the program in standard forms -------------------------------------------------------
+    def to_cvxpy(self, *, eps_rel=None, eps=None):
+        """This solver's program (its data, settings and bound) as a ``cvxpy.Problem``, at
+        ``eps_rel`` (default 0.05) or absolute ``eps``: ``(problem, U)``, ``U`` the (N, M) variable
+        (bias as the last row).  Needs cvxpy (``pip install "nettrim[bench]"``)."""
+        e = self._standard_eps("to_cvxpy", eps_rel, eps)
+        lam = self._settings.lam if self._settings.lam > 0 else None
+        return standard_forms.to_cvxpy(self.Xs, self.Ys, e, relu=self.mode == "relu",
+                                       constraint=self._settings.constraint.name, penalty=self._settings.penalty.name,
+                                       inactive=self._settings.inactive.name, V=self.V, lam=lam,
+                                       bias_row=self.N - 1 if self.fit_bias else None)
+
+    def write_cbf(self, path, *, eps_rel=None, eps=None):
+        """Write this solver's program as a CBF file (:func:`nettrim.standard_forms.write_cbf`: the
+        l1 penalty, the constrained form); returns its sizes."""
+        e = self._standard_eps("write_cbf", eps_rel, eps)
+        if self._settings.penalty.name != "l1" or self._settings.lam > 0:
+            raise InvalidArgument("penalty: write_cbf writes the l1 penalty's constrained program (no group penalty, "
+                                  "no lam); to_cvxpy takes every variant")
+        return standard_forms.write_cbf(path, self.Xs, self.Ys, e, relu=self.mode == "relu",
+                                        constraint=self._settings.constraint.name,
+                                        inactive=self._settings.inactive.name, V=self.V)
+
+    def _standard_eps(self, what, eps_rel, eps):
+        if self.form == "compressed":
+            raise InvalidArgument(f"{what}: this solver holds its samples compressed; the program in a standard "
+                                  "form is written from the rows (form='rows')")
+        return self.eps_for(0.05 if eps_rel is None and eps is None else eps_rel, eps)
 
     # --- checks --------------------------------------------------------------------------
     def _check_memory(self, P, M, has_bound, statistics=False):
