@@ -122,7 +122,10 @@ class LayerBench:
     def plot(self, path):
         """The objective and the constraint violation against time, a line per solver (a point for
         the interior-point solvers, which give no iterates), as a PNG."""
-        import matplotlib
+        try:
+            import matplotlib
+        except ImportError:
+            raise ImportError("the plot needs matplotlib: pip install \"nettrim[bench]\"") from None
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
