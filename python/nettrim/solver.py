@@ -505,20 +505,25 @@ class LayerSolver:
 
     def _above_floor(self, name, given, e):
         """``e``, checked against the least-squares floor where it is known (compressed): below
-        it no weights meet the constraint, and the rows form would only run to max_iter."""
+        it no weights meet the constraint, and the rows form would only run to max_iter.  As
+        the engine judges it: below by more than the rounding of the sums it comes from
+        (compress()'s relative uncertainty of ||y||^2), so that a floor that is rounding alone
+        (an exact fit) never refuses an eps."""
         if self.form != "compressed" or e.size == 0:
             return e
         joint = self._settings.constraint.name == "joint"
-        floor = self.floor
-        floors = np.array([np.linalg.norm(floor)]) if joint else floor
-        below = np.flatnonzero(e < floors * (1 - 1e-9))
+        floor2 = self.floor ** 2
+        norm2 = self._omega_norm ** 2
+        floors2, scales2 = (np.array([floor2.sum()]), np.array([norm2.sum()])) if joint else (floor2, norm2)
+        slack = 4 * np.finfo(np.float64).eps * max(self.N, self.statistics.samples) * scales2
+        below = np.flatnonzero(e ** 2 < floors2 - slack)
         if below.size:
             i = below[0]
-            scale = self._omega_norm_total if joint else self._omega_norm[i]
+            floor, scale = float(np.sqrt(floors2[i])), float(np.sqrt(scales2[i]))
             where = "" if joint else f" (output {i})"
-            relative = f" ({floors[i] / scale:.4g} of the outputs' norm)" if scale > 0 else ""
+            relative = f" ({floor / scale:.4g} of the outputs' norm)" if scale > 0 else ""
             raise InvalidArgument(f"{name}: {given!r} is below the floor{where}: the error of the dense least-squares "
-                                  f"weights is {floors[i]:.6g}{relative}, and no weights go below it; expected a "
+                                  f"weights is {floor:.6g}{relative}, and no weights go below it; expected a "
                                   f"larger {name}")
         return e
 
