@@ -385,11 +385,11 @@ struct Solver<T>::Impl {
     for (long m = 0; m < M; ++m) c.err2[m] = verdict_A.col(m).squaredNorm();
     if (!verdict_A.allFinite()) c.finite = false;
     // The uncertainty of each column's ||X u - y||^2 is relative_uncertainty of
-    // ||y||^2 + ||R u||^2 (the sums it is the difference of).
+    // ||y||^2 + ||R u||^2 (the sums it is the difference of); R u = verdict_A + Yc, at hand.
     const TargetNorms& tn = backend->target_norms();
     double worst = 0, total_unc = 0, total_eps2 = 0;
     for (long m = 0; m < M; ++m) {
-      const double ru2 = (exact_R * verdict_U.col(m).template cast<double>()).squaredNorm();
+      const double ru2 = (verdict_A.col(m) + exact_Y.col(m)).squaredNorm();
       const double unc = relative_uncertainty * (tn.omega_norm2[m] + floor2[m] + ru2);
       total_unc += unc;
       if (st.constraint == Constraint::neuron && eps_given[m] > 0)

@@ -515,7 +515,7 @@ class LayerSolver:
         floor2 = self.floor ** 2
         norm2 = self._omega_norm ** 2
         floors2, scales2 = (np.array([floor2.sum()]), np.array([norm2.sum()])) if joint else (floor2, norm2)
-        slack = 4 * np.finfo(np.float64).eps * max(self.N, self.statistics.samples) * scales2
+        slack = self.statistics.relative_uncertainty * scales2
         below = np.flatnonzero(e ** 2 < floors2 - slack)
         if below.size:
             i = below[0]

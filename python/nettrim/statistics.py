@@ -152,11 +152,15 @@ class SampleStatistics:
         linear = np.einsum("nm,nm->m", Ud, self._sums.cross)
         y2 = np.asarray(self._sums.target_norm2)
         err2 = quadratic - 2 * linear + y2
-        # Each of the three terms is a sum of P (or N) float64 products: rounding of about
-        # max(N, P) eps64 of its size (the engine's compress() takes the same figure).
         scale = np.abs(quadratic) + 2 * np.abs(linear) + y2
-        uncertainty = 4 * np.finfo(np.float64).eps * max(self.inputs, self.samples) * scale
-        return np.maximum(err2, 0.0), uncertainty
+        return np.maximum(err2, 0.0), self.relative_uncertainty * scale
+
+    @property
+    def relative_uncertainty(self) -> float:
+        """The rounding of a figure computed from these sums, relative to the sums it is the
+        difference of: each is a sum of P (or N) float64 products, rounded at about max(N, P)
+        eps64 of its size (the engine's compress() takes the same figure)."""
+        return 4 * np.finfo(np.float64).eps * max(self.inputs, self.samples)
 
     def __repr__(self) -> str:
         return (f"SampleStatistics(samples={self.samples}, inputs={self.inputs}, outputs={self.outputs}, "
