@@ -459,8 +459,8 @@ API = [
      lambda c: _sk().to_sklearn(reshaped(_sk().from_sklearn(c.clf)), c.clf)),
     # --- PyTorch --------------------------------------------------------------------------------
     ("from_torch-int", T, ("model",), lambda c: _th().from_torch(42)),
-    ("from_torch-tanh", V_, ("Tanh",), lambda c: _th().from_torch(c.torch.nn.Sequential(
-        c.torch.nn.Linear(4, 3), c.torch.nn.Tanh()))),
+    ("from_torch-graph-training", V_, ("Dropout", "training mode", "eval"), lambda c: _th().from_torch(
+        c.torch.nn.Sequential(c.torch.nn.Linear(4, 3), c.torch.nn.Tanh(), c.torch.nn.Dropout(), c.torch.nn.Linear(3, 2)))),
     ("from_torch-no-relu", V_, ("ReLU",), lambda c: _th().from_torch(c.torch.nn.Sequential(c.torch.nn.Linear(4, 3)))),
     ("from_torch-conv-no-shape", V_, ("input_shape",), lambda c: _th().from_torch(c.conv_module)),
     ("from_torch-shape-string", T, ("input_shape",), lambda c: _th().from_torch(c.conv_module, "1,5,5")),

@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 from nettrim.adapters.torch import UnsupportedModelError, from_torch, to_torch  # noqa: E402
+from nettrim.graph import GraphModel  # noqa: E402
 from nettrim.methods.masks import most_kept  # noqa: E402
 
 
@@ -112,9 +113,10 @@ def test_batchnorm_after_a_bias_free_conv():
     np.testing.assert_allclose(torch_outputs(back, X), pruned.forward(X), rtol=1e-4, atol=1e-5)
 
 
-def test_unsupported_modules_are_named():
-    with pytest.raises(UnsupportedModelError, match=r"1: unsupported layer Tanh"):
-        from_torch(nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)))
+def test_a_model_that_is_not_a_chain_is_read_as_a_graph():
+    """Other activations and residual adds: PyTorch runs them (tests/test_graph_models.py)."""
+    graph = from_torch(nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)))
+    assert isinstance(graph, GraphModel) and graph.programs() == {"0": "linear", "2": "linear"}
 
     class Residual(nn.Module):
         def __init__(self):
@@ -124,8 +126,10 @@ def test_unsupported_modules_are_named():
         def forward(self, x):
             return self.bias(torch.relu(self.a(x)) + x)
 
-    with pytest.raises(UnsupportedModelError, match="residual|branch"):
-        from_torch(Residual())
+    assert from_torch(Residual()).programs() == {"a": "relu", "bias": "linear"}
+
+
+def test_models_nettrim_cannot_read_are_named():
     with pytest.raises(ValueError, match="no ReLU|ReLU layer"):
         from_torch(nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2)))
     with pytest.raises(ValueError, match="input_shape"):

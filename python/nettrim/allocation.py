@@ -32,6 +32,7 @@ import numpy as np
 
 from .layers import PRUNABLE
 from .methods.base import Target
+from .network import Network
 from .problem import inactive_of, layer_problems, sample_rows
 from .result import PrunedLayer
 
@@ -117,7 +118,11 @@ class Allocation:
 
 
 class HeldOut:
-    """Forward passes of the network on held-out samples with one or more layers replaced."""
+    """Forward passes of the network on held-out samples with one or more layers replaced.
+
+    A chain (:class:`~nettrim.network.Network`) keeps every layer's input on the held-out
+    samples and runs from the first layer replaced; a graph model
+    (:class:`~nettrim.graph.GraphModel`) is run whole by its framework (``forward_with``)."""
 
     def __init__(self, net, H):
         self.net = net
@@ -150,12 +155,40 @@ class HeldOut:
         return float(np.sum(d * d)) / self.norm2
 
 
+class GraphHeldOut(HeldOut):
+    """:class:`HeldOut` of a graph model: every evaluation is one pass of the whole model."""
+
+    def __init__(self, net, H):
+        self.net, self.H = net, np.asarray(H, np.float32)
+        h = net.forward(self.H)
+        self.reference = h.astype(np.float64)
+        self.norm2 = float(np.sum(self.reference ** 2)) or 1.0
+        self.evaluations = 0
+
+    def discrepancy(self, replaced):
+        self.evaluations += 1
+        d = np.asarray(self.net.forward_with(replaced, self.H), np.float64) - self.reference
+        return float(np.sum(d * d)) / self.norm2
+
+
+def held_out(net, H):
+    """The held-out forward passes of ``net``: :class:`HeldOut` of a chain, :class:`GraphHeldOut`
+    of a graph model."""
+    return HeldOut(net, H) if isinstance(net, Network) else GraphHeldOut(net, H)
+
+
 def with_weights(layer, groups):
     """A copy of ``layer`` carrying the per-group ``(weights, bias)``."""
     out = copy.copy(layer)
     out.set_groups([np.asarray(w, np.float32) for w, _ in groups],
                    [np.zeros(w.shape[1], np.float32) if b is None else np.asarray(b, np.float32) for w, b in groups])
     return out
+
+
+def _in_layer(problem, solution):
+    """A solution's ``(weights, bias)`` as the layer holds them (see ``LayerProblem.layer_bias``)."""
+    weights, bias = solution
+    return weights, (bias if problem.shift is None else problem.layer_bias(bias))
 
 
 def curve_sample(X, max_rows, seed=0):
@@ -188,7 +221,7 @@ def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_s
                 path += [solve(rel) for rel in grid[1:]]
             per_group.append(path)
     results = [[per_group[g][j] for g in range(len(problems))] for j in range(len(grid))]
-    finished = [[method.finish(p, r, quick=True) for p, r in zip(problems, point)] for point in results]
+    finished = [[_in_layer(p, method.finish(p, r, quick=True)) for p, r in zip(problems, point)] for point in results]
     nnz = np.array([sum(int(np.count_nonzero(w)) for w, _ in point) for point in finished])
     cost = np.array([held_out.discrepancy({k: with_weights(layer, point)}) for point in finished])
     status = [next((r.status for r in point if r.status != "converged"), "converged") for point in results]

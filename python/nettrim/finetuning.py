@@ -19,7 +19,9 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from ._validate import check_callable, check_int, check_real
+from .adapters import torch_graph
 from .errors import InvalidArgument, InvalidArgumentType
+from .graph import GraphModel
 from .layers import PRUNABLE, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d
 from .network import Network, check_inputs
 
@@ -103,8 +105,9 @@ def finetune(net: Network, X, y, *, epochs: int = 3, lr: float = 3e-4, batch_siz
 
     Parameters
     ----------
-    net : Network
-        A pruned network (its zero weights are the mask).
+    net : Network or GraphModel
+        A pruned network (its zero weights are the mask); a graph model read from PyTorch is
+        trained as its own module (batch norms included), then read again.
     X, y : arrays (n, ...) and (n,)
         Training inputs (the network's input shape, or flat) and integer class labels.
     epochs, lr, batch_size, weight_decay : training (Adam on cross-entropy, seeded batches).
@@ -118,8 +121,11 @@ def finetune(net: Network, X, y, *, epochs: int = 3, lr: float = 3e-4, batch_siz
     (Network, FinetuneReport)
     """
     torch = _torch()
-    if not isinstance(net, Network):
-        raise InvalidArgumentType(f"net: expected a nettrim.Network, got {type(net).__name__}")
+    if not isinstance(net, (Network, GraphModel)):
+        raise InvalidArgumentType(f"net: expected a nettrim.Network or GraphModel, got {type(net).__name__}")
+    if isinstance(net, GraphModel) and not isinstance(net.runner, torch_graph.TorchRunner):
+        raise InvalidArgument("net: fine-tuning a graph model needs its PyTorch module (an ONNX graph cannot be "
+                              "trained here)")
     epochs = check_int("epochs", epochs, low=1, what="a number of epochs")
     batch_size = check_int("batch_size", batch_size, low=1, what="a batch size")
     lr = check_real("lr", lr, low=0, strict_low=True, what="a learning rate")
@@ -136,12 +142,17 @@ def finetune(net: Network, X, y, *, epochs: int = 3, lr: float = 3e-4, batch_siz
             raise InvalidArgumentType("eval_data: expected a pair (X, y)") from None
         X_eval = check_inputs(net, X_eval, "eval_data")
         y_eval = _labels("eval_data", y_eval, len(X_eval))
-    if int(y.max()) >= net.shapes[-1][0]:
-        raise InvalidArgument(f"y: labels up to {int(y.max())}, but the network has {net.shapes[-1][0]} outputs")
+    outputs = net.shapes[-1][0] if isinstance(net, Network) else int(np.prod(net.output_shape))
+    if int(y.max()) >= outputs:
+        raise InvalidArgument(f"y: labels up to {int(y.max())}, but the network has {outputs} outputs")
     t0 = time.perf_counter()
     torch.manual_seed(seed)
-    module = to_module(net)
-    weights = [m.weight for m in module if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    if isinstance(net, Network):
+        module = to_module(net)
+        weights = [m.weight for m in module if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    else:
+        module = torch_graph.to_module(net)
+        weights = torch_graph.pruned_weights(module, net)
     masks = [(w != 0).float() for w in weights]
     hooks = [w.register_hook(lambda g, mask=mask: g * mask) for w, mask in zip(weights, masks)]
     report = FinetuneReport(epochs, nnz=int(sum(int(m.sum()) for m in masks)))
@@ -171,9 +182,11 @@ def finetune(net: Network, X, y, *, epochs: int = 3, lr: float = 3e-4, batch_siz
             h.remove()
     module.eval()
     report.accuracy_after = _accuracy(torch, module, X_eval, y_eval)
-    tuned = _read_back(net, module)
+    # (a graph model is read again: its batch norms, trained too, are folded anew)
+    tuned = _read_back(net, module) if isinstance(net, Network) else \
+        torch_graph.read(module, net.input_shape)[0]
     for before, after in zip(net.layers, tuned.layers):
-        if np.any(after.weight[before.weight == 0]):
+        if np.any(after.matrix[before.matrix == 0]):
             raise RuntimeError(f"{after.name}: a pruned weight came back during fine-tuning (a bug)")
     report.seconds = time.perf_counter() - t0
     return tuned, report

@@ -63,7 +63,13 @@ def _check_flags(layer):
 
 
 class _Prunable:
-    """What Dense and Conv2d share: the activation, and counts over ``matrix`` (a view of the weights)."""
+    """What Dense and Conv2d share: the activation, and counts over ``matrix`` (a view of the weights).
+
+    ``residual``: in a graph model, the output is added to a skip signal before its ReLU
+    (see :mod:`nettrim.graph`); the layer's unfolded inputs then carry that signal as their
+    last columns, which :meth:`input_columns` leaves out."""
+
+    residual = False
 
     def nnz(self):
         return int(np.count_nonzero(self.matrix))
@@ -124,7 +130,7 @@ class Dense(_Prunable):
         return x[images]
 
     def input_columns(self, g):
-        return slice(None)
+        return slice(0, self.weight.shape[0])
 
     def group_matrix(self, g):
         return self.weight, self.bias

@@ -33,6 +33,7 @@ from ._validate import (
 )
 from .allocation import ALLOCATIONS
 from .errors import InvalidArgument, InvalidArgumentType
+from .graph import GraphModel
 from .layer import prune_layer
 from .methods import METHODS, method_named, nm_methods
 from .methods.masks import check_nm
@@ -158,9 +159,14 @@ class PruneOptions:
     def for_network(self, net, calibration_inputs):
         """``(options, X)``: the rules that need the network and the data applied, ``layers``
         resolved to sorted indices and ``X`` the calibration inputs in the model's shape."""
-        if not isinstance(net, Network):
-            raise InvalidArgumentType(f"net: expected a nettrim.Network (see nettrim.adapters for models), got "
-                                      f"{type(net).__name__}")
+        if not isinstance(net, (Network, GraphModel)):
+            raise InvalidArgumentType(f"net: expected a nettrim.Network or GraphModel (see nettrim.adapters for "
+                                      f"models), got {type(net).__name__}")
+        if isinstance(net, GraphModel):
+            net.check_unreadable(None if self.layers is None else list(self.layers))
+        if isinstance(net, GraphModel) and self.checkpoint is not None:
+            raise InvalidArgument("checkpoint: not available for graph models yet (PyTorch graphs, ONNX graphs); "
+                                  "prune without it")
         if calibration_inputs is None:
             raise InvalidArgumentType("calibration_inputs: expected an array (samples, ...) of the model's inputs, "
                                       "got None")

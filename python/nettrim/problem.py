@@ -85,6 +85,8 @@ class LayerProblem:
     on_pruned_signals: bool = False   # X is the pruned network's (cascade), not the trained one's
     inactive: str = "bounded"   # Omega^c kept below V (0), or its ReLU outputs counted in the error
                                 # (the program asked for; a linear layer has no Omega^c)
+    shift: Optional[np.ndarray] = None   # (M,) the residual program's shift (see _residual_problem):
+                                         # Y, V and b are the layer's plus it; None: no shift
 
     @property
     def eps_floor(self) -> float:
@@ -114,7 +116,12 @@ class LayerProblem:
         """||Y_Omega||: what eps_rel is relative to (1 when the outputs are all zero)."""
         # (summed in float64: a float32 norm can fall below the engine's, so that eps_rel 1
         # would miss the ball that makes U = 0 the answer)
-        return float(np.linalg.norm(np.where(self.omega, self.Y, 0).astype(np.float64))) or 1.0
+        return float(np.linalg.norm(self._target_on_omega())) or 1.0
+
+    def _target_on_omega(self):
+        """The target on Omega, 0 elsewhere, in float64, without the residual program's shift."""
+        Y = self.Y.astype(np.float64)
+        return np.where(self.omega, Y if self.shift is None else Y - self.shift, 0)
 
     @property
     def size(self):
@@ -127,7 +134,7 @@ class LayerProblem:
         block = LayerProblem(f"{self.name}[{start}:{stop}]", self.X, self.Y[:, cols], self.W[:, cols],
                              None if self.b is None else self.b[cols], self.relu,
                              None if self.V is None else self.V[:, cols], on_pruned_signals=self.on_pruned_signals,
-                             inactive=self.inactive)
+                             inactive=self.inactive, shift=None if self.shift is None else self.shift[cols])
         block.floor = self.floor.scaled(block.scale, self.scale)
         return block
 
@@ -136,7 +143,7 @@ class LayerProblem:
         ``NetTrim.search_rows``); the floor is shared in proportion to the outputs' norm."""
         subset = LayerProblem(self.name, self.X[rows], self.Y[rows], self.W, self.b, self.relu,
                               None if self.V is None else self.V[rows], on_pruned_signals=self.on_pruned_signals,
-                              inactive=self.inactive)
+                              inactive=self.inactive, shift=self.shift)
         subset.floor = self.floor.scaled(subset.scale, self.scale)
         return subset
 
@@ -145,10 +152,16 @@ class LayerProblem:
         per output, relative to that output's norm on Omega (the floor shared likewise)."""
         if not per_neuron:
             return self.floor.at_least(float(eps_rel) * self.scale)
-        norms = np.linalg.norm(np.where(self.omega, self.Y, 0).astype(np.float64), axis=0)
+        norms = np.linalg.norm(self._target_on_omega(), axis=0)
         # (with a margin, so that skipping the floor cannot change a rounding of the maximum)
         floor = self.floor.value if float(eps_rel) * self.scale <= self.floor.bound * (1 + 1e-9) else 0.0
         return np.maximum(float(eps_rel) * norms, floor * norms / self.scale)
+
+    def layer_bias(self, bias):
+        """The layer's bias (float32, zeros for a layer without one) from a solution's ``bias``
+        for this problem: the residual program's shift taken out again."""
+        out = np.zeros(self.W.shape[1], np.float32) if bias is None else np.asarray(bias, np.float32)
+        return out if self.shift is None else (out - self.shift).astype(np.float32)
 
 
 FLOORS = ("trained", "refit")
@@ -183,6 +196,13 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained",
         W, b = layer.group_matrix(g)
         Xg = np.ascontiguousarray(X_original[:, cols])
         Z = Xg @ W + b
+        if layer.residual:
+            skip = _skip_columns(layer, g)
+            problems.append(_residual_problem(
+                f"{layer.name}/{g}" if layer.groups > 1 else layer.name, Xg, Z, W, b, X_original[:, skip],
+                None if X_pruned is None else (np.ascontiguousarray(X_pruned[:, cols]), X_pruned[:, skip]),
+                gamma, floor, refit))
+            continue
         Y = np.maximum(Z, 0) if layer.relu else Z
         name = layer.name if layer.groups == 1 else f"{layer.name}/{g}"
         problem = LayerProblem(name, Xg, Y, W, b if layer.has_bias else None, bool(layer.relu), inactive=inactive)
@@ -212,6 +232,53 @@ def layer_problems(layer, X_original, X_pruned=None, gamma=1.0, floor="trained",
             problem.floor = Floor(gamma * error, _refit_floor(problem, gamma, error, refit) if floor == "refit" else None)
         problems.append(problem)
     return problems
+
+
+def _skip_columns(layer, g):
+    """The columns of a residual layer's unfolded inputs that hold group ``g``'s skip signal:
+    after every group's inputs (see :meth:`nettrim.graph.GraphModel.layer_inputs`)."""
+    start = layer.matrix.shape[0] * layer.groups
+    M = layer.matrix.shape[1] // layer.groups
+    return slice(start + g * M, start + (g + 1) * M)
+
+
+def _residual_problem(name, X, Z, W, b, S, pruned, gamma, floor, refit):
+    """The problem of a layer whose output is added to a skip signal before its ReLU:
+    ``relu(X U + c + S)`` should stay within eps of the trained ``relu(Z + S)``, ``Z = X W + b``
+    (docs/formulation.rst, "Residual layers").
+
+    On the calibration data ``S`` is fixed, so this is Net-Trim's ReLU program for ``X U + c``
+    with the active set ``Omega = {Z + S > 0}``, the target ``Z + S - S_now`` there and the
+    bound ``-S_now`` elsewhere (``S_now``: the skip as the layer sees it, the pruned network's
+    in the cascade, where the bound is the trained weights' response so that they stay
+    feasible, as for every layer).  The engine reads Omega from its target (``Y > 0``), and
+    that target may be negative on Omega; so every output m is shifted by a constant
+    ``shift_m`` that makes it positive there: target ``Y + shift``, bound ``V + shift``, bias
+    ``b + shift``.  The fitted bias absorbs the constant (it is free and not penalised), so
+    the program, its weights and its l1 norm are unchanged; :meth:`LayerProblem.layer_bias`
+    takes the shift out of the solution's bias.  The inactive outputs stay bounded (their
+    ReLU outputs, counted, would be those of the shifted sum)."""
+    Omega = (Z + S) > 0
+    if pruned is None:
+        X_now, S_now = X, S
+        V = -S
+    else:
+        X_now, S_now = pruned
+        V = X_now @ W + b
+        dead = ~Omega.any(axis=0)
+        V[:, dead] = np.maximum(V[:, dead], -S_now[:, dead])     # (never active: the skip's bound is enough)
+    T = Z + S - S_now
+    low = np.where(Omega, T, np.inf).min(axis=0, initial=np.inf)
+    count = np.maximum(Omega.sum(axis=0), 1)
+    rms = np.sqrt(np.where(Omega, T.astype(np.float64) ** 2, 0).sum(axis=0) / count)
+    shift = np.where(np.isfinite(low), np.maximum(-low, 0) + 0.01 * np.maximum(rms, 1e-6), 0).astype(np.float32)
+    Y = np.where(Omega, T + shift, 0).astype(np.float32)
+    problem = LayerProblem(name, X_now, Y, W, (b + shift).astype(np.float32), True, V=(V + shift).astype(np.float32),
+                           on_pruned_signals=pruned is not None, inactive="bounded", shift=shift)
+    if pruned is not None:
+        error = float(np.linalg.norm(np.where(Omega, X_now @ W + b - T, 0).astype(np.float64)))
+        problem.floor = Floor(gamma * error, _refit_floor(problem, gamma, error, refit) if floor == "refit" else None)
+    return problem
 
 
 def _refit_floor(problem, gamma, error, refit):

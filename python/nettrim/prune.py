@@ -348,7 +348,7 @@ def _by_curves(run, nettrim, keep, holdout):
     ``inactive="auto"`` once per program, keeping the network that errs less on the held-out
     samples."""
     H = run.hold_out(holdout)
-    held_out = alloc.HeldOut(run.net, H)
+    held_out = alloc.held_out(run.net, H)
     originals = run.net.layer_inputs(run.X, run.plan, run.selected)
     if nettrim.inactive != "auto":
         return _by_curves_with(run, nettrim, keep, held_out, originals, nettrim.inactive)

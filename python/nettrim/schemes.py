@@ -55,8 +55,7 @@ class LayerJob:
         report = layer_report(self.layer, problems, outcomes, time.perf_counter() - t0, len(X_original))
         notes = [n for o in outcomes for n in o.notes]
         return ([np.asarray(o.weight, np.float32) for o in outcomes],
-                [np.zeros(p.W.shape[1], np.float32) if o.bias is None else np.asarray(o.bias, np.float32)
-                 for p, o in zip(problems, outcomes)], report, notes)
+                [p.layer_bias(o.bias) for p, o in zip(problems, outcomes)], report, notes)
 
 
 def output_blocks(layer, block_outputs):
@@ -104,8 +103,7 @@ def merge_blocks(job, X_original, blocks):
             form="compressed" if any(o.form == "compressed" for o in parts) else "rows"))
     report = layer_report(job.layer, problems, outcomes, sum(o.seconds for o in outcomes), len(X_original))
     return ([np.asarray(o.weight, np.float32) for o in outcomes],
-            [np.zeros(p.W.shape[1], np.float32) if o.bias is None else np.asarray(o.bias, np.float32)
-             for p, o in zip(problems, outcomes)], report, [n for o in outcomes for n in o.notes])
+            [p.layer_bias(o.bias) for p, o in zip(problems, outcomes)], report, [n for o in outcomes for n in o.notes])
 
 
 def run(net, X, plan, scheme, jobs, *, executor=None, workers=1, on_layer: Optional[Callable] = None,

@@ -21,7 +21,8 @@ import numpy as np
 from .._validate import check_bool, check_path, check_shape
 from ..errors import InvalidArgument, InvalidArgumentType, ModelFileError, UnsupportedModelError
 from ..io import first_line
-from . import npz, onnx, sklearn, torch
+from ..graph import GraphModel
+from . import npz, onnx, sklearn, torch, torch_graph
 from .base import FORMATS, Provenance, check_reproduces, file_format
 
 __all__ = ["read", "write", "check_writable", "Provenance", "file_format", "FORMATS", "check_reproduces", "UnsupportedModelError",
@@ -69,6 +70,8 @@ def write(net, provenance, destination=None, *, sparse=False):
         if destination is None:
             raise InvalidArgument("destination: an .npz network is written to a file; pass its path")
         return npz.write(net, provenance, destination, sparse=sparse)
+    if provenance.details.get("graph"):
+        return _write_graph(net, provenance, destination, sparse=sparse)
     if provenance.format == "torch":
         return torch.write(net, provenance, destination, sparse=sparse)
     if provenance.format == "onnx":
@@ -76,6 +79,18 @@ def write(net, provenance, destination=None, *, sparse=False):
     if provenance.format == "sklearn":
         return sklearn.write(net, provenance, destination)
     raise InvalidArgument(f"provenance: unknown format {provenance.format!r}")
+
+
+def _write_graph(net, provenance, destination, *, sparse):
+    """:func:`write` of a graph model (:class:`~nettrim.graph.GraphModel`)."""
+    if not isinstance(net, GraphModel):
+        raise InvalidArgumentType(f"net: expected the GraphModel read with this provenance, got {type(net).__name__}")
+    if provenance.format == "torch":
+        if sparse:
+            raise InvalidArgument("sparse: a PyTorch graph model is written dense (with masks=True, "
+                                  "nettrim.adapters.torch_graph.write keeps the zeros through fine-tuning)")
+        return torch_graph.write(net, provenance, destination)
+    raise InvalidArgument(f"provenance: no graph writer for the {provenance.format} format")
 
 
 def check_writable(provenance):

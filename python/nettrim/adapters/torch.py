@@ -25,7 +25,7 @@ from ..errors import InvalidArgument, InvalidArgumentType, ModelFileError, Unsup
 from ..io import atomic_write, first_line
 from ..layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..network import Network
-from . import torchscript
+from . import torch_graph, torchscript
 from .base import Provenance, check_reproduces
 
 
@@ -59,7 +59,13 @@ def read(module, input_shape=None, *, check_inputs=None, scripted=False):
     if odd:
         raise InvalidArgumentType(f"model: parameters of dtype {', '.join(odd)}; nettrim reads float32 or float64 models "
                         f"(convert a copy with model.float())")
-    steps, origins = _steps(module)
+    try:
+        steps, origins = _steps(module)
+    except UnsupportedModelError:
+        if scripted or isinstance(module, torch.jit.ScriptModule):
+            raise
+        # Not a chain: a graph (residual adds, attention, other activations), run by PyTorch.
+        return torch_graph.read(module, input_shape, check_inputs=check_inputs)
     first = next((s for s in steps if isinstance(s, (Dense, Conv2d))), None)
     if input_shape is not None and len(input_shape) > 1 and isinstance(first, Dense) and steps[0] is first:
         if int(np.prod(input_shape)) != first.weight.shape[0]:

@@ -371,5 +371,8 @@ class NetTrim:
         # ("bounded": Net-Trim's program on the support, whose bounds cost accuracy as rows
         # are added; see refit_on_support).
         mask = best.weight != 0 if support is None else support
+        # (a residual layer's problem is shifted: its inactive outputs' ReLU outputs are not the
+        # layer's, and only the bounded re-fit is its program; see problem._residual_problem)
         return refit_on_support(X, Y, mask, relu=problem.relu, V=problem.V, fit_bias=problem.has_bias,
-                                bias=problem.b, start=(best.weight, best.bias), inactive=self.refit)
+                                bias=problem.b, start=(best.weight, best.bias),
+                                inactive="bounded" if problem.shift is not None else self.refit)
