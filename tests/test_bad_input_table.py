@@ -684,8 +684,9 @@ API = [
     ("read-onnx-sparse-negative", V_, ("sparse_neg.onnx", "w0"),
      lambda c: _ad().read(saved(c, "sparse_neg.onnx", onnx_sparse_index(-1)))),
     ("read-onnx-sparse-model", V_, ("sparse initializer", "w0"), lambda c: _ad().read(onnx_sparse_index())),
-    ("read-onnx-gemm-alpha0", V_, ("alpha0.onnx", "fc1", "alpha=0"),
-     lambda c: _ad().read(saved(c, "alpha0.onnx", onnx_alpha0()))),
+    ("read-onnx-gemm-alpha0", V_, ("fc1", "alpha=0", "layers="),     # (read as a graph: fc1 cannot be pruned)
+     lambda c: nettrim.prune_network(_ad().read(saved(c, "alpha0.onnx", onnx_alpha0()))[0],
+                                     np.random.default_rng(0).random((20, 4), np.float32), sparsity=0.5)),
     ("load_onnx-gemm-alpha0", V_, ("fc1", "alpha=0"), lambda c: _ox().load_onnx(onnx_alpha0())),
     ("pn-checkpoint-stale", CheckpointMismatch, ("checkpoint", "run.json"),
      lambda c: pn(c, checkpoint=stale_checkpoint(c.dir / "ck-stale"))),
@@ -832,7 +833,7 @@ CLI = [
     ("npz-csr-column", ("csr_bad.npz", "steps[0]"), prune(model="csr_bad.npz", calib="calib4.npy")),
     ("npz-csr-huge", ("csr_big.npz", "steps[0]"), prune(model="csr_big.npz", calib="calib4.npy")),
     ("onnx-sparse-index", ("sparse_idx.onnx",), prune(model="sparse_idx.onnx", calib="calib4.npy", out="out.onnx")),
-    ("onnx-gemm-alpha0", ("alpha0.onnx", "fc1"), prune(model="alpha0.onnx", calib="calib4.npy", out="out.onnx")),
+    ("onnx-gemm-alpha0", ("fc1", "alpha=0", "--layers"), prune(model="alpha0.onnx", calib="calib4.npy", out="out.onnx")),
     ("inspect-onnx-sparse-index", ("sparse_idx.onnx",), lambda d: ["inspect", d("sparse_idx.onnx")]),
     ("inspect-npz-csr", ("csr_bad.npz",), lambda d: ["inspect", d("csr_bad.npz")]),
 ]

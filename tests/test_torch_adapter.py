@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
-from nettrim.adapters.torch import UnsupportedModelError, from_torch, to_torch  # noqa: E402
+from nettrim.adapters.torch import from_torch, to_torch  # noqa: E402
 from nettrim.graph import GraphModel  # noqa: E402
 from nettrim.methods.masks import most_kept  # noqa: E402
 

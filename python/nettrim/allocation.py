@@ -110,7 +110,8 @@ class Allocation:
         # weights (at most 10% of its own) when a layer after it is to be pruned: that one is
         # re-planned with what this one left, so the network still lands within 1% of its
         # target, in fewer solves.
-        if any(kp < 1 for c2, kp in zip(self.curves, self.keep) if c2.index > k):
+        if keep_k > 0 and any(kp < 1 for c2, kp in zip(self.curves, self.keep) if c2.index > k):
+            # (keep_k 0: the budget is spent, every weight goes and there is no window to widen)
             close = min(0.1, max(close, 0.005 * self.budget / self.target / (keep_k * c.size)))
         eps_rel, slope = eps_at(c, (1 - close / 2) * keep_k * c.size)
         return Target(keep=keep_k, eps_rel=eps_rel, close=close, slope=slope, inactive=c.inactive,
@@ -164,10 +165,13 @@ class GraphHeldOut(HeldOut):
         self.reference = h.astype(np.float64)
         self.norm2 = float(np.sum(self.reference ** 2)) or 1.0
         self.evaluations = 0
+        # Every value of the trained model on H, where it fits in a quarter of the memory
+        # available: a pass then starts at the first layer replaced.
+        self.values = net.cache(self.H)
 
     def discrepancy(self, replaced):
         self.evaluations += 1
-        d = np.asarray(self.net.forward_with(replaced, self.H), np.float64) - self.reference
+        d = np.asarray(self.net.forward_with(replaced, self.H, self.values), np.float64) - self.reference
         return float(np.sum(d * d)) / self.norm2
 
 
@@ -307,14 +311,23 @@ def measured(net, curves, chosen, held_out):
     return held_out.discrepancy(replaced) if replaced else 0.0
 
 
-def refine(net, curves, chosen, budget, held_out, rounds=3):
+def refine(net, curves, chosen, budget, held_out, rounds=3, screen_above=8, screened=4):
     """Moves of one point, a layer denser and another sparser, while the whole pruned
-    network's measured discrepancy goes down and the budget holds."""
+    network's measured discrepancy goes down and the budget holds.
+
+    Every pair of layers is tried when there are at most ``screen_above``; with more (a
+    ResNet's 22), each move is first measured alone, and only the pairs among the
+    ``screened`` best of each kind are tried: 2 L + screened^2 evaluations a round instead of
+    L^2, each a pass of the whole model for a graph (ResNet-20, 22 layers: the refinement
+    alone took over 7 minutes of a 90% run)."""
     current = measured(net, curves, chosen, held_out)
     for _ in range(rounds):
         best_move, best_value = None, current
-        for a in range(len(curves)):
-            for b in range(len(curves)):
+        to_denser = to_sparser = range(len(curves))
+        if len(curves) > screen_above:
+            to_denser, to_sparser = _screened_moves(net, curves, chosen, held_out, screened)
+        for a in to_denser:
+            for b in to_sparser:
                 if a == b or chosen[a] == -1 or chosen[b] + 1 >= len(curves[b].nnz):
                     continue
                 trial = list(chosen)
@@ -329,6 +342,19 @@ def refine(net, curves, chosen, budget, held_out, rounds=3):
             break
         chosen, current = best_move, best_value
     return chosen, current
+
+
+def _screened_moves(net, curves, chosen, held_out, count):
+    """``(to_denser, to_sparser)``: the ``count`` layers whose move to their denser neighbour
+    (``chosen - 1``, or dense) measures the least discrepancy alone, and the ``count`` whose move
+    to their sparser one (``chosen + 1``) does: the candidates of :func:`refine`'s pairs."""
+    def alone(k, step):
+        trial = list(chosen)
+        trial[k] = step
+        return measured(net, curves, trial, held_out)
+    up = [(alone(a, chosen[a] - 1 if chosen[a] > 0 else -1), a) for a in range(len(curves)) if chosen[a] != -1]
+    down = [(alone(b, chosen[b] + 1), b) for b in range(len(curves)) if chosen[b] + 1 < len(curves[b].nnz)]
+    return [a for _, a in sorted(up)[:count]], [b for _, b in sorted(down)[:count]]
 
 
 def keeps_for(curves, chosen, budget):

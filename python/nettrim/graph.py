@@ -31,7 +31,7 @@ What a framework supplies is a :class:`Runner` (``nettrim.adapters.torch_graph``
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -82,6 +82,16 @@ class Runner:
 
     def outputs(self, X: np.ndarray) -> np.ndarray:
         """The model's (first) output on ``X``."""
+        raise NotImplementedError
+
+    def cache(self, X: np.ndarray):
+        """Every value of the model on ``X`` (one batch), for :meth:`outputs_changed`; None
+        where the framework cannot start a pass part way (then every pass runs whole)."""
+        return None
+
+    def outputs_changed(self, X: np.ndarray, cache, sites: Sequence[Site]) -> np.ndarray:
+        """The outputs on ``X`` with only the layers at ``sites`` changed since ``cache`` was
+        taken: what does not depend on them is read from the cache."""
         raise NotImplementedError
 
 
@@ -152,16 +162,28 @@ class GraphModel:
     def predict(self, X):
         return np.argmax(self.forward(X), axis=1)
 
-    def forward_with(self, replaced: Dict[int, object], X):
-        """The outputs with layers ``replaced`` ({index: layer object}) and the others as they are."""
+    def cache(self, X):
+        """The model's values on ``X`` (checked inputs, one batch) for :meth:`forward_with`, or None."""
+        self._load_all()
+        return self.runner.cache(X)
+
+    def forward_with(self, replaced: Dict[int, object], X, cache=None):
+        """The outputs with layers ``replaced`` ({index: layer object}) and the others as they are;
+        ``cache``: :meth:`cache` of the same ``X``, so that only what the replaced layers feed
+        is computed again."""
         kept = {k: self._layers[k] for k in replaced}
         try:
             for k, layer in replaced.items():
                 self._layers[k] = layer
-            return self.forward(X)
+            if cache is None:
+                return self.forward(X)
+            for k in replaced:
+                self.runner.load(self.sites[k], self._layers[k])
+            return np.asarray(self.runner.outputs_changed(X, cache, [self.sites[k] for k in replaced]), np.float32)
         finally:
             for k, layer in kept.items():
                 self._layers[k] = layer
+                self.runner.load(self.sites[k], layer)
 
     # --- the layers' problems ----------------------------------------------------------------
     def sample_positions(self, n_samples, max_samples=None, seed=0, max_dense=None):
@@ -207,9 +229,9 @@ class GraphModel:
                 images, rows, cols = plan[k]
                 lo, hi = np.searchsorted(images, [start, stop])
                 at = (images[lo:hi] - start, rows[lo:hi], cols[lo:hi])
-                block = _unfold(site, layer, values[site.input], *at)
+                block = input_rows(site, layer, values[site.input], *at)
                 if site.skip is not None:
-                    block = np.hstack([block, _at_positions(site, values[site.skip], *at)])
+                    block = np.hstack([block, output_rows(site, values[site.skip], *at)])
                 parts[k].append(block)
         return {k: np.ascontiguousarray(np.concatenate(v), dtype=np.float32) for k, v in parts.items()}
 
@@ -255,7 +277,7 @@ def _listed(unreadable):
     return "; ".join(f"{name}: {why}" for name, why in unreadable.items())
 
 
-def _unfold(site, layer, x, images, rows, cols):
+def input_rows(site, layer, x, images, rows, cols):
     """The layer's input rows at the output positions (images, rows, cols)."""
     x = np.asarray(x, np.float32)
     if site.kind == "dense":
@@ -267,7 +289,7 @@ def _unfold(site, layer, x, images, rows, cols):
     return conv.unfold_at(x, layer.kernel, layer.stride, layer.padding, layer.dilation, images, rows, cols)
 
 
-def _at_positions(site, s, images, rows, cols):
+def output_rows(site, s, images, rows, cols):
     """A signal shaped as the layer's output (the skip) at the output positions: (rows, M)."""
     s = np.asarray(s, np.float32)
     if site.kind == "dense":

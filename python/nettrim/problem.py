@@ -87,6 +87,7 @@ class LayerProblem:
                                 # (the program asked for; a linear layer has no Omega^c)
     shift: Optional[np.ndarray] = None   # (M,) the residual program's shift (see _residual_problem):
                                          # Y, V and b are the layer's plus it; None: no shift
+    skip: Optional[np.ndarray] = None    # (P, M) the residual program's skip signal on these rows
 
     @property
     def eps_floor(self) -> float:
@@ -134,7 +135,8 @@ class LayerProblem:
         block = LayerProblem(f"{self.name}[{start}:{stop}]", self.X, self.Y[:, cols], self.W[:, cols],
                              None if self.b is None else self.b[cols], self.relu,
                              None if self.V is None else self.V[:, cols], on_pruned_signals=self.on_pruned_signals,
-                             inactive=self.inactive, shift=None if self.shift is None else self.shift[cols])
+                             inactive=self.inactive, shift=None if self.shift is None else self.shift[cols],
+                             skip=None if self.skip is None else self.skip[:, cols])
         block.floor = self.floor.scaled(block.scale, self.scale)
         return block
 
@@ -143,7 +145,8 @@ class LayerProblem:
         ``NetTrim.search_rows``); the floor is shared in proportion to the outputs' norm."""
         subset = LayerProblem(self.name, self.X[rows], self.Y[rows], self.W, self.b, self.relu,
                               None if self.V is None else self.V[rows], on_pruned_signals=self.on_pruned_signals,
-                              inactive=self.inactive, shift=self.shift)
+                              inactive=self.inactive, shift=self.shift,
+                              skip=None if self.skip is None else self.skip[rows])
         subset.floor = self.floor.scaled(subset.scale, self.scale)
         return subset
 
@@ -156,6 +159,14 @@ class LayerProblem:
         # (with a margin, so that skipping the floor cannot change a rounding of the maximum)
         floor = self.floor.value if float(eps_rel) * self.scale <= self.floor.bound * (1 + 1e-9) else 0.0
         return np.maximum(float(eps_rel) * norms, floor * norms / self.scale)
+
+    def outputs(self, A):
+        """``(responses, target)`` of the layer's output before its activation for pre-activations
+        ``A`` (for measuring errors): ``A`` and ``Y`` themselves, or for the residual program the
+        sums with the skip, the shift taken out (the target 0 where the trained sum is not active)."""
+        if self.shift is None:
+            return A, self.Y
+        return A - self.shift + self.skip, np.where(self.omega, self.Y - self.shift + self.skip, 0)
 
     def layer_bias(self, bias):
         """The layer's bias (float32, zeros for a layer without one) from a solution's ``bias``
@@ -274,7 +285,7 @@ def _residual_problem(name, X, Z, W, b, S, pruned, gamma, floor, refit):
     shift = np.where(np.isfinite(low), np.maximum(-low, 0) + 0.01 * np.maximum(rms, 1e-6), 0).astype(np.float32)
     Y = np.where(Omega, T + shift, 0).astype(np.float32)
     problem = LayerProblem(name, X_now, Y, W, (b + shift).astype(np.float32), True, V=(V + shift).astype(np.float32),
-                           on_pruned_signals=pruned is not None, inactive="bounded", shift=shift)
+                           on_pruned_signals=pruned is not None, inactive="bounded", shift=shift, skip=S_now)
     if pruned is not None:
         error = float(np.linalg.norm(np.where(Omega, X_now @ W + b - T, 0).astype(np.float64)))
         problem.floor = Floor(gamma * error, _refit_floor(problem, gamma, error, refit) if floor == "refit" else None)

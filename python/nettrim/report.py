@@ -70,6 +70,9 @@ class LayerReport:
     # How Net-Trim's solver held the layer's samples: "rows", or "compressed" (the linear
     # program from X^T X and X^T Y, chosen where it measures faster; see nettrim.LayerSolver).
     form: str = "rows"
+    # The layer's program, from what consumes its output: "relu", "residual" (added to a skip
+    # before its ReLU, in a graph model) or "linear" (see docs/formulation.rst, "Graphs").
+    program: str = "relu"
 
     @property
     def density(self):

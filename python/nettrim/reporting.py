@@ -19,17 +19,17 @@ def report_table(report):
     "max viol." is the largest violation of the constraints the layer keeps: on Omega only where
     the inactive outputs were not held inactive (``kept_inactive``; the relu re-fit).  A layer
     whose samples the solver held compressed (``form``) is marked with a "*" after its iterations."""
-    rows = [("layer", "shape", "weights", "kept", "kept %", "eps_rel", "rel. error", "max viol.", "iters",
-             "solves", "search s", "final s", "time s")]
+    rows = [("layer", "program", "shape", "weights", "kept", "kept %", "eps_rel", "rel. error", "max viol.",
+             "iters", "solves", "search s", "final s", "time s")]
     compressed = any(r.form == "compressed" for r in report.layers)
     for r in report.layers:
-        rows.append((r.name, "x".join(map(str, r.shape)), str(r.nnz_before), str(r.nnz),
+        rows.append((r.name, r.program, "x".join(map(str, r.shape)), str(r.nnz_before), str(r.nnz),
                      f"{100 * r.nnz / max(1, r.nnz_before):.1f}",
                      f"{r.eps_rel:.3g}" if r.pruned else "dense", f"{r.relative_error:.4f}",
                      f"{max(r.omega_violation, r.complement_violation if r.kept_inactive else 0.0):.1e}",
                      str(r.iterations) + ("*" if r.form == "compressed" else " " if compressed else ""), str(r.solves),
                      f"{r.search_seconds:.2f}", f"{r.final_seconds:.2f}", f"{r.seconds:.2f}"))
-    rows.append(("total", "", str(report.nnz_before), str(report.nnz),
+    rows.append(("total", "", "", str(report.nnz_before), str(report.nnz),
                  f"{100 * report.nnz / max(1, report.nnz_before):.1f}", "", "", "",
                  str(sum(r.iterations for r in report.layers)), str(sum(r.solves for r in report.layers)),
                  "", "", f"{report.seconds:.2f}"))

@@ -218,7 +218,7 @@ def refit_last(net, pruned, X, plan, X_original, reports):
 def dense_report(layer, samples):
     """The report of a layer left as it is."""
     return LayerReport(name=layer.name, shape=tuple(layer.shape), nnz_before=layer.nnz(), nnz=layer.nnz(),
-                       eps=0.0, eps_rel=0.0, relative_error=0.0, omega_violation=0.0, complement_violation=0.0,
+                       program=program_of(layer), eps=0.0, eps_rel=0.0, relative_error=0.0, omega_violation=0.0, complement_violation=0.0,
                        iterations=0, solves=0, status="dense", seconds=0.0, samples=samples, pruned=False)
 
 
@@ -234,8 +234,9 @@ def layer_report(layer, problems, outcomes: List[PrunedLayer], seconds, samples)
         bound = p.V if p.V is not None or not p.relu else np.zeros_like(A)
         vo, vc = constraint_violations(A, p.Y, omega, bound, eps, inactive=p.inactive)
         v_omega, v_comp = max(v_omega, vo), max(v_comp, vc if p.relu else 0.0)
-        t2 = float(np.linalg.norm(p.Y)) ** 2
-        err2 += relative_error(A, p.Y, "relu" if p.relu else "linear") ** 2 * t2
+        responses, target = p.outputs(A)
+        t2 = float(np.linalg.norm(target)) ** 2
+        err2 += relative_error(responses, target, "relu" if p.relu else "linear") ** 2 * t2
         target2 += t2
         eps2 += eps ** 2
         omega2 += float(np.linalg.norm(p.Y[omega])) ** 2
@@ -252,4 +253,9 @@ def layer_report(layer, problems, outcomes: List[PrunedLayer], seconds, samples)
         status=next((s for s in statuses if s not in ("converged", "done")), statuses[0]),
         seconds=seconds, samples=samples, search_seconds=sum(o.search_seconds for o in outcomes),
         final_seconds=sum(o.final_seconds for o in outcomes),
-        form="compressed" if any(o.form == "compressed" for o in outcomes) else "rows")
+        form="compressed" if any(o.form == "compressed" for o in outcomes) else "rows", program=program_of(layer))
+
+
+def program_of(layer):
+    """The program a layer gets: "residual", "relu" or "linear"."""
+    return "residual" if layer.residual else "relu" if layer.relu else "linear"

@@ -20,9 +20,9 @@ import numpy as np
 
 from .._validate import check_bool, check_path, check_shape
 from ..errors import InvalidArgument, InvalidArgumentType, ModelFileError, UnsupportedModelError
-from ..io import first_line
 from ..graph import GraphModel
-from . import npz, onnx, sklearn, torch, torch_graph
+from ..io import first_line
+from . import npz, onnx, onnx_graph, sklearn, torch, torch_graph
 from .base import FORMATS, Provenance, check_reproduces, file_format
 
 __all__ = ["read", "write", "check_writable", "Provenance", "file_format", "FORMATS", "check_reproduces", "UnsupportedModelError",
@@ -46,7 +46,7 @@ def read(source, *, input_shape=None, check_inputs=None, trust=False):
     if kind == "torch":
         return torch.read(source, input_shape, check_inputs=check_inputs)
     if kind == "onnx":
-        return onnx.read(source, input_shape, check_inputs=check_inputs)
+        return _read_onnx(source, input_shape, check_inputs)
     if kind == "sklearn":
         return sklearn.read(source)
     raise InvalidArgumentType(f"source: expected a model file path, a torch.nn.Module, an onnx.ModelProto or a "
@@ -90,7 +90,7 @@ def _write_graph(net, provenance, destination, *, sparse):
             raise InvalidArgument("sparse: a PyTorch graph model is written dense (with masks=True, "
                                   "nettrim.adapters.torch_graph.write keeps the zeros through fine-tuning)")
         return torch_graph.write(net, provenance, destination)
-    raise InvalidArgument(f"provenance: no graph writer for the {provenance.format} format")
+    return onnx_graph.write(net, provenance, destination, sparse=sparse)
 
 
 def check_writable(provenance):
@@ -123,7 +123,7 @@ def _read_file(path, *, input_shape=None, check_inputs=None, trust=False):
             _check_given_shape(net, input_shape)
             return net, provenance
         if fmt == "onnx":
-            return onnx.read(onnx.read_onnx(path), input_shape, check_inputs=check_inputs)
+            return _read_onnx(onnx.read_onnx(path), input_shape, check_inputs)
         return torch.read_path(path, input_shape, check_inputs=check_inputs, trust=trust)
     except ImportError as e:
         raise ModelFileError(f"{path}: {e}") from None
@@ -136,6 +136,15 @@ def _read_file(path, *, input_shape=None, check_inputs=None, trust=False):
         raise ModelFileError(f"{path}: {text}") from None
     except (KeyError, OSError, RuntimeError, EOFError) as e:
         raise ModelFileError(f"{path}: cannot read the model: {first_line(e)}") from None
+
+
+def _read_onnx(model, input_shape, check_inputs):
+    """An ONNX model read as a chain (:func:`nettrim.adapters.onnx.read`), or, when it is not
+    one, as a graph model that onnxruntime runs (:func:`nettrim.adapters.onnx_graph.read`)."""
+    try:
+        return onnx.read(model, input_shape, check_inputs=check_inputs)
+    except UnsupportedModelError:
+        return onnx_graph.read(model, input_shape, check_inputs=check_inputs)
 
 
 def _check_given_shape(net, input_shape):

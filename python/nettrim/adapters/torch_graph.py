@@ -20,6 +20,7 @@ import operator
 
 import numpy as np
 
+from .. import _core
 from ..errors import InvalidArgument, UnsupportedModelError
 from ..graph import GraphModel, Runner, Site, framework_weights, layer_of
 from ..io import atomic_write, first_line
@@ -341,13 +342,8 @@ class TorchRunner(Runner):
         return got
 
     def _record(self, n, out, wanted, got, interpreter):
-        torch = _torch()
         for name in [w for w in wanted if w.split(":")[0] == n.name]:
-            value = out
-            if _ATTENTION in name:
-                value = self._attention_input(n, interpreter)
-            else:
-                value = _first_tensor(value)
+            value = self._attention_input(n, interpreter) if _ATTENTION in name else _first_tensor(out)
             if name.endswith(_BATCH_FIRST):
                 value = value.transpose(0, 1)
             got[name] = value.detach().numpy()
@@ -371,6 +367,41 @@ class TorchRunner(Runner):
                 o.weight.copy_(w)
                 if b is not None:
                     o.bias.copy_(b)
+
+    def cache(self, X):
+        """Every node's value on ``X``, when their size (measured on the probe's shapes) fits in a
+        quarter of the memory available, else None."""
+        torch = _torch()
+        per_sample = sum(int(np.prod(m.shape[1:])) * 4 for m in
+                         (n.meta.get("tensor_meta") for n in self.gm.graph.nodes) if hasattr(m, "shape"))
+        have = _core.available_memory()
+        if have and per_sample * len(X) > have // 4:
+            return None
+        values = {}
+
+        class Keeper(torch.fx.Interpreter):
+            def run_node(self, n):
+                values[n.name] = out = super().run_node(n)
+                return out
+
+        with torch.no_grad():
+            Keeper(self.gm).run(torch.from_numpy(np.ascontiguousarray(X, np.float32)))
+        return values
+
+    def outputs_changed(self, X, cache, sites):
+        torch = _torch()
+        changed = {s.handle["module"] for s in sites} | {s.handle["bn"] for s in sites if s.handle["bn"]}
+        dirty = set()
+        for n in self.gm.graph.nodes:
+            if (n.op == "call_module" and n.target in changed) or any(a in dirty for a in n.all_input_nodes):
+                dirty.add(n)
+
+        class Resumer(torch.fx.Interpreter):
+            def run_node(self, n):
+                return super().run_node(n) if n in dirty or n.op == "output" else cache[n.name]
+
+        with torch.no_grad():
+            return _first_tensor(Resumer(self.gm).run(torch.from_numpy(np.ascontiguousarray(X, np.float32)))).numpy()
 
     def outputs(self, X):
         torch = _torch()
