@@ -241,3 +241,86 @@ def test_masks_and_finetuning_keep_the_zeros():
     assert tuned.nnz() <= pruned.nnz() and report.nnz == pruned.nnz()
     for before, after in zip(pruned.layers, tuned.layers):
         assert not np.any(after.matrix[before.matrix == 0])
+
+
+@pytest.mark.parametrize("name, build", [
+    ("resnet20", lambda zoo: zoo.resnet20(width=4)),
+    ("mobilenet", lambda zoo: zoo.mobilenet_v2_small()),
+    ("vit", lambda zoo: zoo.vit_tiny(dim=16, depth=1, heads=2, image_size=8)),
+])
+def test_the_benchmark_architectures_prune_from_a_pickled_file_through_the_cli(name, build, tmp_path):
+    """nettrim.zoo's ResNet-20, MobileNetV2 and ViT, small: read from a .pt file by the command
+    line (a pickled module: --trust-model), pruned, written, and the written file reproduces
+    the pruned graph."""
+    import subprocess
+    import sys
+    zoo = pytest.importorskip("nettrim.zoo")
+    torch.manual_seed(0)
+    model = _randomize_norms(build(zoo))
+    programs = torch_graph.read(model, (1, 8, 8))[0].programs()
+    if name == "resnet20":      # every block's second conv and the shortcut convs feed the add before a ReLU
+        assert programs["layer1.0.conv2"] == "residual" and programs["layer2.0.downsample.0"] == "residual"
+        assert programs["layer1.0.conv1"] == "relu"
+    if name == "vit":
+        assert {p for k, p in programs.items() if "attn" in k} == {"linear"}
+    torch.save(model, tmp_path / "model.pt")
+    X = np.random.default_rng(0).random((40, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", X)
+    out = subprocess.run([sys.executable, "-m", "nettrim.cli", "prune", str(tmp_path / "model.pt"), "--trust-model",
+                          "--calib", str(tmp_path / "calib.npy"), "--input-shape", "1,8,8", "--sparsity", "0.5",
+                          "--scheme", "parallel", "--quiet", "-o", str(tmp_path / "small.pt")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    small = torch.load(tmp_path / "small.pt", weights_only=False)
+    graph = torch_graph.read(small, (1, 8, 8))[0]
+    assert graph.nnz() <= most_kept(graph.size(), 0.5)
+    np.testing.assert_allclose(graph.forward(X[:4]), _run(small, X[:4]), rtol=1e-5, atol=1e-5)
+
+    # ... and from an ONNX file of the same model, run by onnxruntime
+    pytest.importorskip("onnxruntime")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # (the TorchScript-based exporter's deprecation notices)
+        torch.onnx.export(model, torch.from_numpy(X[:2]), str(tmp_path / "model.onnx"), dynamo=False,
+                          opset_version=17, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    out = subprocess.run([sys.executable, "-m", "nettrim.cli", "prune", str(tmp_path / "model.onnx"),
+                          "--calib", str(tmp_path / "calib.npy"), "--sparsity", "0.5", "--scheme", "parallel",
+                          "--quiet", "-o", str(tmp_path / "small.onnx")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    written, _ = nettrim.adapters.read(str(tmp_path / "small.onnx"))
+    assert written.nnz() <= most_kept(written.size(), 0.5)
+    from nettrim.adapters.onnx import run_onnx
+    np.testing.assert_allclose(written.forward(X[:4]), run_onnx(str(tmp_path / "small.onnx"), X[:4]),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_a_held_out_pass_that_starts_part_way_gives_the_whole_pass_result():
+    """The allocation's held-out passes of a graph start from cached values (the trained
+    model's, or refine's current allocation's): the same discrepancy as a whole pass."""
+    from nettrim.allocation import held_out
+    model, X, shape, _ = _model("residual")
+    graph, _ = nettrim.adapters.read(model, input_shape=shape)
+    pruned, _ = nettrim.prune_network(graph, X, scheme="parallel", sparsity=0.7, method="magnitude")
+    other, _ = nettrim.prune_network(graph, X, scheme="parallel", sparsity=0.3, method="magnitude")
+    cached = held_out(graph, X[:50])
+    assert cached.trained is not None
+    everything = {k: pruned.layers[k] for k in range(len(graph.layers))}
+    trial = {**everything, 2: other.layers[2]}
+    whole = np.sum((pruned.forward(X[:50]).astype(np.float64) - cached.reference) ** 2) / cached.norm2
+    assert cached.discrepancy(everything) == pytest.approx(whole, rel=1e-6)
+    cached.rebase(everything)
+    mixed = graph.copy()
+    for k, layer in trial.items():
+        mixed.layers[k] = layer
+    want = np.sum((mixed.forward(X[:50]).astype(np.float64) - cached.reference) ** 2) / cached.norm2
+    assert cached.discrepancy(trial, changed=[2]) == pytest.approx(want, rel=1e-6)
+    assert cached.discrepancy({2: other.layers[2]}) == pytest.approx(
+        np.sum((graph_with(graph, {2: other.layers[2]}).forward(X[:50]).astype(np.float64) - cached.reference) ** 2)
+        / cached.norm2, rel=1e-6)
+
+
+def graph_with(graph, replaced):
+    out = graph.copy()
+    for k, layer in replaced.items():
+        out.layers[k] = layer
+    return out

@@ -11,6 +11,7 @@ from .errors import (
 from .finetuning import FinetuneReport, finetune
 from .layer import prune_layer
 from .layers import AvgPool2d, BatchNorm, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from .graph import GraphModel
 from .network import Network, from_arrays
 from .options import PruneOptions
 from .prune import prune_network
@@ -22,6 +23,6 @@ from .version import VERSION
 
 __version__ = VERSION
 __all__ = ["prune_layer", "LayerSolver", "SampleStatistics", "LayerResult", "PrunedLayer", "SolutionPath", "backends", "prune_network", "PruneOptions", "PruneReport",
-           "LayerReport", "Note", "Network", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d", "BatchNorm", "ReLU",
+           "LayerReport", "Note", "Network", "GraphModel", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d", "BatchNorm", "ReLU",
            "from_arrays", "finetune", "FinetuneReport", "NettrimError", "InvalidArgument", "InvalidArgumentType", "NumericalError",
            "ConvergenceWarning", "NumericalWarning", "TargetWarning", "__version__"]

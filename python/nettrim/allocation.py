@@ -140,8 +140,13 @@ class HeldOut:
         self.norm2 = float(np.sum(np.asarray(h, np.float64) ** 2)) or 1.0
         self.evaluations = 0
 
-    def discrepancy(self, replaced):
-        """``||f'(H) - f(H)||^2 / ||f(H)||^2`` with layers ``replaced`` ({index: layer object})."""
+    def rebase(self, replaced):
+        """A hint that the next evaluations differ from ``replaced`` in a layer or two (what a
+        graph model's passes start from; a chain's start at the first layer replaced anyway)."""
+
+    def discrepancy(self, replaced, changed=None):
+        """``||f'(H) - f(H)||^2 / ||f(H)||^2`` with layers ``replaced`` ({index: layer object});
+        ``changed``: the indices in which ``replaced`` differs from the last :meth:`rebase`."""
         self.evaluations += 1
         first = min(replaced)
         h = self.inputs[first]
@@ -167,11 +172,18 @@ class GraphHeldOut(HeldOut):
         self.evaluations = 0
         # Every value of the trained model on H, where it fits in a quarter of the memory
         # available: a pass then starts at the first layer replaced.
-        self.values = net.cache(self.H)
+        self.values = self.trained = net.cache(self.H)
 
-    def discrepancy(self, replaced):
+    def rebase(self, replaced):
+        """Keep the values of the model with ``replaced`` (refine's current allocation): a trial
+        that moves one or two layers from it then computes only what those feed."""
+        if self.trained is not None:
+            self.values = self.net.cache(self.H, replaced)
+
+    def discrepancy(self, replaced, changed=None):
         self.evaluations += 1
-        d = np.asarray(self.net.forward_with(replaced, self.H, self.values), np.float64) - self.reference
+        values, changed = (self.trained, None) if changed is None else (self.values, changed)
+        d = np.asarray(self.net.forward_with(replaced, self.H, values, changed), np.float64) - self.reference
         return float(np.sum(d * d)) / self.norm2
 
 
@@ -305,10 +317,14 @@ def nnz_of(curves, chosen):
     return sum(c.size if j == -1 else int(c.nnz[j]) for c, j in zip(curves, chosen))
 
 
-def measured(net, curves, chosen, held_out):
-    """The held-out discrepancy with every layer at its chosen point (quickly re-fitted)."""
+def measured(net, curves, chosen, held_out, changed=None, rebase=False):
+    """The held-out discrepancy with every layer at its chosen point (quickly re-fitted).
+    ``changed``: the curves' positions whose points differ from the last ``rebase=True`` call's."""
     replaced = {c.index: with_weights(net.layers[c.index], c.quick[j]) for c, j in zip(curves, chosen) if j != -1}
-    return held_out.discrepancy(replaced) if replaced else 0.0
+    if rebase:
+        held_out.rebase(replaced)
+    changed = None if changed is None else [curves[i].index for i in changed]
+    return held_out.discrepancy(replaced, changed) if replaced else 0.0
 
 
 def refine(net, curves, chosen, budget, held_out, rounds=3, screen_above=8, screened=4):
@@ -320,7 +336,7 @@ def refine(net, curves, chosen, budget, held_out, rounds=3, screen_above=8, scre
     ``screened`` best of each kind are tried: 2 L + screened^2 evaluations a round instead of
     L^2, each a pass of the whole model for a graph (ResNet-20, 22 layers: the refinement
     alone took over 7 minutes of a 90% run)."""
-    current = measured(net, curves, chosen, held_out)
+    current = measured(net, curves, chosen, held_out, rebase=True)
     for _ in range(rounds):
         best_move, best_value = None, current
         to_denser = to_sparser = range(len(curves))
@@ -335,12 +351,13 @@ def refine(net, curves, chosen, budget, held_out, rounds=3, screen_above=8, scre
                 trial[b] = chosen[b] + 1
                 if nnz_of(curves, trial) > budget:
                     continue
-                value = measured(net, curves, trial, held_out)
+                value = measured(net, curves, trial, held_out, changed=(a, b))
                 if value < best_value:
                     best_move, best_value = trial, value
         if best_move is None:
             break
         chosen, current = best_move, best_value
+        measured(net, curves, chosen, held_out, rebase=True)
     return chosen, current
 
 
@@ -351,7 +368,7 @@ def _screened_moves(net, curves, chosen, held_out, count):
     def alone(k, step):
         trial = list(chosen)
         trial[k] = step
-        return measured(net, curves, trial, held_out)
+        return measured(net, curves, trial, held_out, changed=(k,))
     up = [(alone(a, chosen[a] - 1 if chosen[a] > 0 else -1), a) for a in range(len(curves)) if chosen[a] != -1]
     down = [(alone(b, chosen[b] + 1), b) for b in range(len(curves)) if chosen[b] + 1 < len(curves[b].nnz)]
     return [a for _, a in sorted(up)[:count]], [b for _, b in sorted(down)[:count]]

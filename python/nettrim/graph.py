@@ -30,6 +30,7 @@ What a framework supplies is a :class:`Runner` (``nettrim.adapters.torch_graph``
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -162,24 +163,34 @@ class GraphModel:
     def predict(self, X):
         return np.argmax(self.forward(X), axis=1)
 
-    def cache(self, X):
-        """The model's values on ``X`` (checked inputs, one batch) for :meth:`forward_with`, or None."""
-        self._load_all()
-        return self.runner.cache(X)
+    def cache(self, X, replaced: Optional[Dict[int, object]] = None):
+        """The model's values on ``X`` (checked inputs, one batch) with layers ``replaced``
+        ({index: layer object}, none by default), for :meth:`forward_with`; None where the
+        framework cannot start a pass part way."""
+        with self._replacing(replaced or {}):
+            self._load_all()
+            return self.runner.cache(X)
 
-    def forward_with(self, replaced: Dict[int, object], X, cache=None):
-        """The outputs with layers ``replaced`` ({index: layer object}) and the others as they are;
-        ``cache``: :meth:`cache` of the same ``X``, so that only what the replaced layers feed
-        is computed again."""
-        kept = {k: self._layers[k] for k in replaced}
-        try:
-            for k, layer in replaced.items():
-                self._layers[k] = layer
+    def forward_with(self, replaced: Dict[int, object], X, cache=None, changed=None):
+        """The outputs with layers ``replaced`` ({index: layer object}) and the others as they are.
+        ``cache``: :meth:`cache` of the same ``X``, taken with the layers ``changed`` (default:
+        ``replaced``) as they are now, so that only what those feed is computed again."""
+        with self._replacing(replaced):
             if cache is None:
                 return self.forward(X)
             for k in replaced:
                 self.runner.load(self.sites[k], self._layers[k])
-            return np.asarray(self.runner.outputs_changed(X, cache, [self.sites[k] for k in replaced]), np.float32)
+            changed = replaced if changed is None else changed
+            return np.asarray(self.runner.outputs_changed(X, cache, [self.sites[k] for k in changed]), np.float32)
+
+    @contextlib.contextmanager
+    def _replacing(self, replaced):
+        """Layers ``replaced`` in place of the model's, and the model's back after (weights too)."""
+        kept = {k: self._layers[k] for k in replaced}
+        try:
+            for k, layer in replaced.items():
+                self._layers[k] = layer
+            yield
         finally:
             for k, layer in kept.items():
                 self._layers[k] = layer
