@@ -164,6 +164,9 @@ class PruneOptions:
                                       f"models), got {type(net).__name__}")
         if isinstance(net, GraphModel):
             net.check_unreadable(None if self.layers is None else list(self.layers))
+        if isinstance(net, GraphModel) and self.method == "apoz":
+            raise InvalidArgument("method: apoz removes whole neurons of a chain (Network); a graph model's layers "
+                                  "are pruned weight by weight (nettrim, magnitude, wanda, sparsegpt, lobs)")
         if isinstance(net, GraphModel) and self.checkpoint is not None:
             raise InvalidArgument("checkpoint: not available for graph models yet (PyTorch graphs, ONNX graphs); "
                                   "prune without it")
