@@ -85,7 +85,7 @@ def to_module(net: Network):
     return nn.Sequential(*modules)
 
 
-def _read_back(net, module):
+def read_back(net, module):
     """A copy of ``net`` with the weights and biases of the module :func:`to_module` built."""
     torch = _torch()
     out = net.copy()
@@ -183,7 +183,7 @@ def finetune(net: Network, X, y, *, epochs: int = 3, lr: float = 3e-4, batch_siz
     module.eval()
     report.accuracy_after = _accuracy(torch, module, X_eval, y_eval)
     # (a graph model is read again: its batch norms, trained too, are folded anew)
-    tuned = _read_back(net, module) if isinstance(net, Network) else \
+    tuned = read_back(net, module) if isinstance(net, Network) else \
         torch_graph.read(module, net.input_shape)[0]
     for before, after in zip(net.layers, tuned.layers):
         if np.any(after.matrix[before.matrix == 0]):

@@ -82,6 +82,7 @@ class PruneOptions:
     seed: int = 0
     holdout: float = 0.2
     final_refit: bool = True
+    reconstruct: bool = False
     threads: int = 0
     workers: int = 1
     executor: Any = None
@@ -113,6 +114,7 @@ class PruneOptions:
             structured=check_bool("structured", o.structured),
             refit=refit_mode(o.refit),
             final_refit=check_bool("final_refit", o.final_refit),
+            reconstruct=check_bool("reconstruct", o.reconstruct),
             max_samples=check_int("max_samples", o.max_samples, low=1, none=True, what="a positive number of rows"),
             seed=check_int("seed", o.seed, low=0, what="a seed (an integer)"),
             threads=check_threads("threads", o.threads),

@@ -86,6 +86,22 @@ class LayerReport:
 
 
 @dataclass
+class ReconstructionReport:
+    """How :func:`nettrim.reconstruct` re-fitted a pruned network (see :mod:`nettrim.reconstruction`)."""
+    epochs: int                                            # epochs run (the best one kept)
+    best_epoch: int                                        # 0: none improved on the pruned network
+    held_out: int                                          # held-out samples
+    discrepancy_before: float                              # on the held-out samples
+    discrepancy_after: float
+    history: List[float] = field(default_factory=list)     # held-out discrepancy after each epoch
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"reconstruction: held-out discrepancy {self.discrepancy_before:.4g} -> {self.discrepancy_after:.4g} "
+                f"(epoch {self.best_epoch} of {self.epochs}, {self.held_out} held-out samples, {self.seconds:.1f} s)")
+
+
+@dataclass
 class PruneReport:
     """How a network was pruned: per layer, and in total."""
     scheme: str
@@ -99,6 +115,7 @@ class PruneReport:
     memory: Optional[str] = None          # what the memory budget chose, in words
     inactive_choice: Optional[str] = None  # with inactive="auto": the program kept and why, in words
     held_out: int = 0                     # calibration samples set aside to measure an allocation (not solved on)
+    reconstruction: Optional[ReconstructionReport] = None   # with reconstruct=True
 
     @property
     def nnz_before(self):
@@ -124,7 +141,8 @@ class PruneReport:
                 "calibration_samples": self.calibration_samples, "seconds": self.seconds,
                 "nnz_before": self.nnz_before, "nnz": self.nnz, "notes": list(self.notes), "rows": self.rows,
                 "memory": self.memory, "inactive": self.inactive, "inactive_choice": self.inactive_choice,
-                "held_out": self.held_out, "layers": [asdict(r) for r in self.layers]}
+                "held_out": self.held_out, "layers": [asdict(r) for r in self.layers],
+                "reconstruction": None if self.reconstruction is None else asdict(self.reconstruction)}
 
     def summary(self) -> str:
         """A line of totals and the per-layer table (as the command line prints it)."""
@@ -136,4 +154,5 @@ class PruneReport:
     def from_dict(cls, d):
         return cls(d["scheme"], [LayerReport.from_dict(r) for r in d["layers"]], d["calibration_samples"],
                    d["seconds"], d.get("method", "nettrim"), d.get("allocation"), list(d.get("notes", [])),
-                   d.get("rows"), d.get("memory"), d.get("inactive_choice"), d.get("held_out", 0))
+                   d.get("rows"), d.get("memory"), d.get("inactive_choice"), d.get("held_out", 0),
+                   None if d.get("reconstruction") is None else ReconstructionReport(**d["reconstruction"]))

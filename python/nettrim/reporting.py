@@ -70,6 +70,8 @@ def report_summary(report):
         head += f"\n{report.memory}"
     if report.inactive_choice:
         head += f"\n{report.inactive_choice}"
+    if report.reconstruction is not None:
+        head += f"\n{report.reconstruction.summary()}"
     if any(r.form == "compressed" for r in report.layers):
         head += ("\n* solved compressed: the linear program from the samples' X^T X and X^T Y, at a cost per "
                  "iteration that does not grow with the samples")
