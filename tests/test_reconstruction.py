@@ -2,10 +2,9 @@
 network's outputs, the best epoch on held-out samples kept, the zeros kept."""
 import json
 
+import nettrim
 import numpy as np
 import pytest
-
-import nettrim
 from nettrim.errors import InvalidArgument, InvalidArgumentType
 from nettrim.methods.masks import most_kept
 from nettrim.report import PruneReport
