@@ -162,6 +162,13 @@ def finetune(net: Network, X, y, *, epochs: int = 3, lr: float = 3e-4, batch_siz
     try:
         for epoch in range(epochs):
             module.train()
+            # Batch norms keep their statistics (a chain's are folded into its layers): the pruned
+            # layers were fitted to them, and batch statistics would undo that fit (ResNet-20 at 90%
+            # removed: test accuracy 0.847 before one epoch of fine-tuning, 0.538 after it with
+            # batch statistics).
+            for m in module.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
             order = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(seed * 1000 + epoch))
             total = 0.0
             for start in range(0, len(Xt), batch_size):
