@@ -141,10 +141,8 @@ def _read_file(path, *, input_shape=None, check_inputs=None, trust=False):
 def _read_onnx(model, input_shape, check_inputs):
     """An ONNX model read as a chain (:func:`nettrim.adapters.onnx.read`), or, when it is not
     one, as a graph model that onnxruntime runs (:func:`nettrim.adapters.onnx_graph.read`)."""
-    try:
-        return onnx.read(model, input_shape, check_inputs=check_inputs)
-    except UnsupportedModelError:
-        return onnx_graph.read(model, input_shape, check_inputs=check_inputs)
+    return onnx.read(model, input_shape, check_inputs=check_inputs,
+                     not_a_chain=lambda source: onnx_graph.read(source, input_shape, check_inputs=check_inputs))
 
 
 def _check_given_shape(net, input_shape):

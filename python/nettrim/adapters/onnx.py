@@ -77,14 +77,22 @@ def load_onnx(path_or_model, input_shape=None, *, check_inputs=None) -> Network:
     return read(path_or_model, input_shape, check_inputs=check_inputs)[0]
 
 
-def read(path_or_model, input_shape=None, *, check_inputs=None):
+def read(path_or_model, input_shape=None, *, check_inputs=None, not_a_chain=None):
     """``(network, provenance)`` of an ONNX model (a path or a ``ModelProto``), batch norms folded.
 
-    ``input_shape`` (one sample's) is needed only when the model does not state it."""
-    model = densify(read_onnx(path_or_model))
+    ``input_shape`` (one sample's) is needed only when the model does not state it.
+    ``not_a_chain``: called with the model (as given) when it is not a chain of the nodes above,
+    its result returned instead of the error (``nettrim.adapters.read`` reads it as a graph)."""
+    source = read_onnx(path_or_model)
+    model = densify(source)
     if input_shape is not None:
         input_shape = check_shape("input_shape", input_shape)
-    steps, origins, input_shape = _parse(model, input_shape)
+    try:
+        steps, origins, input_shape = _parse(model, input_shape)
+    except UnsupportedModelError:
+        if not_a_chain is None:
+            raise
+        return not_a_chain(source)
     net = Network(steps, input_shape)
     provenance = Provenance("onnx", model, {"origins": origins, "signature": graph_signature(model)})
     try:
