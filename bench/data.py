@@ -69,12 +69,14 @@ def layer_problems(Ws, bs, X):
     return out
 
 
-def train(model, X, y, *, epochs, lr, batch, masks=None):
-    """Adam on cross-entropy, seeded batches; with ``masks`` ({param: 0/1 tensor}) pruned weights stay zero."""
+def train(model, X, y, *, epochs, batch, lr=None, masks=None, opt=None, after_step=None):
+    """Adam at ``lr`` (or the optimizer ``opt``) on cross-entropy, seeded batches; with ``masks``
+    ({param: 0/1 tensor}) pruned weights stay zero; ``after_step`` is called after every step
+    (a learning-rate schedule's ``step``)."""
     import torch
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr)
-    Xt, yt = torch.tensor(X), torch.tensor(y)
+    opt = opt or torch.optim.Adam(model.parameters(), lr)
+    Xt, yt = (X, y) if torch.is_tensor(X) else (torch.tensor(X), torch.tensor(y))
     for epoch in range(epochs):
         perm = torch.randperm(len(Xt), generator=torch.Generator().manual_seed(epoch))
         for i in range(0, len(Xt), batch):
@@ -82,6 +84,8 @@ def train(model, X, y, *, epochs, lr, batch, masks=None):
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
             opt.step()
+            if after_step:
+                after_step()
             if masks:
                 with torch.no_grad():
                     for p, m in masks.items():

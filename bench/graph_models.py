@@ -22,7 +22,7 @@ import pathlib
 import time
 import warnings
 
-from data import CACHE, fashion_mnist
+from data import CACHE, fashion_mnist, train
 
 # name: (constructor in nettrim.zoo, epochs, peak learning rate, weight decay)
 MODELS = {
@@ -60,16 +60,7 @@ def fit(model, X, y, *, epochs, lr, weight_decay):
     opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / (steps - warmup))))
-    model.train()
-    for epoch in range(epochs):
-        perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(epoch))
-        for i in range(0, len(X), BATCH):
-            idx = perm[i:i + BATCH]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-            opt.step()
-            schedule.step()
-    model.eval()
+    train(model, X, y, epochs=epochs, batch=BATCH, opt=opt, after_step=schedule.step)
 
 
 def accuracy(model, X, y):

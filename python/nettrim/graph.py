@@ -41,7 +41,7 @@ from . import conv
 from ._validate import check_shape
 from .errors import InvalidArgument, UnsupportedModelError
 from .layers import Conv2d, Dense
-from .network import check_inputs
+from .network import LayerSizes, check_inputs
 
 PROGRAMS = ("relu", "residual", "linear")
 KINDS = ("dense", "tokens", "conv2d", "conv1d")
@@ -96,7 +96,7 @@ class Runner:
         raise NotImplementedError
 
 
-class GraphModel:
+class GraphModel(LayerSizes):
     """A model run by its framework through ``runner``, its prunable ``layers`` at ``sites``.
 
     ``input_shape``: one sample's shape.  ``output_shape``: one sample's output shape.
@@ -264,24 +264,6 @@ class GraphModel:
         kept = sum(r["inputs"] for r in rows) * (2 if scheme == "cascade" else 1)
         total = itemsize * n_samples * self.n_inputs + kept + max(r["solve"] for r in rows) * max(1, workers)
         return {"layers": rows, "total": int(total)}
-
-    # --- size ------------------------------------------------------------------------------
-    def nnz(self):
-        return sum(layer.nnz() for layer in self.layers)
-
-    def size(self):
-        return sum(layer.size for layer in self.layers)
-
-    def size_report(self):
-        """Bytes of the prunable layers' weights and biases stored dense (float32) and as CSR."""
-        rows = []
-        for layer in self.layers:
-            matrix = layer.matrix
-            dense = 4 * (matrix.size + layer.bias.size)
-            csr = 4 * (2 * int(np.count_nonzero(matrix)) + matrix.shape[1] + 1 + layer.bias.size)
-            rows.append({"layer": layer.name, "dense_bytes": dense, "sparse_bytes": csr})
-        return {"layers": rows, "dense_bytes": sum(r["dense_bytes"] for r in rows),
-                "sparse_bytes": sum(r["sparse_bytes"] for r in rows)}
 
 
 def _listed(unreadable):

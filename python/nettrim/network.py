@@ -23,7 +23,29 @@ __all__ = ["Network", "Dense", "Conv2d", "Flatten", "MaxPool2d", "AvgPool2d", "B
            "from_arrays", "check_inputs"]
 
 
-class Network:
+class LayerSizes:
+    """The counts of a model's prunable ``layers`` (what :class:`Network` and
+    :class:`~nettrim.graph.GraphModel` share)."""
+
+    def nnz(self):
+        return sum(layer.nnz() for layer in self.layers)
+
+    def size(self):
+        return sum(layer.size for layer in self.layers)
+
+    def size_report(self):
+        """Bytes of the weights and biases stored dense (float32) and as CSR (float32 values, int32 indices)."""
+        rows = []
+        for layer in self.layers:
+            matrix = layer.weight if isinstance(layer, Dense) else layer.weight.reshape(layer.weight.shape[0], -1)
+            dense = 4 * (matrix.size + layer.bias.size)
+            csr = 4 * (2 * int(np.count_nonzero(matrix)) + matrix.shape[0] + 1 + layer.bias.size)
+            rows.append({"layer": layer.name, "dense_bytes": dense, "sparse_bytes": csr})
+        return {"layers": rows, "dense_bytes": sum(r["dense_bytes"] for r in rows),
+                "sparse_bytes": sum(r["sparse_bytes"] for r in rows)}
+
+
+class Network(LayerSizes):
     """A chain of steps.  ``layers`` are the prunable ones (Dense, Conv2d), in order.
 
     Parameters
@@ -229,24 +251,6 @@ class Network:
                     k += 1
                 h = step(h)
         return {k: np.ascontiguousarray(np.concatenate(v), dtype=np.float32) for k, v in parts.items()}
-
-    # --- size -----------------------------------------------------------------------------
-    def nnz(self):
-        return sum(layer.nnz() for layer in self.layers)
-
-    def size(self):
-        return sum(layer.size for layer in self.layers)
-
-    def size_report(self):
-        """Bytes of the weights and biases stored dense (float32) and as CSR (float32 values, int32 indices)."""
-        rows = []
-        for layer in self.layers:
-            matrix = layer.weight if isinstance(layer, Dense) else layer.weight.reshape(layer.weight.shape[0], -1)
-            dense = 4 * (matrix.size + layer.bias.size)
-            csr = 4 * (2 * int(np.count_nonzero(matrix)) + matrix.shape[0] + 1 + layer.bias.size)
-            rows.append({"layer": layer.name, "dense_bytes": dense, "sparse_bytes": csr})
-        return {"layers": rows, "dense_bytes": sum(r["dense_bytes"] for r in rows),
-                "sparse_bytes": sum(r["sparse_bytes"] for r in rows)}
 
     # --- files ----------------------------------------------------------------------------
     def save_npz(self, path, *, sparse=False, layout="nettrim"):
