@@ -66,6 +66,25 @@ def run(name, sparsity, method, scheme, X, Xtr, ytr, Xte, yte, densities=None, m
                 densities=[r.nnz / max(1, r.nnz_before) for r in report.layers])
 
 
+def summary_table(rows):
+    """The README's table: per model and method, test accuracy at each sparsity, one-shot and
+    after the fine-tuning epoch, and the pruning time at the highest sparsity."""
+    sparsities = sorted({r["sparsity"] for r in rows})
+    head = ("| model (dense) | method | " + " | ".join(f"{s:.0%} removed: one-shot / fine-tuned" for s in sparsities)
+            + f" | time at {sparsities[-1]:.0%} |")
+    lines = [head, "|" + "---|" * (3 + len(sparsities))]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for method, scheme in dict.fromkeys((r["method"], r["scheme"]) for r in rows if r["model"] == model):
+            cells = {r["sparsity"]: r for r in rows
+                     if r["model"] == model and r["method"] == method and r["scheme"] == scheme}
+            accs = [f"{cells[s]['accuracy']:.3f} / {cells[s]['finetuned']:.3f}" if s in cells else "" for s in sparsities]
+            last = cells.get(sparsities[-1])
+            time = "" if last is None else f"{last['seconds']:.0f} s"
+            dense = next(r["dense"] for r in rows if r["model"] == model)
+            lines.append(f"| {model} ({dense:.3f}) | {method}, {scheme} | " + " | ".join(accs) + f" | {time} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="resnet20,mobilenet,vit")
@@ -74,9 +93,20 @@ def main():
     parser.add_argument("--scheme", default="cascade")
     parser.add_argument("--calibration", type=int, default=2000)
     parser.add_argument("--max-samples", type=int, default=4000)
+    parser.add_argument("--table", action="store_true", help="print the summary table of the results and stop")
+    parser.add_argument("--results", default="graph.json", help="file under bench/results/ to write (or --table)")
+    parser.add_argument("--densities-from", default=None,
+                        help="results file whose nettrim rows give the -alloc rows their densities (without "
+                             "running nettrim again)")
     parser.add_argument("--finetune-samples", type=int, default=10000,
                         help="training images of the one epoch of masked fine-tuning")
     args = parser.parse_args()
+    if args.table:       # (several files, comma-separated: their rows together)
+        print(summary_table([r for name in args.results.split(",") for r in json.loads((RESULTS / name).read_text())]))
+        return
+    given = {} if args.densities_from is None else {
+        (r["model"], r["sparsity"]): r["densities"] for r in json.loads((RESULTS / args.densities_from).read_text())
+        if r["method"] == "nettrim"}
     torch.set_num_threads(2)
     Xtr, ytr, Xte, yte = fashion_mnist()
     Xtr, Xte = Xtr.reshape(-1, 1, 28, 28), Xte.reshape(-1, 1, 28, 28)
@@ -85,14 +115,14 @@ def main():
     ft = rng.choice(len(Xtr), min(args.finetune_samples, len(Xtr)), replace=False)
     rows = []
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "graph.json"
+    out = RESULTS / args.results
     for name in args.models.split(","):
         dense = accuracy(trained(name).eval(), Xte, yte)
         print(f"\n## {name}: dense test accuracy {dense:.4f}\n")
         print("| removed | method | scheme | accuracy | fine-tuned 1 epoch | time s | peak MiB |")
         print("|---|---|---|---|---|---|---|")
         for sparsity in map(float, args.sparsities.split(",")):
-            densities = None
+            densities = given.get((name, sparsity))
             for method in args.methods.split(","):
                 r = run(name, sparsity, method, args.scheme, X, Xtr[ft], ytr[ft], Xte, yte,
                         max_samples=args.max_samples)
