@@ -74,23 +74,19 @@ def read(module, input_shape, *, check_inputs=None):
         raise InvalidArgument("model: its forward pass gives different outputs on the same inputs (dropout or "
                               "another random operation left on?); call model.eval() first")
     sites, layers, unreadable = [], [], {}
+    shared = _shared_modules(gm)
     for node in gm.graph.nodes:
         if node.op != "call_module":
             continue
         m = gm.get_submodule(node.target)
-        found = _sites_of(node, m, gm, torch)
-        for site, weight, bias, extra, why in found:
+        for site, weight, bias, extra, why in _sites_of(node, m, gm, torch):
+            if why is None and node.target in shared:
+                why = "its module is called more than once (its weights are shared)"
             if why is not None:
                 unreadable[site.name] = why
                 continue
             layers.append(layer_of(site, weight, bias, has_bias=bias is not None or site.fold is not None, **extra))
             sites.append(site)
-    shared = _shared_modules(gm, torch)
-    for name in shared:
-        for s in [s for s in sites if s.handle["module"] == name]:
-            i = sites.index(s)
-            del sites[i], layers[i]
-            unreadable[s.name] = "its module is called more than once (its weights are shared)"
     model = GraphModel(TorchRunner(root, gm), sites, layers, input_shape, tuple(first.shape[1:]),
                        unreadable=unreadable)
     return model, Provenance("torch", module, {"graph": True})
@@ -123,7 +119,8 @@ def _first_tensor(out):
     return out
 
 
-def _shared_modules(gm, torch):
+def _shared_modules(gm):
+    """The modules the graph calls more than once."""
     seen, shared = set(), set()
     for node in gm.graph.nodes:
         if node.op == "call_module":
