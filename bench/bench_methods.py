@@ -12,10 +12,16 @@ calibration samples, at each target sparsity and at 2:4.  Scopes:
 Models: the digits MLP (64-128-64-10) and CNN (trained here in seconds, cached), and the
 Fashion-MNIST MLP and CNN of bench_network.py (Debian's dataset-fashion-mnist).
 ``--finetune EPOCHS`` adds a masked fine-tuning pass (Adam, same for every method) for the
-PyTorch models.  Prints a table and writes bench/results/bench_methods_<models>.{json,png}.
+PyTorch models.  Without labels: ``--reconstruct LOSS`` re-fits every row's kept weights to the
+trained network's outputs on the calibration inputs (``nettrim.reconstruct``, the same for
+every method) and reports both accuracies; ``--stages K`` adds Net-Trim in K stages (with
+``--reconstruct``, each stage reconstructed: ``prune_network(stages=K, reconstruct=LOSS)``).
+Prints a table and writes bench/results/bench_methods_<models>.{json,png}.
 
     python bench/bench_methods.py                                   # digits models (a few minutes)
     python bench/bench_methods.py --models fashion-mlp --sparsities 0.9,0.95
+    python bench/bench_methods.py --models fashion-mlp,fashion-cnn --sparsities 0.9,0.95,0.98 --nm "" \
+        --scope network --methods nettrim,magnitude,lobs,sparsegpt --stages 3 --reconstruct kl --calibration 10000
 """
 from __future__ import annotations
 
@@ -98,11 +104,16 @@ def main():
     ap.add_argument("--scheme", default="cascade", choices=["parallel", "cascade"])
     ap.add_argument("--scope", default="layer", choices=["layer", "network"])
     ap.add_argument("--finetune", type=int, default=0, help="epochs of masked fine-tuning (PyTorch models)")
+    ap.add_argument("--reconstruct", choices=["mse", "kl"], default=None,
+                    help="also every row reconstructed without labels (nettrim.reconstruct with this loss)")
+    ap.add_argument("--stages", type=int, default=0, help="also Net-Trim in this many stages (0: not)")
     ap.add_argument("--max-samples", type=int, default=4000)
     ap.add_argument("--calibration", type=int, default=2000, help="Fashion-MNIST calibration samples")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     methods = args.methods.split(",")
+    if args.stages > 1:
+        methods.insert(methods.index("nettrim") + 1 if "nettrim" in methods else 0, f"nettrim-{args.stages}-stages")
     targets = [float(s) for s in args.sparsities.split(",") if s] + ([args.nm] if args.nm else [])
     results = {}
     for name in args.models.split(","):
@@ -112,27 +123,46 @@ def main():
         rows = []
         for target in targets:
             allocation = None
-            for method in methods:
-                if isinstance(target, str) and not nettrim.methods.METHODS[method].nm:
+            for label in methods:
+                method, stages = ("nettrim", args.stages) if label.endswith("-stages") else (label, 1)
+                if isinstance(target, str) and (stages > 1 or not nettrim.methods.METHODS[method].nm):
                     continue
                 kw = {"nm": target} if isinstance(target, str) else {"sparsity": target, "scope": args.scope}
-                if (args.scope == "network" and allocation is not None and method not in ("magnitude", "apoz")
+                if (args.scope == "network" and allocation is not None and method not in ("magnitude", "apoz", "nettrim")
                         and not isinstance(target, str)):
                     kw = {"sparsity": allocation}           # Net-Trim's per-layer nonzeros
+                if stages > 1:
+                    kw["stages"] = stages
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
                     pruned, report = nettrim.prune_network(net, Xcal, scheme=args.scheme, method=method,
                                                            max_samples=args.max_samples, threads=args.threads, **kw)
                 seconds = time.perf_counter() - t0
-                if method == "nettrim":
+                rebuilt = None
+                if args.reconstruct:
+                    t1 = time.perf_counter()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", nettrim.ConvergenceWarning)
+                        if stages > 1:      # (each stage reconstructed, as prune_network does it)
+                            rebuilt, _ = nettrim.prune_network(net, Xcal, scheme=args.scheme, method=method,
+                                                               max_samples=args.max_samples, threads=args.threads,
+                                                               reconstruct=args.reconstruct, **kw)
+                        else:
+                            rebuilt, _ = nettrim.reconstruct(pruned, net, Xcal, loss=args.reconstruct)
+                    rebuilt_seconds = time.perf_counter() - t1 + (0 if stages > 1 else seconds)
+                if label == "nettrim" and stages == 1:
                     # (a layer Net-Trim emptied stays just inside [0, 1) for the others: none kept)
                     allocation = [min(1 - r.density, 1 - 1e-9) for r in report.layers]
-                row = {"method": method, "target": target, "kept": pruned.nnz() / net.size(),
+                row = {"method": label, "target": target, "kept": pruned.nnz() / net.size(),
                        "layer_kept": [r.density for r in report.layers],
                        "accuracy": float(np.mean(pruned.predict(Xte) == yte)), "seconds": seconds}
                 if method == "nettrim":
                     row["inactive"] = report.inactive         # the program "auto" kept
+                if rebuilt is not None:   # (time: the pruning and the reconstruction)
+                    row.update(reconstructed=float(np.mean(rebuilt.predict(Xte) == yte)),
+                               reconstructed_kept=rebuilt.nnz() / net.size(), reconstructed_seconds=rebuilt_seconds,
+                               loss=args.reconstruct)
                 if args.finetune and model is not None:
                     import torch
                     module = finetune(pruned, model, Xtr, ytr, args.finetune)
@@ -145,7 +175,9 @@ def main():
         print("\n" + table(name, base, rows))
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / (f"bench_methods_{args.models.replace(',', '_')}_{args.scheme}_{args.scope}"
-                      + (f"_{args.calibration}" if args.calibration != 2000 and "fashion" in args.models else ""))
+                      + (f"_{args.calibration}" if args.calibration != 2000 and "fashion" in args.models else "")
+                      + (f"_stages{args.stages}" if args.stages > 1 else "")
+                      + (f"_{args.reconstruct}" if args.reconstruct else ""))
     with open(f"{stem}.json", "w") as f:
         json.dump(results, f, indent=1)
     try:
@@ -157,6 +189,8 @@ def main():
 
 def _line(name, r):
     tuned = f"  fine-tuned {r['finetuned']:.3f}" if "finetuned" in r else ""
+    if "reconstructed" in r:
+        tuned += f"  reconstructed {r['reconstructed']:.4f} ({r['reconstructed_seconds']:.1f} s)"
     program = f"  inactive {r['inactive']}" if r.get("inactive") else ""
     return (f"{name:12} {str(r['target']):5} {r['method']:10} kept {100 * r['kept']:5.1f}%  "
             f"acc {r['accuracy']:.3f}  {r['seconds']:6.1f} s{tuned}{program}")
@@ -166,16 +200,24 @@ def table(name, base, rows):
     """Accuracy per target (rows) and method (columns), each with its time."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     targets = list(dict.fromkeys(str(r["target"]) for r in rows))
-    head = f"{name + f' ({base:.3f})':22}" + "".join(f"{m:>18}" for m in methods)
+    width = 30 if any("reconstructed" in r for r in rows) else 18
+    head = f"{name + f' ({base:.3f})':22}" + "".join(f"{m:>{width}}" for m in methods)
     lines = [head, "-" * len(head)]
     for t in targets:
         cells = []
         for m in methods:
             r = next((r for r in rows if r["method"] == m and str(r["target"]) == t), None)
-            cells.append(f"{'-':>18}" if r is None else f"{r['accuracy']:.3f} ({r['seconds']:.1f}s)".rjust(18))
+            cells.append(f"{'-':>18}" if r is None else _cell(r).rjust(18 if "reconstructed" not in r else 30))
         label = t if ":" in t else f"{100 * float(t):.0f}% removed"
         lines.append(f"{label:22}" + "".join(cells))
     return "\n".join(lines)
+
+
+def _cell(r):
+    """A row's accuracy and time; reconstructed: one-shot / reconstructed (their times)."""
+    if "reconstructed" not in r:
+        return f"{r['accuracy']:.3f} ({r['seconds']:.1f}s)"
+    return f"{r['accuracy']:.3f} / {r['reconstructed']:.3f} ({r['seconds']:.0f}/{r['reconstructed_seconds']:.0f}s)"
 
 
 def plot(results, path):

@@ -64,7 +64,7 @@ _FLAGS = {"eps_rel": "--eps-rel", "sparsity": "--sparsity", "scope": "--scope", 
           "seed": "--seed", "checkpoint": "--checkpoint", "scheme": "--scheme", "input_shape": "--input-shape",
           "refit": "--refit", "block_outputs": "--block-outputs", "memory_budget": "--memory-budget",
           "scheduler": "--scheduler", "workers": "--workers", "backend": "--backend",
-          "final_refit": "--no-final-refit", "reconstruct": "--reconstruct", "inactive": "--inactive", "max_iter": "--max-iter",
+          "final_refit": "--no-final-refit", "reconstruct": "--reconstruct", "stages": "--stages", "inactive": "--inactive", "max_iter": "--max-iter",
           "time_limit": "--time-limit", "layer": "--layer", "solvers": "--solvers"}
 
 
@@ -266,9 +266,14 @@ def _pruning_arguments(p, several=False):
     p.add_argument("--no-final-refit", dest="final_refit", action="store_false",
                    help="parallel scheme: keep the last layer as pruned (without it, its kept weights are "
                         "re-fitted at the end to the pruned network's signals)")
-    p.add_argument("--reconstruct", action="store_true",
+    p.add_argument("--reconstruct", nargs="?", const="mse", choices=["mse", "kl"], default=None, metavar="LOSS",
                    help="after the layer-wise pruning, re-fit every kept weight at once so that the pruned network's "
-                        "outputs match the trained one's on the calibration inputs (no labels; needs torch)")
+                        "outputs match the trained one's on the calibration inputs (no labels; needs torch): their "
+                        "squared error (mse, the default) or, for a classifier's logits, the divergence of its class "
+                        "probabilities (kl)")
+    p.add_argument("--stages", type=int, default=1, metavar="K",
+                   help="reach --sparsity in K whole-network targets on a cubic schedule, each stage pruning the "
+                        "network the last one left (with --reconstruct, re-fitted after every stage); default 1")
     p.add_argument("--inactive", choices=["auto", "relu", "bounded"], default=None,
                    help="nettrim: the outputs a ReLU sets to 0 on the calibration data: their ReLU outputs "
                         "counted in the error (relu), or each held at or below 0 (bounded, the papers' program); "
@@ -566,7 +571,7 @@ def _target(args, eps_rel=None, sparsity=None):
     """prune_network's keyword arguments for one run: the options and its eps_rel or sparsity."""
     kw = {"method": args.method, "scheme": args.scheme, "scope": args.scope, "allocation": args.allocation,
           "floor": args.floor, "block_outputs": args.block_outputs, "memory_budget": args.memory_budget,
-          "final_refit": args.final_refit, "reconstruct": args.reconstruct}
+          "final_refit": args.final_refit, "reconstruct": args.reconstruct or False, "stages": args.stages}
     if args.inactive is not None:
         kw["inactive"] = args.inactive
     if args.workers is not None and args.scheduler is None:

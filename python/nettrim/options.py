@@ -40,6 +40,7 @@ from .methods.masks import check_nm
 from .methods.refit import refit_mode
 from .network import Network, check_inputs
 from .problem import FLOORS, INACTIVE
+from .reconstruction import LOSSES, check_reconstructable
 from .solver import FORMS, SETTINGS, make_settings
 
 SCHEMES = ("parallel", "cascade")
@@ -82,7 +83,8 @@ class PruneOptions:
     seed: int = 0
     holdout: float = 0.2
     final_refit: bool = True
-    reconstruct: bool = False
+    reconstruct: Union[bool, str] = False   # checked: False, or the reconstruction's loss ("mse", "kl")
+    stages: int = 1
     threads: int = 0
     workers: int = 1
     executor: Any = None
@@ -114,7 +116,8 @@ class PruneOptions:
             structured=check_bool("structured", o.structured),
             refit=refit_mode(o.refit),
             final_refit=check_bool("final_refit", o.final_refit),
-            reconstruct=check_bool("reconstruct", o.reconstruct),
+            reconstruct=_check_reconstruct(o.reconstruct),
+            stages=check_int("stages", o.stages, low=1, what="a number of stages (1: one-shot)"),
             max_samples=check_int("max_samples", o.max_samples, low=1, none=True, what="a positive number of rows"),
             seed=check_int("seed", o.seed, low=0, what="a seed (an integer)"),
             threads=check_threads("threads", o.threads),
@@ -155,6 +158,14 @@ class PruneOptions:
                                       "structured)")
             if values["refit"] != "relu":
                 raise InvalidArgument(f"refit: {values['refit']!r} is a Net-Trim option, not for method {o.method!r}")
+        if values["stages"] > 1:
+            # (each stage is a whole-network target on the way to the last: a sparsity to share out)
+            if o.sparsity is None:
+                raise InvalidArgument(f"sparsity: needed with stages={values['stages']} (the stages reach it step "
+                                      "by step); an eps_rel or nm target is met in one stage")
+            if o.checkpoint is not None:
+                raise InvalidArgument("checkpoint: not with stages > 1 (a checkpoint resumes one pass over the "
+                                      "layers); prune without it, or in one stage")
         _check_solver_options(method, values.get("nm"), solver_options, o.dtype)
         return dataclasses.replace(o, **values)
 
@@ -179,6 +190,8 @@ class PruneOptions:
         if isinstance(self.sparsity, tuple) and len(self.sparsity) != len(selected):
             raise InvalidArgument(f"sparsity: expected one fraction in [0, 1) per pruned layer ({len(selected)} of "
                                   f"them), got {list(self.sparsity)!r}")
+        if self.reconstruct:
+            check_reconstructable(net)
         check_network_memory(net, calibration_inputs, self)
         X = check_inputs(net, calibration_inputs, "calibration_inputs")
         return dataclasses.replace(self, layers=tuple(selected)), X
@@ -215,6 +228,16 @@ def _check_sparsity(sparsity):
                              and 0 <= float(v) < 1 for v in values):
         raise InvalidArgument(f"sparsity: expected one fraction in [0, 1) per pruned layer, got {sparsity!r}")
     return tuple(float(v) for v in values)
+
+
+def _check_reconstruct(value):
+    """False (no reconstruction), or the reconstruction's loss: True is "mse"."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return "mse" if value else False
+    if isinstance(value, str):
+        return check_choice("reconstruct", value, LOSSES)
+    raise InvalidArgumentType(f"reconstruct: expected True, False or a loss ({', '.join(map(repr, LOSSES))}), got "
+                              f"{value!r}")
 
 
 def _check_block_outputs(block_outputs, scheme):

@@ -7,6 +7,7 @@ and runs the scheme (:mod:`nettrim.schemes`).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -28,7 +29,7 @@ from .network import Network
 from .options import PruneOptions, solves_relu
 from .problem import INACTIVE, LayerProblem, layer_problems
 from .reconstruction import reconstruct
-from .report import LayerReport, Note, PruneReport
+from .report import LayerReport, Note, PruneReport, StageReport
 from .search import search_eps
 
 
@@ -37,7 +38,8 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
                   allocation: str = "curves", layers=None, method: str = "nettrim", nm=None,
                   structured: bool = False, refit=True, inactive: Optional[str] = None,
                   max_samples: Optional[int] = 8000, seed: int = 0,
-                  holdout: float = 0.2, final_refit: bool = True, reconstruct: bool = False, threads: int = 0, workers: int = 1, executor=None,
+                  holdout: float = 0.2, final_refit: bool = True, reconstruct: bool = False, stages: int = 1,
+                  threads: int = 0, workers: int = 1, executor=None,
                   block_outputs: Optional[int] = None, memory_budget=None, dtype="float32",
                   checkpoint: Optional[str] = None, on_layer: Optional[Callable[[int, LayerReport], None]] = None,
                   on_trial: Optional[Callable] = None, options: Optional[PruneOptions] = None, **solver_options):
@@ -123,13 +125,25 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         outputs on the pruned network's signals (one forward pass), so that it makes up for the
         errors of the layers before it, as in the cascade.  Any method.  Fashion MLP, 90%
         removed: test accuracy 0.788 without, 0.846 with.
-    reconstruct : bool
+    reconstruct : bool, or {"mse", "kl"}
         Once the layers are pruned, re-fit every kept weight and bias at once, without labels,
         so that the pruned network's outputs match the trained network's on the calibration
-        inputs (masked gradient steps on their squared error, the best epoch on held-out
-        samples kept; see :func:`nettrim.reconstruct`; needs PyTorch).  ``report.reconstruction``
+        inputs (masked gradient steps, the best epoch on held-out samples kept; see
+        :func:`nettrim.reconstruct`; needs PyTorch).  The discrepancy lowered: the outputs'
+        squared error ("mse", or True), or, for a classifier whose outputs are logits, the
+        divergence of its class probabilities ("kl"; the better one there: at 95% removed,
+        Fashion CNN 0.860 against 0.848).  ``report.reconstruction``
         says the held-out discrepancy before and after; the per-layer figures are the
-        layer-wise pruning's.
+        layer-wise pruning's.  With ``stages``, after every stage.
+    stages : int
+        Reach a ``sparsity`` in this many whole-network targets, each pruning the network the
+        last one left, on its signals, with its own allocation: the fraction removed after stage
+        t of k is ``sparsity * (1 - (1 - t/k)^3)`` (the cubic schedule of gradual pruning: most
+        weights go while the network is dense, the last ones a few at a time).  With
+        ``reconstruct``, each stage's network is re-fitted to the trained network's outputs
+        before the next stage prunes it.  ``report.stages`` says what each stage did; the
+        per-layer figures are the last stage's, with every stage's solves and time.  1 (default):
+        one-shot.
     threads : int
         Engine threads per solve (0: automatic, following the machine's load).  The count does
         not change Net-Trim's result: on the same machine (the same processors available) a
@@ -173,7 +187,7 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
             scheme=scheme, eps_rel=eps_rel, gamma=gamma, floor=floor, sparsity=sparsity, scope=scope,
             allocation=allocation, layers=layers, method=method, nm=nm, structured=structured, refit=refit,
             inactive=inactive, max_samples=max_samples, seed=seed, holdout=holdout, final_refit=final_refit,
-            reconstruct=reconstruct,
+            reconstruct=reconstruct, stages=stages,
             threads=threads, workers=workers, executor=executor, block_outputs=block_outputs,
             memory_budget=memory_budget, dtype=dtype, checkpoint=checkpoint, on_layer=on_layer, on_trial=on_trial,
             solver_options=solver_options)
@@ -187,8 +201,63 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
     return _prune(net, X, options)
 
 
+def stage_sparsities(sparsity, stages):
+    """The targets of a staged run: after stage t of k, ``sparsity * (1 - (1 - t/k)^3)`` of the
+    weights removed (per layer when ``sparsity`` is one fraction per layer); the last is
+    ``sparsity`` itself."""
+    def at(t):
+        share = 1.0 - (1.0 - t / stages) ** 3
+        return tuple(s * share for s in sparsity) if isinstance(sparsity, tuple) else sparsity * share
+    return [at(t) for t in range(1, stages)] + [sparsity]
+
+
 def _prune(net, X, o: PruneOptions):
-    """``prune_network`` with its options checked."""
+    """``prune_network`` with its options checked: in one stage, or in several."""
+    if o.stages == 1:
+        pruned, report = _prune_once(net, X, o)
+        _warn(report)
+        return pruned, report
+    t0 = time.perf_counter()
+    # Each stage prunes the network the last stage left, against that network's signals.  Against
+    # the trained network's signals instead, every stage would solve the one-shot run's programs
+    # (Net-Trim's program depends on the signals, not on the weights it starts from), and the
+    # stages would only cost time.  Reconstruction pulls each stage's network back to the trained
+    # network's outputs, so that the stages' errors do not add up.
+    current, stages, runs = net, [], []
+    sizes = {k: net.layers[k].size for k in o.layers}
+    total = sum(sizes.values())
+    targets = stage_sparsities(o.sparsity, o.stages)
+    for t, sparsity in enumerate(targets, 1):
+        begin = time.perf_counter()
+        pruned, report = _prune_once(current, X, dataclasses.replace(o, sparsity=sparsity, stages=1,
+                                                                     reconstruct=False))
+        if t < len(targets):
+            report.notes = [Note(f"stage {t} of {len(targets)}: {n}", getattr(n, "kind", "other"),
+                                 getattr(n, "layer", None)) for n in report.notes]
+            _warn(report, stage=t)
+        rebuilt = None
+        if o.reconstruct:
+            pruned, rebuilt = reconstruct(pruned, net, X, loss=o.reconstruct, seed=o.seed)
+        asked = sparsity if isinstance(sparsity, float) else sum(s * sizes[k] for k, s in zip(o.layers, sparsity)) / total
+        removed = 1.0 - sum(pruned.layers[k].nnz() for k in o.layers) / max(1, total)
+        stages.append(StageReport(t, asked, removed, time.perf_counter() - begin, rebuilt))
+        runs.append(report)
+        current = pruned
+    report = runs[-1]
+    _warn(report)                                   # (the earlier stages' notes were warned as they came)
+    for k, layer in enumerate(report.layers):      # the trained network's counts, every stage's work
+        layer.nnz_before = net.layers[k].nnz()
+        for earlier in runs[:-1]:
+            _charge(layer, earlier.layers[k])
+    report.seconds = time.perf_counter() - t0
+    report.stages = stages
+    report.reconstruction = stages[-1].reconstruction
+    report.notes = [n for r in runs[:-1] for n in r.notes] + list(report.notes)
+    return current, report
+
+
+def _prune_once(net, X, o: PruneOptions):
+    """``prune_network`` in one stage."""
     solver_options = dict(o.solver_options)
     backend = solver_options.get("backend", "cpu")
     inactive = o.inactive
@@ -258,12 +327,11 @@ def _prune(net, X, o: PruneOptions):
         adapted.shutdown()                   # releases the data scattered to the cluster
     reconstruction = None
     if o.reconstruct:
-        pruned, reconstruction = reconstruct(pruned, net, X, seed=o.seed)
+        pruned, reconstruction = reconstruct(pruned, net, X, loss=o.reconstruct, seed=o.seed)
     report = PruneReport(o.scheme, reports, run.samples, time.perf_counter() - t0, o.method,
                          o.allocation if network_wide and method.name == "nettrim" else None, run.notes,
                          rows=max_rows, memory=budget_note, inactive_choice=run.inactive_choice,
                          held_out=run.held_out, reconstruction=reconstruction)
-    _warn(report)
     return pruned, report
 
 
@@ -523,14 +591,15 @@ def _global_magnitude(net, selected, sparsity):
     return out
 
 
-def _warn(report):
-    """What the user must know, warned once on the calling thread."""
+def _warn(report, stage=None):
+    """What the user must know, warned once on the calling thread; ``stage``: of which stage of a
+    staged run, when not the last (its notes already say so)."""
     for note in report.notes:
         # (how the target was met or missed: the solves themselves converged)
         warnings.warn(f"sparsity: {note}", TargetWarning, stacklevel=3)
     limited = [r.name for r in report.layers if r.status in ("max_iterations", "time_limit")]
     if limited:
-        warnings.warn(f"{', '.join(limited)}: the solve stopped at its iteration or time limit; raise max_iter "
+        warnings.warn(f"{'' if stage is None else f'stage {stage}: '}{', '.join(limited)}: the solve stopped at its iteration or time limit; raise max_iter "
                       f"or time_limit (--max-iter, --time-limit on the command line; the reported violations are "
                       f"those of the returned weights)",
                       ConvergenceWarning, stacklevel=3)

@@ -2,18 +2,27 @@
 network's outputs match the trained network's on the calibration data.
 
     pruned, report = nettrim.prune_network(net, X, sparsity=0.95)
-    rebuilt, rec = nettrim.reconstruct(pruned, net, X)
+    rebuilt, rec = nettrim.reconstruct(pruned, net, X, loss="kl")    # a classifier
     print(rec.summary())      # held-out discrepancy before and after
 
 Layer-wise pruning keeps each layer near its trained responses, one at a time; the errors it
 leaves add up through the network.  Here every kept weight and bias moves at once, by masked
-gradient steps (Adam) on the mean squared error between the pruned network's outputs and the
-trained network's (the logits, for a classifier) on the same unlabeled calibration inputs the
-pruning used: no labels, unlike :func:`nettrim.finetune`.  The zeros stay zero (their
-gradients are masked and the weights masked again after each step); batch norms keep their
-statistics.  A seeded share of the inputs is held out, and the epoch whose held-out
-discrepancy ``||f'(H) - f(H)||^2 / ||f(H)||^2`` is lowest is kept, so the result never errs
-more on them than the pruned network did.  Needs PyTorch.
+gradient steps (Adam) on a discrepancy between the pruned network's outputs and the trained
+network's on the same unlabeled calibration inputs the pruning used: no labels, unlike
+:func:`nettrim.finetune`.  The discrepancy (``loss``) is
+
+- ``"mse"``: the outputs' squared error, ``||f'(H) - f(H)||^2 / ||f(H)||^2`` (any network);
+- ``"kl"``: for a classifier whose outputs are logits, the Kullback-Leibler divergence of the
+  pruned network's class probabilities (softmax) from the trained network's, in nats per
+  sample (distillation's loss, at temperature 1).  Measured at 95% removed (Net-Trim, 10,000
+  calibration samples), test accuracy after the reconstruction: Fashion CNN 0.860 with "kl"
+  against 0.848 with "mse" (0.833 before, dense 0.869); Fashion MLP 0.863 against 0.854
+  (0.835, dense 0.891).  Temperature 2 measured the same as 1 (0.864), 4 worse (0.858).
+
+The zeros stay zero (their gradients are masked and the weights masked again after each
+step); batch norms keep their statistics.  A seeded share of the inputs is held out, and the
+epoch whose held-out discrepancy is lowest is kept, so the result never errs more on them
+than the pruned network did.  Needs PyTorch.
 """
 from __future__ import annotations
 
@@ -22,7 +31,7 @@ import time
 
 import numpy as np
 
-from ._validate import check_int, check_real
+from ._validate import check_choice, check_int, check_real
 from .adapters import torch_graph
 from .errors import InvalidArgument, InvalidArgumentType
 from .finetuning import read_back, to_module
@@ -35,30 +44,46 @@ def _torch():
     try:
         import torch
     except ImportError:
-        raise ImportError("the reconstruction needs PyTorch: pip install 'nettrim[torch]'") from None
+        raise ImportError("reconstruct: the reconstruction needs PyTorch: pip install 'nettrim[torch]'") from None
     return torch
 
 
-def reconstruct(pruned, reference, X, *, holdout: float = 0.2, max_epochs: int = 30, patience: int = 3,
-                lr: float = 1e-3, batch_size: int = 128, seed: int = 0):
+def check_reconstructable(net, name="reconstruct"):
+    """Raises where ``net`` cannot be reconstructed here (``prune_network`` asks before it prunes,
+    so that a long run does not end in this error): without PyTorch, or for a graph model that
+    is not a PyTorch module.  ``name``: the argument the error names."""
+    _torch()
+    if isinstance(net, GraphModel) and not isinstance(net.runner, torch_graph.TorchRunner):
+        raise InvalidArgument(f"{name}: a graph model is reconstructed as its PyTorch module (an ONNX graph "
+                              "cannot be trained here)")
+
+
+LOSSES = ("mse", "kl")
+"""The discrepancies a reconstruction lowers (see the module's text)."""
+
+
+def reconstruct(pruned, reference, X, *, loss: str = "mse", holdout: float = 0.2, max_epochs: int = 100,
+                patience: int = 5, lr: float = 3e-3, batch_size: int = 128, seed: int = 0):
     """Re-fit the kept weights and biases of ``pruned`` to the outputs of ``reference`` (the
     trained network it was pruned from) on the calibration inputs ``X``.
+
+    ``loss``: "mse" (the outputs' squared error) or "kl" (the outputs are a classifier's logits:
+    the divergence of its class probabilities; the better one there, see the module's text).
 
     ``holdout``: the share of ``X`` (seeded, at least one sample) that only measures;
     ``max_epochs``, ``patience``: an epoch that does not lower the held-out discrepancy is
     undone and the learning rate (``lr`` at first) halved; training stops after ``patience``
     of them in a row.  Returns ``(network, ReconstructionReport)``, the network of the best
     epoch (``pruned`` itself, copied, when none improved on it)."""
-    torch = _torch()
     kinds = (Network, GraphModel)
     if not isinstance(pruned, kinds) or type(reference) is not type(pruned):
         raise InvalidArgumentType(f"pruned, reference: expected two nettrim Networks or two GraphModels, got "
                                   f"{type(pruned).__name__} and {type(reference).__name__}")
-    if isinstance(pruned, GraphModel) and not isinstance(pruned.runner, torch_graph.TorchRunner):
-        raise InvalidArgument("pruned: reconstructing a graph model needs its PyTorch module (an ONNX graph "
-                              "cannot be trained here)")
+    check_reconstructable(pruned, "pruned")
+    torch = _torch()
     if [layer.shape for layer in pruned.layers] != [layer.shape for layer in reference.layers]:
         raise InvalidArgument("reference: expected the network that pruned was pruned from (its layers differ)")
+    check_choice("loss", loss, LOSSES)
     holdout = check_real("holdout", holdout, low=0, high=0.5, strict_low=True, what="a fraction in (0, 0.5]")
     max_epochs = check_int("max_epochs", max_epochs, low=1, what="a number of epochs")
     patience = check_int("patience", patience, low=1, what="a number of epochs")
@@ -71,7 +96,11 @@ def reconstruct(pruned, reference, X, *, holdout: float = 0.2, max_epochs: int =
     order = np.random.default_rng([seed, 13]).permutation(len(X))
     n_held = max(1, int(round(holdout * len(X))))
     held, fit = np.sort(order[:n_held]), np.sort(order[n_held:])
-    target = torch.as_tensor(reference.forward(X).reshape(len(X), -1))
+    outputs = reference.forward(X)
+    if loss == "kl" and (outputs.ndim != 2 or outputs.shape[1] < 2):
+        raise InvalidArgument(f"loss: 'kl' reads the outputs as a classifier's logits (one per class), but one "
+                              f"sample's outputs have shape {outputs.shape[1:]}; use 'mse'")
+    target = torch.as_tensor(outputs.reshape(len(X), -1))
     inputs = torch.as_tensor(X)
 
     module = to_module(pruned) if isinstance(pruned, Network) else torch_graph.to_module(pruned)
@@ -81,11 +110,18 @@ def reconstruct(pruned, reference, X, *, holdout: float = 0.2, max_epochs: int =
     hooks = [w.register_hook(lambda g, mask=mask: g * mask) for w, mask in zip(weights, masks)]
     module.eval()                 # (batch norms keep their statistics; dropout stays off)
 
+    functional = torch.nn.functional
+
+    def loss_of(out, want):
+        """The discrepancy of outputs ``out`` from ``want`` (rows: samples), as a tensor."""
+        if loss == "kl":
+            return functional.kl_div(functional.log_softmax(out, 1), functional.log_softmax(want, 1),
+                                     reduction="batchmean", log_target=True)
+        return ((out - want) ** 2).sum() / (want ** 2).sum().clamp_min(1e-300)
+
     def discrepancy():
         with torch.no_grad():
-            out = module(inputs[held]).reshape(len(held), -1).double()
-            want = target[held].double()
-            return float(((out - want) ** 2).sum() / max(float((want ** 2).sum()), 1e-300))
+            return float(loss_of(module(inputs[held]).reshape(len(held), -1).double(), target[held].double()))
 
     torch.manual_seed(seed)
     before = best = discrepancy()
@@ -100,8 +136,7 @@ def reconstruct(pruned, reference, X, *, holdout: float = 0.2, max_epochs: int =
             for start in range(0, len(perm), batch_size):
                 batch = perm[start:start + batch_size]
                 opt.zero_grad()
-                loss = torch.nn.functional.mse_loss(module(inputs[batch]).reshape(len(batch), -1), target[batch])
-                loss.backward()
+                loss_of(module(inputs[batch]).reshape(len(batch), -1), target[batch]).backward()
                 opt.step()
                 with torch.no_grad():
                     for w, mask in zip(weights, masks):
@@ -128,5 +163,5 @@ def reconstruct(pruned, reference, X, *, holdout: float = 0.2, max_epochs: int =
         if np.any(a.matrix[b.matrix == 0]):
             raise RuntimeError(f"{a.name}: a pruned weight came back during the reconstruction (a bug)")
     report = ReconstructionReport(len(history), best_epoch, len(held), before, best, history,
-                                  time.perf_counter() - t0)
+                                  time.perf_counter() - t0, loss)
     return rebuilt, report

@@ -91,14 +91,43 @@ class ReconstructionReport:
     epochs: int                                            # epochs run (the best one kept)
     best_epoch: int                                        # 0: none improved on the pruned network
     held_out: int                                          # held-out samples
-    discrepancy_before: float                              # on the held-out samples
+    discrepancy_before: float                              # on the held-out samples, in the loss's terms
     discrepancy_after: float
     history: List[float] = field(default_factory=list)     # held-out discrepancy after each epoch
     seconds: float = 0.0
+    loss: str = "mse"     # "mse": relative squared error of the outputs; "kl": nats per sample
+
+    @property
+    def measure(self) -> str:
+        """What the discrepancies are, in words."""
+        return "output discrepancy" if self.loss == "mse" else "KL divergence"
 
     def summary(self) -> str:
-        return (f"reconstruction: held-out discrepancy {self.discrepancy_before:.4g} -> {self.discrepancy_after:.4g} "
+        return (f"reconstruction: held-out {self.measure} {self.discrepancy_before:.4g} -> {self.discrepancy_after:.4g} "
                 f"(epoch {self.best_epoch} of {self.epochs}, {self.held_out} held-out samples, {self.seconds:.1f} s)")
+
+
+@dataclass
+class StageReport:
+    """One stage of a staged run (``prune_network(stages=k)``): its whole-network target and
+    what it reached."""
+    stage: int                            # 1, 2, ..., k
+    sparsity: float                       # the stage's target: the fraction of the weights removed
+    removed: float                        # what it removed (of the selected layers' weights)
+    seconds: float                        # its pruning and reconstruction
+    reconstruction: Optional[ReconstructionReport] = None   # with reconstruct=True, after this stage
+
+    def summary(self) -> str:
+        rebuilt = "" if self.reconstruction is None else (
+            f", held-out {self.reconstruction.measure} {self.reconstruction.discrepancy_before:.4g} -> "
+            f"{self.reconstruction.discrepancy_after:.4g} by reconstruction")
+        return (f"stage {self.stage}: {100 * self.sparsity:.4g}% asked, {100 * self.removed:.4g}% removed"
+                f"{rebuilt} ({self.seconds:.1f} s)")
+
+    @classmethod
+    def from_dict(cls, d):
+        rec = d.get("reconstruction")
+        return cls(**{**d, "reconstruction": None if rec is None else ReconstructionReport(**rec)})
 
 
 @dataclass
@@ -115,7 +144,8 @@ class PruneReport:
     memory: Optional[str] = None          # what the memory budget chose, in words
     inactive_choice: Optional[str] = None  # with inactive="auto": the program kept and why, in words
     held_out: int = 0                     # calibration samples set aside to measure an allocation (not solved on)
-    reconstruction: Optional[ReconstructionReport] = None   # with reconstruct=True
+    reconstruction: Optional[ReconstructionReport] = None   # with reconstruct=True (the last stage's)
+    stages: List[StageReport] = field(default_factory=list)  # with stages > 1, one per stage
 
     @property
     def nnz_before(self):
@@ -142,7 +172,8 @@ class PruneReport:
                 "nnz_before": self.nnz_before, "nnz": self.nnz, "notes": list(self.notes), "rows": self.rows,
                 "memory": self.memory, "inactive": self.inactive, "inactive_choice": self.inactive_choice,
                 "held_out": self.held_out, "layers": [asdict(r) for r in self.layers],
-                "reconstruction": None if self.reconstruction is None else asdict(self.reconstruction)}
+                "reconstruction": None if self.reconstruction is None else asdict(self.reconstruction),
+                "stages": [asdict(s) for s in self.stages]}
 
     def summary(self) -> str:
         """A line of totals and the per-layer table (as the command line prints it)."""
@@ -155,4 +186,5 @@ class PruneReport:
         return cls(d["scheme"], [LayerReport.from_dict(r) for r in d["layers"]], d["calibration_samples"],
                    d["seconds"], d.get("method", "nettrim"), d.get("allocation"), list(d.get("notes", [])),
                    d.get("rows"), d.get("memory"), d.get("inactive_choice"), d.get("held_out", 0),
-                   None if d.get("reconstruction") is None else ReconstructionReport(**d["reconstruction"]))
+                   None if d.get("reconstruction") is None else ReconstructionReport(**d["reconstruction"]),
+                   [StageReport.from_dict(s) for s in d.get("stages", [])])

@@ -70,7 +70,9 @@ def report_summary(report):
         head += f"\n{report.memory}"
     if report.inactive_choice:
         head += f"\n{report.inactive_choice}"
-    if report.reconstruction is not None:
+    for stage in report.stages:
+        head += f"\n{stage.summary()}"
+    if report.reconstruction is not None and not report.stages:
         head += f"\n{report.reconstruction.summary()}"
     if any(r.form == "compressed" for r in report.layers):
         head += ("\n* solved compressed: the linear program from the samples' X^T X and X^T Y, at a cost per "

@@ -1,0 +1,119 @@
+"""Staged pruning (``prune_network(stages=k)``): a whole-network sparsity reached through k
+targets on a cubic schedule, each stage pruning the network the last one left; with
+``reconstruct``, each stage's network re-fitted to the trained network's outputs."""
+import json
+import sys
+
+import nettrim
+import numpy as np
+import pytest
+from nettrim.errors import InvalidArgument
+from nettrim.methods.masks import most_kept
+from nettrim.prune import stage_sparsities
+from nettrim.report import PruneReport
+
+
+@pytest.fixture(scope="module")
+def digits_net(digits_mlp):
+    clf, Xtr, *_ = digits_mlp
+    return nettrim.adapters.sklearn.from_sklearn(clf), Xtr
+
+
+def _weights(net):
+    return [(layer.matrix.copy(), np.asarray(layer.bias).copy()) for layer in net.layers]
+
+
+def test_the_schedule_is_cubic_and_ends_at_the_target_itself():
+    targets = stage_sparsities(0.95, 3)
+    assert targets[-1] == 0.95 and targets == sorted(targets)
+    np.testing.assert_allclose(targets[:2], [0.95 * (1 - (2 / 3) ** 3), 0.95 * (1 - (1 / 3) ** 3)])
+    assert stage_sparsities(0.9, 1) == [0.9]
+    per_layer = stage_sparsities((0.5, 0.8), 2)
+    np.testing.assert_allclose(per_layer[0], (0.5 * 7 / 8, 0.8 * 7 / 8))
+    assert per_layer[-1] == (0.5, 0.8)
+
+
+def test_one_stage_is_the_one_shot_run_bit_for_bit(digits_net):
+    net, X = digits_net
+    one_shot, report = nettrim.prune_network(net, X, sparsity=0.9, inactive="relu")
+    staged, staged_report = nettrim.prune_network(net, X, sparsity=0.9, inactive="relu", stages=1)
+    for (Wa, ba), (Wb, bb) in zip(_weights(one_shot), _weights(staged)):
+        assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
+    assert staged_report.stages == [] and report.stages == []
+
+
+@pytest.mark.parametrize("scheme", ["cascade", "parallel"])
+def test_every_stage_meets_its_target_as_a_ceiling(digits_net, scheme):
+    net, X = digits_net
+    sizes = [layer.size for layer in net.layers]
+    pruned, report = nettrim.prune_network(net, X, sparsity=0.9, stages=3, scheme=scheme, inactive="relu")
+    assert pruned.nnz() <= most_kept(net.size(), 1 - 0.9)
+    assert [s.stage for s in report.stages] == [1, 2, 3]
+    for stage, asked in zip(report.stages, stage_sparsities(0.9, 3)):
+        assert stage.sparsity == pytest.approx(asked)
+        assert round((1 - stage.removed) * sum(sizes)) <= most_kept(sum(sizes), 1 - asked)
+    # the report counts from the trained network, and its layers carry every stage's solves
+    assert report.nnz_before == net.nnz() and report.nnz == pruned.nnz()
+    assert all(r.solves >= 3 for r in report.layers)
+    assert report.seconds >= sum(s.seconds for s in report.stages)
+    assert "stage 3: 90% asked" in report.summary()
+    # checked apart, in float64: the pruned network's outputs are finite and still near the trained one's
+    out, want = pruned.forward(X).astype(np.float64), net.forward(X).astype(np.float64)
+    assert np.all(np.isfinite(out)) and np.linalg.norm(out - want) < np.linalg.norm(want)
+
+
+def test_stages_with_reconstruction_refit_each_stage_and_keep_the_zeros(digits_net):
+    pytest.importorskip("torch")
+    net, X = digits_net
+    pruned, report = nettrim.prune_network(net, X, sparsity=0.9, stages=2, reconstruct=True, method="magnitude")
+    assert pruned.nnz() <= most_kept(net.size(), 1 - 0.9)
+    for stage in report.stages:
+        rebuilt = stage.reconstruction
+        assert rebuilt is not None and rebuilt.discrepancy_after <= rebuilt.discrepancy_before
+    assert report.reconstruction == report.stages[-1].reconstruction
+    again = PruneReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert again.stages == report.stages
+
+
+def test_reconstruction_without_torch_is_a_clear_error_before_any_pruning(digits_net, monkeypatch):
+    net, X = digits_net
+    monkeypatch.setitem(sys.modules, "torch", None)       # (as if torch were not installed)
+    done = []
+    with pytest.raises(ImportError, match="reconstruct: .*needs PyTorch"):
+        nettrim.prune_network(net, X, sparsity=0.9, reconstruct=True, method="magnitude",
+                              on_layer=lambda k, r: done.append(k))
+    assert done == []
+    with pytest.raises(ImportError, match="needs PyTorch"):
+        nettrim.reconstruct(net, net, X)
+
+
+def test_bad_stages_are_named(digits_net, tmp_path):
+    net, X = digits_net
+    with pytest.raises(InvalidArgument, match="stages"):
+        nettrim.prune_network(net, X, sparsity=0.9, stages=0)
+    with pytest.raises(InvalidArgument, match="sparsity: needed with stages=3"):
+        nettrim.prune_network(net, X, stages=3)
+    with pytest.raises(InvalidArgument, match="checkpoint: not with stages"):
+        nettrim.prune_network(net, X, sparsity=0.9, stages=2, checkpoint=str(tmp_path / "ck"))
+
+
+@pytest.mark.filterwarnings("ignore::nettrim.TargetWarning")     # (this toy's layers could lose more)
+def test_a_graph_model_is_pruned_in_stages():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.head = nn.Linear(6, 16), nn.Linear(16, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.b(torch.relu(self.a(x))) + x))
+
+    X = np.random.default_rng(0).standard_normal((600, 6)).astype(np.float32)
+    graph, _ = nettrim.adapters.read(Residual().eval(), input_shape=(6,))
+    pruned, report = nettrim.prune_network(graph, X, sparsity=0.7, stages=2, reconstruct="kl")
+    assert isinstance(pruned, nettrim.GraphModel) and pruned.nnz() <= most_kept(graph.nnz(), 0.3)
+    assert len(report.stages) == 2 and all(s.reconstruction.loss == "kl" for s in report.stages)
+    assert [r.program for r in report.layers] == ["relu", "residual", "linear"]
