@@ -179,6 +179,17 @@ def test_sites(tmp_path):
     assert c2.kind == "conv2d" and c2.grid == (8, 8)
 
 
+def test_reconstruction_is_refused_before_any_pruning(tmp_path):
+    """An ONNX graph cannot be trained here: said before the layers are pruned, naming the option."""
+    export("residual", tmp_path / "residual.onnx")
+    graph, _ = adapters.read(str(tmp_path / "residual.onnx"))
+    done = []
+    with pytest.raises(nettrim.InvalidArgument, match="reconstruct: a graph model is reconstructed as its PyTorch"):
+        nettrim.prune_network(graph, samples(graph.input_shape, 64), sparsity=0.5, reconstruct="kl",
+                              on_layer=lambda k, r: done.append(k))
+    assert done == []
+
+
 def test_sparse_file_and_reread(tmp_path):
     path = tmp_path / "gelu.onnx"
     export("gelu", path)

@@ -1,6 +1,7 @@
 """The label-free reconstruction (nettrim.reconstruct): kept weights re-fitted to the trained
 network's outputs, the best epoch on held-out samples kept, the zeros kept."""
 import json
+import sys
 
 import nettrim
 import numpy as np
@@ -55,6 +56,38 @@ def test_the_kl_reconstruction_lowers_the_class_probabilities_divergence(pruned_
         assert not np.any(after.matrix[before.matrix == 0])
     # recomputed apart, in float64, on unseen data
     assert _divergence(rebuilt, net, Xte) < _divergence(pruned, net, Xte)
+
+
+@pytest.mark.parametrize("loss", ["mse", "kl"])
+def test_the_numpy_gradients_are_pytorchs(loss):
+    """Without PyTorch a dense chain is trained in numpy: its gradients, by hand, against autograd."""
+    from nettrim.reconstruction import _NumpyTrainer, _TorchTrainer
+    rng = np.random.default_rng(0)
+    Ws = [rng.standard_normal(shape).astype(np.float32) for shape in ((6, 8), (8, 5), (5, 3))]
+    Ws[1][rng.random(Ws[1].shape) < 0.5] = 0
+    net = nettrim.from_arrays(Ws, [rng.standard_normal(W.shape[1]).astype(np.float32) for W in Ws])
+    X, target = rng.standard_normal((50, 6)).astype(np.float32), rng.standard_normal((50, 3)).astype(np.float32)
+    mine = _NumpyTrainer(net, X, target, np.arange(10), loss, 0)
+    value, grads = mine.gradients(np.arange(10, 50))
+    theirs = _TorchTrainer(net, X, target, np.arange(10), loss, 0)
+    batch = torch.arange(10, 50)
+    reference = theirs._loss(theirs.module(theirs.inputs[batch]), theirs.target[batch])
+    reference.backward()
+    assert value == pytest.approx(float(reference.detach()), rel=1e-5)
+    for g, p, mask in zip(grads, theirs.parameters, mine.masks):
+        want = p.grad.numpy().T if p.ndim == 2 else p.grad.numpy()     # (masked by the trainer's hooks)
+        np.testing.assert_allclose(g if mask is None else g * mask, want, rtol=1e-4, atol=1e-5)
+    assert mine.discrepancy() == pytest.approx(theirs.discrepancy(), rel=1e-5)
+
+
+def test_the_numpy_reconstruction_lowers_the_discrepancy_and_keeps_the_zeros(pruned_mlp, monkeypatch):
+    net, pruned, Xtr, Xte, yte = pruned_mlp
+    monkeypatch.setitem(sys.modules, "torch", None)      # (as if torch were not installed)
+    rebuilt, report = nettrim.reconstruct(pruned, net, Xtr)
+    assert report.discrepancy_after < report.discrepancy_before
+    for before, after in zip(pruned.layers, rebuilt.layers):
+        assert not np.any(after.matrix[before.matrix == 0])
+    assert _discrepancy(rebuilt, net, Xte) < _discrepancy(pruned, net, Xte)
 
 
 def test_an_epoch_that_errs_more_is_not_kept(pruned_mlp):

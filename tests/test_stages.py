@@ -75,16 +75,29 @@ def test_stages_with_reconstruction_refit_each_stage_and_keep_the_zeros(digits_n
     assert again.stages == report.stages
 
 
-def test_reconstruction_without_torch_is_a_clear_error_before_any_pruning(digits_net, monkeypatch):
-    net, X = digits_net
+def test_without_torch_a_convolution_is_a_clear_error_before_any_pruning(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)       # (as if torch were not installed)
+    rng = np.random.default_rng(0)
+    net = nettrim.Network([nettrim.Conv2d(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), np.zeros(4)),
+                           nettrim.Flatten(), nettrim.Dense(rng.standard_normal((144, 3)).astype(np.float32),
+                                                            np.zeros(3), relu=False)], (1, 8, 8))
+    X = rng.standard_normal((40, 1, 8, 8)).astype(np.float32)
     done = []
-    with pytest.raises(ImportError, match="reconstruct: .*needs PyTorch"):
-        nettrim.prune_network(net, X, sparsity=0.9, reconstruct=True, method="magnitude",
+    with pytest.raises(ImportError, match="reconstruct: the reconstruction of a network with convolutions.*needs "
+                                          "PyTorch"):
+        nettrim.prune_network(net, X, sparsity=0.5, reconstruct=True, method="magnitude", stages=2,
                               on_layer=lambda k, r: done.append(k))
     assert done == []
-    with pytest.raises(ImportError, match="needs PyTorch"):
+    with pytest.raises(ImportError, match="pruned: .*needs PyTorch"):
         nettrim.reconstruct(net, net, X)
+
+
+def test_without_torch_a_dense_chain_is_reconstructed_in_numpy(digits_net, monkeypatch):
+    net, X = digits_net
+    monkeypatch.setitem(sys.modules, "torch", None)
+    pruned, report = nettrim.prune_network(net, X, sparsity=0.9, stages=2, reconstruct="kl", method="magnitude")
+    assert pruned.nnz() <= most_kept(net.size(), 1 - 0.9)
+    assert all(s.reconstruction.discrepancy_after < s.reconstruction.discrepancy_before for s in report.stages)
 
 
 def test_bad_stages_are_named(digits_net, tmp_path):
@@ -117,3 +130,21 @@ def test_a_graph_model_is_pruned_in_stages():
     assert isinstance(pruned, nettrim.GraphModel) and pruned.nnz() <= most_kept(graph.nnz(), 0.3)
     assert len(report.stages) == 2 and all(s.reconstruction.loss == "kl" for s in report.stages)
     assert [r.program for r in report.layers] == ["relu", "residual", "linear"]
+
+
+def test_the_command_line_prunes_in_stages_and_shows_them(digits_mlp, tmp_path):
+    import subprocess
+    clf, Xtr, *_ = digits_mlp
+    nettrim.adapters.sklearn.from_sklearn(clf).save_npz(tmp_path / "model.npz")
+    np.save(tmp_path / "calib.npy", Xtr)
+    run = subprocess.run([sys.executable, "-m", "nettrim.cli", "prune", str(tmp_path / "model.npz"), "--calib",
+                          str(tmp_path / "calib.npy"), "-o", str(tmp_path / "small.npz"), "--sparsity", "0.9",
+                          "--method", "magnitude", "--stages", "2", "--reconstruct", "kl", "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "small.json").read_text())
+    assert [s["stage"] for s in report["stages"]] == [1, 2] and report["stages"][1]["reconstruction"]["loss"] == "kl"
+    assert report["nnz"] <= most_kept(report["nnz_before"], 1 - 0.9)
+    shown = subprocess.run([sys.executable, "-m", "nettrim.cli", "report", str(tmp_path / "small.json")],
+                           capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and "stage 2: 90% asked" in shown.stdout and "held-out KL divergence" in shown.stdout

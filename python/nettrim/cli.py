@@ -31,7 +31,7 @@ from .options import PruneOptions
 from .progress import Progress
 from .prune import prune_network
 from .report import PruneReport
-from .reporting import format_table, held_out_words, model_table, report_table
+from .reporting import format_table, held_out_words, model_table, report_table, run_lines
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -625,12 +625,12 @@ def _runs(args, several=False):
 
 
 def _print_table(report):
-    """The per-layer table, after the lines saying which samples were solved on and which
-    program inactive="auto" kept."""
+    """The per-layer table, after the lines saying which samples were solved on and what the run
+    did beside the layers (the program inactive="auto" kept, the stages, the reconstruction)."""
     if report.held_out:
         print(f"{report.calibration_samples} calibration samples solved on, {held_out_words(report)}")
-    if report.inactive_choice:
-        print(report.inactive_choice)
+    for line in run_lines(report):
+        print(line)
     print(report_table(report))
 
 

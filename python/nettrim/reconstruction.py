@@ -22,7 +22,11 @@ network's on the same unlabeled calibration inputs the pruning used: no labels, 
 The zeros stay zero (their gradients are masked and the weights masked again after each
 step); batch norms keep their statistics.  A seeded share of the inputs is held out, and the
 epoch whose held-out discrepancy is lowest is kept, so the result never errs more on them
-than the pruned network did.  Needs PyTorch.
+than the pruned network did.
+
+PyTorch trains the network as a module when it is installed.  Without it, a chain of dense
+layers (an MLP, from scikit-learn say) is trained here in numpy, by the same steps (Adam's,
+masked, on the same loss); convolutions and graph models need PyTorch.
 """
 from __future__ import annotations
 
@@ -36,30 +40,39 @@ from .adapters import torch_graph
 from .errors import InvalidArgument, InvalidArgumentType
 from .finetuning import read_back, to_module
 from .graph import GraphModel
+from .layers import Dense, Flatten
 from .network import Network, check_inputs
 from .report import ReconstructionReport
 
+LOSSES = ("mse", "kl")
+"""The discrepancies a reconstruction lowers (see the module's text)."""
+
 
 def _torch():
+    """PyTorch, or None where it is not installed."""
     try:
         import torch
     except ImportError:
-        raise ImportError("reconstruct: the reconstruction needs PyTorch: pip install 'nettrim[torch]'") from None
+        return None
     return torch
+
+
+def _dense_chain(net):
+    """Whether ``net`` is a chain of dense layers, which numpy trains without PyTorch."""
+    return isinstance(net, Network) and all(isinstance(step, (Dense, Flatten)) for step in net.steps)
 
 
 def check_reconstructable(net, name="reconstruct"):
     """Raises where ``net`` cannot be reconstructed here (``prune_network`` asks before it prunes,
-    so that a long run does not end in this error): without PyTorch, or for a graph model that
-    is not a PyTorch module.  ``name``: the argument the error names."""
-    _torch()
+    so that a long run does not end in this error): a convolution or graph model without
+    PyTorch, or a graph model that is not a PyTorch module.  ``name``: the argument the error
+    names."""
     if isinstance(net, GraphModel) and not isinstance(net.runner, torch_graph.TorchRunner):
         raise InvalidArgument(f"{name}: a graph model is reconstructed as its PyTorch module (an ONNX graph "
                               "cannot be trained here)")
-
-
-LOSSES = ("mse", "kl")
-"""The discrepancies a reconstruction lowers (see the module's text)."""
+    if _torch() is None and not _dense_chain(net):
+        raise ImportError(f"{name}: the reconstruction of a network with convolutions, or of a graph model, needs "
+                          "PyTorch (a chain of dense layers does not): pip install 'nettrim[torch]'")
 
 
 def reconstruct(pruned, reference, X, *, loss: str = "mse", holdout: float = 0.2, max_epochs: int = 100,
@@ -80,7 +93,6 @@ def reconstruct(pruned, reference, X, *, loss: str = "mse", holdout: float = 0.2
         raise InvalidArgumentType(f"pruned, reference: expected two nettrim Networks or two GraphModels, got "
                                   f"{type(pruned).__name__} and {type(reference).__name__}")
     check_reconstructable(pruned, "pruned")
-    torch = _torch()
     if [layer.shape for layer in pruned.layers] != [layer.shape for layer in reference.layers]:
         raise InvalidArgument("reference: expected the network that pruned was pruned from (its layers differ)")
     check_choice("loss", loss, LOSSES)
@@ -100,68 +112,187 @@ def reconstruct(pruned, reference, X, *, loss: str = "mse", holdout: float = 0.2
     if loss == "kl" and (outputs.ndim != 2 or outputs.shape[1] < 2):
         raise InvalidArgument(f"loss: 'kl' reads the outputs as a classifier's logits (one per class), but one "
                               f"sample's outputs have shape {outputs.shape[1:]}; use 'mse'")
-    target = torch.as_tensor(outputs.reshape(len(X), -1))
-    inputs = torch.as_tensor(X)
-
-    module = to_module(pruned) if isinstance(pruned, Network) else torch_graph.to_module(pruned)
-    weights = ([m.weight for m in module if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
-               if isinstance(pruned, Network) else torch_graph.pruned_weights(module, pruned))
-    masks = [(w != 0).to(w.dtype) for w in weights]
-    hooks = [w.register_hook(lambda g, mask=mask: g * mask) for w, mask in zip(weights, masks)]
-    module.eval()                 # (batch norms keep their statistics; dropout stays off)
-
-    functional = torch.nn.functional
-
-    def loss_of(out, want):
-        """The discrepancy of outputs ``out`` from ``want`` (rows: samples), as a tensor."""
-        if loss == "kl":
-            return functional.kl_div(functional.log_softmax(out, 1), functional.log_softmax(want, 1),
-                                     reduction="batchmean", log_target=True)
-        return ((out - want) ** 2).sum() / (want ** 2).sum().clamp_min(1e-300)
-
-    def discrepancy():
-        with torch.no_grad():
-            return float(loss_of(module(inputs[held]).reshape(len(held), -1).double(), target[held].double()))
-
-    torch.manual_seed(seed)
-    before = best = discrepancy()
-    best_state, best_epoch, history = copy.deepcopy(module.state_dict()), 0, []
-    parameters = [p for p in module.parameters() if p.requires_grad]
-    rate, failures = lr, 0
-    opt = torch.optim.Adam(parameters, rate)
-    fit_t = torch.as_tensor(fit)
+    target = outputs.reshape(len(X), -1).astype(np.float32)
+    torch = _torch()
+    trainer = (_NumpyTrainer if torch is None else _TorchTrainer)(pruned, X, target, held, loss, seed)
     try:
+        before = best = trainer.discrepancy()
+        best_state, best_epoch, history = trainer.state(), 0, []
+        rate, failures = lr, 0
+        trainer.restart(rate)
         for epoch in range(1, max_epochs + 1):
-            perm = fit_t[torch.randperm(len(fit_t), generator=torch.Generator().manual_seed(seed * 1000 + epoch))]
-            for start in range(0, len(perm), batch_size):
-                batch = perm[start:start + batch_size]
-                opt.zero_grad()
-                loss_of(module(inputs[batch]).reshape(len(batch), -1), target[batch]).backward()
-                opt.step()
-                with torch.no_grad():
-                    for w, mask in zip(weights, masks):
-                        w.mul_(mask)
-            history.append(discrepancy())
+            order = fit[np.random.default_rng([seed, 17, epoch]).permutation(len(fit))]
+            for start in range(0, len(order), batch_size):
+                trainer.step(order[start:start + batch_size])
+            history.append(trainer.discrepancy())
             if history[-1] < best:
-                best, best_epoch, best_state, failures = history[-1], epoch, copy.deepcopy(module.state_dict()), 0
+                best, best_epoch, best_state, failures = history[-1], epoch, trainer.state(), 0
                 continue
             # No better: back to the best weights, at half the step (a step too long for this
             # network, a re-fitted logits layer at its least-squares optimum say, overshoots).
             failures += 1
             if failures >= patience:
                 break
-            module.load_state_dict(best_state)
+            trainer.load(best_state)
             rate *= 0.5
-            opt = torch.optim.Adam(parameters, rate)
+            trainer.restart(rate)
+        trainer.load(best_state)
+        rebuilt = trainer.network()
     finally:
-        for h in hooks:
-            h.remove()
-    module.load_state_dict(best_state)
-    rebuilt = read_back(pruned, module) if isinstance(pruned, Network) else \
-        torch_graph.read(module, pruned.input_shape)[0]
+        trainer.close()
     for b, a in zip(pruned.layers, rebuilt.layers):
         if np.any(a.matrix[b.matrix == 0]):
             raise RuntimeError(f"{a.name}: a pruned weight came back during the reconstruction (a bug)")
     report = ReconstructionReport(len(history), best_epoch, len(held), before, best, history,
                                   time.perf_counter() - t0, loss)
     return rebuilt, report
+
+
+class _TorchTrainer:
+    """The network as a PyTorch module, its zeros held by masked gradients and weights."""
+
+    def __init__(self, pruned, X, target, held, loss, seed):
+        torch = self.torch = _torch()
+        self.pruned, self.held, self.loss = pruned, torch.as_tensor(held), loss
+        self.inputs, self.target = torch.as_tensor(X), torch.as_tensor(target)
+        chain = isinstance(pruned, Network)
+        module = self.module = to_module(pruned) if chain else torch_graph.to_module(pruned)
+        self.weights = ([m.weight for m in module if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+                        if chain else torch_graph.pruned_weights(module, pruned))
+        self.masks = [(w != 0).to(w.dtype) for w in self.weights]
+        self.hooks = [w.register_hook(lambda g, mask=mask: g * mask) for w, mask in zip(self.weights, self.masks)]
+        module.eval()                 # (batch norms keep their statistics; dropout stays off)
+        self.parameters = [p for p in module.parameters() if p.requires_grad]
+        torch.manual_seed(seed)
+
+    def _loss(self, out, want):
+        """The discrepancy of outputs ``out`` from ``want`` (rows: samples), as a tensor."""
+        functional = self.torch.nn.functional
+        if self.loss == "kl":
+            return functional.kl_div(functional.log_softmax(out, 1), functional.log_softmax(want, 1),
+                                     reduction="batchmean", log_target=True)
+        return ((out - want) ** 2).sum() / (want ** 2).sum().clamp_min(1e-300)
+
+    def discrepancy(self):
+        with self.torch.no_grad():
+            out = self.module(self.inputs[self.held]).reshape(len(self.held), -1)
+            return float(self._loss(out.double(), self.target[self.held].double()))
+
+    def restart(self, rate):
+        self.optimizer = self.torch.optim.Adam(self.parameters, rate)
+
+    def step(self, batch):
+        batch = self.torch.as_tensor(batch)
+        self.optimizer.zero_grad()
+        self._loss(self.module(self.inputs[batch]).reshape(len(batch), -1), self.target[batch]).backward()
+        self.optimizer.step()
+        with self.torch.no_grad():
+            for w, mask in zip(self.weights, self.masks):
+                w.mul_(mask)
+
+    def state(self):
+        return copy.deepcopy(self.module.state_dict())
+
+    def load(self, state):
+        self.module.load_state_dict(state)
+
+    def network(self):
+        if isinstance(self.pruned, Network):
+            return read_back(self.pruned, self.module)
+        return torch_graph.read(self.module, self.pruned.input_shape)[0]
+
+    def close(self):
+        for h in self.hooks:
+            h.remove()
+
+
+class _NumpyTrainer:
+    """A chain of dense layers trained in numpy (float32): the gradients by hand, Adam's steps as
+    PyTorch takes them (beta 0.9, 0.999; eps 1e-8), the zeros held by masks."""
+
+    BETAS, EPS = (0.9, 0.999), 1e-8
+
+    def __init__(self, pruned, X, target, held, loss, seed):
+        self.pruned, self.held, self.loss = pruned, held, loss
+        self.inputs, self.target = X.reshape(len(X), -1), target
+        self.relu = [layer.relu for layer in pruned.layers]
+        self.params = [np.array(p, np.float32) for layer in pruned.layers for p in (layer.weight, layer.bias)]
+        self.masks = [(p != 0).astype(np.float32) if i % 2 == 0 else None for i, p in enumerate(self.params)]
+
+    def _forward(self, x):
+        """The outputs, and every layer's input (for the gradients)."""
+        inputs = []
+        for k, relu in enumerate(self.relu):
+            inputs.append(x)
+            x = x @ self.params[2 * k] + self.params[2 * k + 1]
+            if relu:
+                x = np.maximum(x, 0)
+        return x, inputs
+
+    def _loss(self, out, want):
+        """``(discrepancy, its gradient in out)``, float64 for the value."""
+        if self.loss == "kl":
+            log_p, log_q = _log_softmax(want), _log_softmax(out)
+            n = len(out)
+            value = float(np.sum(np.exp(log_p) * (log_p - log_q), dtype=np.float64)) / n
+            return value, ((np.exp(log_q) - np.exp(log_p)) / n).astype(np.float32)
+        scale = max(float(np.sum(np.square(want, dtype=np.float64))), 1e-300)
+        diff = out - want
+        return float(np.sum(np.square(diff, dtype=np.float64))) / scale, (2.0 / scale * diff).astype(np.float32)
+
+    def discrepancy(self):
+        return self._loss(self._forward(self.inputs[self.held])[0], self.target[self.held])[0]
+
+    def restart(self, rate):
+        self.rate, self.steps = rate, 0
+        self.moments = [(np.zeros_like(p), np.zeros_like(p)) for p in self.params]
+
+    def gradients(self, batch):
+        """``(discrepancy, gradients)`` on the samples ``batch``: one per weight and bias, in order."""
+        out, inputs = self._forward(self.inputs[batch])
+        value, grad = self._loss(out, self.target[batch])
+        grads = [None] * len(self.params)
+        outputs = inputs[1:] + [out]            # each layer's output, after its ReLU
+        for k in reversed(range(len(self.relu))):
+            if self.relu[k]:
+                grad = grad * (outputs[k] > 0)
+            grads[2 * k] = inputs[k].T @ grad
+            grads[2 * k + 1] = grad.sum(0)
+            if k:
+                grad = grad @ self.params[2 * k].T
+        return value, grads
+
+    def step(self, batch):
+        grads = self.gradients(batch)[1]
+        self.steps += 1
+        (b1, b2), t = self.BETAS, self.steps
+        for p, g, mask, (m, v) in zip(self.params, grads, self.masks, self.moments):
+            if mask is not None:
+                g = g * mask
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            p -= self.rate * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + self.EPS)
+            if mask is not None:
+                p *= mask
+
+    def state(self):
+        return [p.copy() for p in self.params]
+
+    def load(self, state):
+        self.params = [p.copy() for p in state]
+
+    def network(self):
+        out = self.pruned.copy()
+        for k, layer in enumerate(out.layers):
+            layer.weight, layer.bias, layer.has_bias = self.params[2 * k], self.params[2 * k + 1], True
+        return out
+
+    def close(self):
+        pass
+
+
+def _log_softmax(z):
+    z = z - z.max(1, keepdims=True)
+    return z - np.log(np.exp(z).sum(1, keepdims=True))

@@ -66,15 +66,17 @@ def report_summary(report):
     head = (f"{method}, {report.scheme} scheme, {report.calibration_samples} calibration samples"
             + (f" ({held_out_words(report)})" if report.held_out else "")
             + f": {report.nnz} of {report.nnz_before} weights kept ({kept:.1f}%) in {report.seconds:.2f} s")
-    if report.memory:
-        head += f"\n{report.memory}"
-    if report.inactive_choice:
-        head += f"\n{report.inactive_choice}"
-    for stage in report.stages:
-        head += f"\n{stage.summary()}"
+    return "\n".join([head, *run_lines(report), report_table(report)])
+
+
+def run_lines(report):
+    """What a report says of the run beside its totals and table, one line each: the memory
+    budget's choice, the inactive outputs' program, the stages, the reconstruction."""
+    lines = [line for line in (report.memory, report.inactive_choice) if line]
+    lines += [stage.summary() for stage in report.stages]
     if report.reconstruction is not None and not report.stages:
-        head += f"\n{report.reconstruction.summary()}"
+        lines.append(report.reconstruction.summary())
     if any(r.form == "compressed" for r in report.layers):
-        head += ("\n* solved compressed: the linear program from the samples' X^T X and X^T Y, at a cost per "
-                 "iteration that does not grow with the samples")
-    return head + "\n" + report_table(report)
+        lines.append("* solved compressed: the linear program from the samples' X^T X and X^T Y, at a cost per "
+                     "iteration that does not grow with the samples")
+    return lines
