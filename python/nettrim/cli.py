@@ -393,7 +393,7 @@ def cmd_prune(args):
     tuning = _finetune_data(args)
     net, provenance, X = _load_model_and_data(args, args.model, args.calib)
     check_writable(provenance)
-    progress = Progress(len(net.layers), enabled=False if args.quiet else None)
+    progress = Progress(len(net.layers) * options.stages, enabled=False if args.quiet else None)
     try:
         with _cluster(args):
             try:
@@ -687,7 +687,7 @@ def cmd_sweep(args):
     rows.append(("trained", "100.0", base, "0", ""))
     with _cluster(args):
         for kw, options in runs:
-            progress = Progress(len(net.layers), enabled=False if args.quiet else None)
+            progress = Progress(len(net.layers) * options.stages, enabled=False if args.quiet else None)
             setting = {"eps_rel": kw["eps_rel"]} if "sparsity" not in kw else {"sparsity": kw["sparsity"]}
             try:
                 pruned, report = prune_network(net, X, options=_with_progress(options, progress, args))

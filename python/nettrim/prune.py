@@ -38,7 +38,7 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
                   allocation: str = "curves", layers=None, method: str = "nettrim", nm=None,
                   structured: bool = False, refit=True, inactive: Optional[str] = None,
                   max_samples: Optional[int] = 8000, seed: int = 0,
-                  holdout: float = 0.2, final_refit: bool = True, reconstruct: bool = False, stages: int = 1,
+                  holdout: float = 0.2, final_refit: bool = True, reconstruct=False, stages: int = 1,
                   threads: int = 0, workers: int = 1, executor=None,
                   block_outputs: Optional[int] = None, memory_budget=None, dtype="float32",
                   checkpoint: Optional[str] = None, on_layer: Optional[Callable[[int, LayerReport], None]] = None,
@@ -129,7 +129,8 @@ def prune_network(net: Network, calibration_inputs, *, scheme: str = "cascade", 
         Once the layers are pruned, re-fit every kept weight and bias at once, without labels,
         so that the pruned network's outputs match the trained network's on the calibration
         inputs (masked gradient steps, the best epoch on held-out samples kept; see
-        :func:`nettrim.reconstruct`; needs PyTorch).  The discrepancy lowered: the outputs'
+        :func:`nettrim.reconstruct`; needs PyTorch, except for a chain of dense layers, and is
+        asked for before anything is pruned).  The discrepancy lowered: the outputs'
         squared error ("mse", or True), or, for a classifier whose outputs are logits, the
         divergence of its class probabilities ("kl"; the better one there: at 95% removed,
         Fashion CNN 0.860 against 0.848).  ``report.reconstruction``
