@@ -82,6 +82,18 @@ def test_network_targets_are_ceilings_for_nettrim(digits_mlp, scheme, sparsity):
     assert sum(r.nnz for r in report.layers) == pruned.nnz()
 
 
+@pytest.mark.parametrize("sparsity", [0.9, 0.95])
+def test_one_constraint_per_neuron_meets_a_network_target(digits_mlp, sparsity):
+    """Each output's tolerance stays above its own least-squares floor: with the floor shared out
+    in proportion to the outputs' norms, the cascade's logits layer (compressed) was asked for
+    less than some outputs' floors and the run failed."""
+    clf, Xtr, *_ = digits_mlp
+    net = from_sklearn(clf)
+    pruned, report = prune(net, Xtr, scheme="cascade", sparsity=sparsity, constraint="neuron", inactive="bounded")
+    assert pruned.nnz() <= ceiling(net.size(), str(sparsity))
+    assert report.layers[-1].form == "compressed"
+
+
 @pytest.mark.parametrize("scheme, sparsity", [("parallel", 0.8), ("cascade", 0.9)])
 def test_network_targets_are_ceilings_on_a_cnn(digits_cnn, scheme, sparsity):
     """Both programs (inactive="auto"), convolutions with position sampling, a BN folded in."""
