@@ -56,6 +56,24 @@ def digits_cnn_module():
                          nn.Linear(128, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10))
 
 
+def residual_module(seed=0):
+    """A small graph model, in eval mode: ``head(relu(b(relu(a(x))) + x))`` on 6 features, 3
+    outputs; its layers get the relu, residual and linear programs."""
+    import torch
+    nn = torch.nn
+    torch.manual_seed(seed)
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.head = nn.Linear(6, 16), nn.Linear(16, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.b(torch.relu(self.a(x))) + x))
+
+    return Residual().eval()
+
+
 @pytest.fixture(scope="session")
 def digits_cnn():
     """A small CNN trained on digits with PyTorch (test accuracy 0.991), the same on every

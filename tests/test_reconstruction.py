@@ -6,6 +6,7 @@ import sys
 import nettrim
 import numpy as np
 import pytest
+from conftest import residual_module
 from nettrim.errors import InvalidArgument, InvalidArgumentType
 from nettrim.methods.masks import most_kept
 from nettrim.report import PruneReport
@@ -110,18 +111,7 @@ def test_prune_network_reports_the_reconstruction(digits_mlp, tmp_path):
 
 
 def test_a_graph_model_is_reconstructed_as_its_own_module():
-    nn = torch.nn
-    torch.manual_seed(0)
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b, self.head = nn.Linear(6, 16), nn.Linear(16, 6), nn.Linear(6, 3)
-
-        def forward(self, x):
-            return self.head(torch.relu(self.b(torch.relu(self.a(x))) + x))
-
-    model = Block().eval()
+    model = residual_module()
     X = np.random.default_rng(0).standard_normal((2000, 6)).astype(np.float32)
     graph, _ = nettrim.adapters.read(model, input_shape=(6,))
     # (without the final re-fit, whose logits layer is already at the least-squares optimum)

@@ -7,6 +7,7 @@ import sys
 import nettrim
 import numpy as np
 import pytest
+from conftest import residual_module
 from nettrim.errors import InvalidArgument
 from nettrim.methods.masks import most_kept
 from nettrim.prune import stage_sparsities
@@ -112,20 +113,9 @@ def test_bad_stages_are_named(digits_net, tmp_path):
 
 @pytest.mark.filterwarnings("ignore::nettrim.TargetWarning")     # (this toy's layers could lose more)
 def test_a_graph_model_is_pruned_in_stages():
-    torch = pytest.importorskip("torch")
-    nn = torch.nn
-    torch.manual_seed(0)
-
-    class Residual(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b, self.head = nn.Linear(6, 16), nn.Linear(16, 6), nn.Linear(6, 3)
-
-        def forward(self, x):
-            return self.head(torch.relu(self.b(torch.relu(self.a(x))) + x))
-
+    pytest.importorskip("torch")
     X = np.random.default_rng(0).standard_normal((600, 6)).astype(np.float32)
-    graph, _ = nettrim.adapters.read(Residual().eval(), input_shape=(6,))
+    graph, _ = nettrim.adapters.read(residual_module(), input_shape=(6,))
     pruned, report = nettrim.prune_network(graph, X, sparsity=0.7, stages=2, reconstruct="kl")
     assert isinstance(pruned, nettrim.GraphModel) and pruned.nnz() <= most_kept(graph.nnz(), 0.3)
     assert len(report.stages) == 2 and all(s.reconstruction.loss == "kl" for s in report.stages)
