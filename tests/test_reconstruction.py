@@ -79,6 +79,15 @@ def test_the_numpy_gradients_are_pytorchs(loss):
         want = p.grad.numpy().T if p.ndim == 2 else p.grad.numpy()     # (masked by the trainer's hooks)
         np.testing.assert_allclose(g if mask is None else g * mask, want, rtol=1e-4, atol=1e-5)
     assert mine.discrepancy() == pytest.approx(theirs.discrepancy(), rel=1e-5)
+    # and two of Adam's steps, as torch.optim.Adam takes them, the zeros held
+    for trainer in (mine, theirs):
+        trainer.restart(1e-2)
+        trainer.step(np.arange(10, 50))
+        trainer.step(np.arange(10, 30))
+    for p, q in zip(mine.params, theirs.parameters):
+        np.testing.assert_allclose(p, q.detach().numpy().T if q.ndim == 2 else q.detach().numpy(), rtol=1e-4,
+                                   atol=1e-5)
+    assert all(np.all(p[Ws[k] == 0] == 0) for k, p in enumerate(mine.params[::2]))
 
 
 def test_the_numpy_reconstruction_lowers_the_discrepancy_and_keeps_the_zeros(pruned_mlp, monkeypatch):
@@ -136,7 +145,7 @@ def test_bad_input_is_named(pruned_mlp):
     with pytest.raises(InvalidArgument, match="loss"):
         nettrim.reconstruct(pruned, net, Xtr, loss="l1")
     one_output = nettrim.from_arrays([np.ones((64, 5), np.float32), np.ones((5, 1), np.float32)])
-    with pytest.raises(InvalidArgument, match="loss: 'kl' reads the outputs as a classifier's logits"):
+    with pytest.raises(InvalidArgument, match="pruned: 'kl' reads the outputs as a classifier's logits"):
         nettrim.reconstruct(one_output, one_output, Xtr, loss="kl")
     with pytest.raises(InvalidArgument, match="reconstruct"):
         nettrim.prune_network(net, Xtr, sparsity=0.9, method="magnitude", reconstruct="l1")

@@ -34,9 +34,13 @@ def test_the_schedule_is_cubic_and_ends_at_the_target_itself():
     assert per_layer[-1] == (0.5, 0.8)
 
 
-def test_one_stage_is_the_one_shot_run_bit_for_bit(digits_net):
+def test_one_stage_is_the_one_shot_run_bit_for_bit(digits_net, monkeypatch):
     net, X = digits_net
     one_shot, report = nettrim.prune_network(net, X, sparsity=0.9, inactive="relu")
+
+    def no_schedule(*args):
+        raise AssertionError("stages=1 went through the staged loop")
+    monkeypatch.setattr(nettrim.prune, "stage_sparsities", no_schedule)
     staged, staged_report = nettrim.prune_network(net, X, sparsity=0.9, inactive="relu", stages=1)
     for (Wa, ba), (Wb, bb) in zip(_weights(one_shot), _weights(staged)):
         assert np.array_equal(Wa, Wb) and np.array_equal(ba, bb)
@@ -99,6 +103,18 @@ def test_without_torch_a_dense_chain_is_reconstructed_in_numpy(digits_net, monke
     pruned, report = nettrim.prune_network(net, X, sparsity=0.9, stages=2, reconstruct="kl", method="magnitude")
     assert pruned.nnz() <= most_kept(net.size(), 1 - 0.9)
     assert all(s.reconstruction.discrepancy_after < s.reconstruction.discrepancy_before for s in report.stages)
+
+
+def test_a_kl_reconstruction_of_outputs_that_are_not_logits_is_refused_before_any_pruning(digits_net):
+    _, X = digits_net
+    rng = np.random.default_rng(0)
+    one_output = nettrim.from_arrays([rng.standard_normal((64, 8)).astype(np.float32),
+                                      rng.standard_normal((8, 1)).astype(np.float32)])
+    done = []
+    with pytest.raises(InvalidArgument, match="reconstruct: 'kl' reads the outputs as a classifier's logits"):
+        nettrim.prune_network(one_output, X, sparsity=0.5, reconstruct="kl", stages=2,
+                              on_layer=lambda k, r: done.append(k))
+    assert done == []
 
 
 def test_bad_stages_are_named(digits_net, tmp_path):

@@ -191,7 +191,7 @@ class PruneOptions:
             raise InvalidArgument(f"sparsity: expected one fraction in [0, 1) per pruned layer ({len(selected)} of "
                                   f"them), got {list(self.sparsity)!r}")
         if self.reconstruct:
-            check_reconstructable(net)
+            check_reconstructable(net, self.reconstruct)
         check_network_memory(net, calibration_inputs, self)
         X = check_inputs(net, calibration_inputs, "calibration_inputs")
         return dataclasses.replace(self, layers=tuple(selected)), X

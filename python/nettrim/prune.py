@@ -249,7 +249,12 @@ def _prune(net, X, o: PruneOptions):
     for k, layer in enumerate(report.layers):      # the trained network's counts, every stage's work
         layer.nnz_before = net.layers[k].nnz()
         for earlier in runs[:-1]:
-            _charge(layer, earlier.layers[k])
+            done = earlier.layers[k]
+            layer.iterations += done.iterations
+            layer.solves += done.solves
+            layer.search_seconds += done.search_seconds
+            layer.final_seconds += done.final_seconds
+            layer.seconds += done.seconds
     report.seconds = time.perf_counter() - t0
     report.stages = stages
     report.reconstruction = stages[-1].reconstruction
@@ -597,10 +602,10 @@ def _warn(report, stage=None):
     staged run, when not the last (its notes already say so)."""
     for note in report.notes:
         # (how the target was met or missed: the solves themselves converged)
-        warnings.warn(f"sparsity: {note}", TargetWarning, stacklevel=3)
+        warnings.warn(f"sparsity: {note}", TargetWarning, stacklevel=4)     # (the caller of prune_network)
     limited = [r.name for r in report.layers if r.status in ("max_iterations", "time_limit")]
     if limited:
         warnings.warn(f"{'' if stage is None else f'stage {stage}: '}{', '.join(limited)}: the solve stopped at its iteration or time limit; raise max_iter "
                       f"or time_limit (--max-iter, --time-limit on the command line; the reported violations are "
                       f"those of the returned weights)",
-                      ConvergenceWarning, stacklevel=3)
+                      ConvergenceWarning, stacklevel=4)

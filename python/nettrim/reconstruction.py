@@ -62,11 +62,15 @@ def _dense_chain(net):
     return isinstance(net, Network) and all(isinstance(step, (Dense, Flatten)) for step in net.steps)
 
 
-def check_reconstructable(net, name="reconstruct"):
-    """Raises where ``net`` cannot be reconstructed here (``prune_network`` asks before it prunes,
-    so that a long run does not end in this error): a convolution or graph model without
-    PyTorch, or a graph model that is not a PyTorch module.  ``name``: the argument the error
-    names."""
+def check_reconstructable(net, loss="mse", name="reconstruct"):
+    """Raises where ``net`` cannot be reconstructed here with ``loss`` (``prune_network`` asks
+    before it prunes, so that a long run does not end in this error): a convolution or graph
+    model without PyTorch, a graph model that is not a PyTorch module, "kl" for outputs that
+    are not one logit per class.  ``name``: the argument the error names."""
+    outputs = tuple(net.shapes[-1] if isinstance(net, Network) else net.output_shape)
+    if loss == "kl" and (len(outputs) != 1 or outputs[0] < 2):
+        raise InvalidArgument(f"{name}: 'kl' reads the outputs as a classifier's logits (one per class), but one "
+                              f"sample's outputs have shape {outputs}; use 'mse'")
     if isinstance(net, GraphModel) and not isinstance(net.runner, torch_graph.TorchRunner):
         raise InvalidArgument(f"{name}: a graph model is reconstructed as its PyTorch module (an ONNX graph "
                               "cannot be trained here)")
@@ -92,10 +96,10 @@ def reconstruct(pruned, reference, X, *, loss: str = "mse", holdout: float = 0.2
     if not isinstance(pruned, kinds) or type(reference) is not type(pruned):
         raise InvalidArgumentType(f"pruned, reference: expected two nettrim Networks or two GraphModels, got "
                                   f"{type(pruned).__name__} and {type(reference).__name__}")
-    check_reconstructable(pruned, "pruned")
+    check_choice("loss", loss, LOSSES)
+    check_reconstructable(pruned, loss, "pruned")
     if [layer.shape for layer in pruned.layers] != [layer.shape for layer in reference.layers]:
         raise InvalidArgument("reference: expected the network that pruned was pruned from (its layers differ)")
-    check_choice("loss", loss, LOSSES)
     holdout = check_real("holdout", holdout, low=0, high=0.5, strict_low=True, what="a fraction in (0, 0.5]")
     max_epochs = check_int("max_epochs", max_epochs, low=1, what="a number of epochs")
     patience = check_int("patience", patience, low=1, what="a number of epochs")
@@ -109,9 +113,6 @@ def reconstruct(pruned, reference, X, *, loss: str = "mse", holdout: float = 0.2
     n_held = max(1, int(round(holdout * len(X))))
     held, fit = np.sort(order[:n_held]), np.sort(order[n_held:])
     outputs = reference.forward(X)
-    if loss == "kl" and (outputs.ndim != 2 or outputs.shape[1] < 2):
-        raise InvalidArgument(f"loss: 'kl' reads the outputs as a classifier's logits (one per class), but one "
-                              f"sample's outputs have shape {outputs.shape[1:]}; use 'mse'")
     target = outputs.reshape(len(X), -1).astype(np.float32)
     torch = _torch()
     trainer = (_NumpyTrainer if torch is None else _TorchTrainer)(pruned, X, target, held, loss, seed)
@@ -171,7 +172,7 @@ class _TorchTrainer:
         if self.loss == "kl":
             return functional.kl_div(functional.log_softmax(out, 1), functional.log_softmax(want, 1),
                                      reduction="batchmean", log_target=True)
-        return ((out - want) ** 2).sum() / (want ** 2).sum().clamp_min(1e-300)
+        return ((out - want) ** 2).sum() / (want ** 2).sum().clamp_min(1e-30)
 
     def discrepancy(self):
         with self.torch.no_grad():
@@ -236,7 +237,7 @@ class _NumpyTrainer:
             n = len(out)
             value = float(np.sum(np.exp(log_p) * (log_p - log_q), dtype=np.float64)) / n
             return value, ((np.exp(log_q) - np.exp(log_p)) / n).astype(np.float32)
-        scale = max(float(np.sum(np.square(want, dtype=np.float64))), 1e-300)
+        scale = max(float(np.sum(np.square(want, dtype=np.float64))), 1e-30)
         diff = out - want
         return float(np.sum(np.square(diff, dtype=np.float64))) / scale, (2.0 / scale * diff).astype(np.float32)
 

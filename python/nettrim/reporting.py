@@ -74,6 +74,9 @@ def run_lines(report):
     budget's choice, the inactive outputs' program, the stages, the reconstruction."""
     lines = [line for line in (report.memory, report.inactive_choice) if line]
     lines += [stage.summary() for stage in report.stages]
+    if report.stages:
+        lines.append(f"per layer below: stage {len(report.stages)}'s eps_rel and errors, on the signals of the network "
+                     f"stage {len(report.stages) - 1} left; weights counted from the trained network")
     if report.reconstruction is not None and not report.stages:
         lines.append(report.reconstruction.summary())
     if any(r.form == "compressed" for r in report.layers):
