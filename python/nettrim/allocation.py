@@ -231,7 +231,7 @@ def layer_curve(k, layer, X_original, method, held_out, stop_density=0.0, keep_s
         per_group = [[r for _, r in first]]
         for p, solver in zip(problems[1:], solvers[1:]):
             def solve(rel, p=p, solver=solver):
-                return solver.solve(eps=p.eps(rel, method.per_neuron), warn=False, keep_state=False)
+                return solver.solve(eps=p.eps(rel, method.per_neuron, solver.floor), warn=False, keep_state=False)
             path = [solve(grid[0])]
             with method.along_path(solver):
                 path += [solve(rel) for rel in grid[1:]]

@@ -150,15 +150,19 @@ class LayerProblem:
         subset.floor = self.floor.scaled(subset.scale, self.scale)
         return subset
 
-    def eps(self, eps_rel, per_neuron=False):
+    def eps(self, eps_rel, per_neuron=False, floors=None):
         """The absolute tolerance for ``eps_rel``, never below the floor; ``per_neuron``: one
-        per output, relative to that output's norm on Omega (the floor shared likewise)."""
+        per output, relative to that output's norm on Omega (the floor shared likewise), and
+        never below that output's own least-squares floor where ``floors`` gives them (a
+        compressed solver's ``floor``; zeros where unknown)."""
         if not per_neuron:
             return self.floor.at_least(float(eps_rel) * self.scale)
         norms = np.linalg.norm(self._target_on_omega(), axis=0)
         # (with a margin, so that skipping the floor cannot change a rounding of the maximum)
         floor = self.floor.value if float(eps_rel) * self.scale <= self.floor.bound * (1 + 1e-9) else 0.0
-        return np.maximum(float(eps_rel) * norms, floor * norms / self.scale)
+        eps = np.maximum(float(eps_rel) * norms, floor * norms / self.scale)
+        # The floor shared out by the outputs' norms may be below an output's own: no solution there.
+        return eps if floors is None else np.maximum(eps, np.asarray(floors) * (1 + 1e-6))
 
     def outputs(self, A):
         """``(responses, target)`` of the layer's output before its activation for pre-activations

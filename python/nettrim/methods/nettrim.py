@@ -150,13 +150,8 @@ class NetTrim:
             if capped:
                 solver.update_settings(max_iter=limit)
             try:
-                eps = searched.eps(rel, self.per_neuron)
-                if self.per_neuron:
-                    # Each output's own least-squares floor, which the floor the problem shares out
-                    # in proportion to the outputs' norms does not know: a compressed solver does
-                    # (zeros otherwise), and below it an output has no solution.
-                    eps = np.maximum(eps, solver.floor * (1 + 1e-6))
-                res = solver.solve(eps=eps, warn=False, keep_state=False)
+                res = solver.solve(eps=searched.eps(rel, self.per_neuron, solver.floor), warn=False,
+                                   keep_state=False)
             finally:
                 if capped:
                     solver.update_settings(max_iter=max_iter)
@@ -273,7 +268,7 @@ class NetTrim:
         points = {}
 
         def solve(rel):
-            res = solver.solve(eps=problem.eps(rel, self.per_neuron), warn=False, keep_state=False)
+            res = solver.solve(eps=problem.eps(rel, self.per_neuron, solver.floor), warn=False, keep_state=False)
             points[rel] = res
             if self.on_trial:
                 self.on_trial(problem.name, "curve point", len(points), rel, res.density)
